@@ -1,0 +1,166 @@
+//! Configuration: flags beat env, env beats the TOML file, the file beats defaults.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use placement::BucketPolicy;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use storage_gateway::{Credentials, GatewayConfig};
+
+/// Name of the generated credentials file inside the data dir.
+pub const CREDENTIALS_FILE: &str = "credentials.json";
+
+/// `mlsysops serve` flags; each also reads its env var (clap gives the flag precedence).
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "MLSYSOPS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for metadata, local backends and generated credentials [default: ./data].
+    #[arg(long, env = "MLSYSOPS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the S3 API [default: 127.0.0.1:9000].
+    #[arg(long, env = "MLSYSOPS_S3_ADDR")]
+    s3_addr: Option<SocketAddr>,
+    /// Number of local-directory backends under DATA_DIR/backends [default: 6].
+    #[arg(long, env = "MLSYSOPS_LOCAL_BACKENDS")]
+    local_backends: Option<usize>,
+    /// Policy of buckets created without a preset: ec-K-M or replicate-N [default: ec-4-2].
+    #[arg(long, env = "MLSYSOPS_DEFAULT_POLICY")]
+    default_policy: Option<String>,
+    /// Plaintext bytes coded at once [default: 1048576].
+    #[arg(long, env = "MLSYSOPS_BLOCK_SIZE")]
+    block_size: Option<u32>,
+    /// Base domain for virtual-host-style requests (repeatable) [default: localhost].
+    #[arg(long = "domain", env = "MLSYSOPS_DOMAIN", value_delimiter = ',')]
+    domains: Vec<String>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    s3_addr: Option<SocketAddr>,
+    local_backends: Option<usize>,
+    default_policy: Option<String>,
+    block_size: Option<u32>,
+    domains: Option<Vec<String>>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredCredentials {
+    access_key: String,
+    secret_key: String,
+}
+
+/// Resolves the final configuration; the bool says whether credentials were just generated.
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data"));
+    let s3_addr = args
+        .s3_addr
+        .or(file.s3_addr)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)));
+    let local_backends = args.local_backends.or(file.local_backends).unwrap_or(6);
+    if local_backends == 0 {
+        bail!("local_backends must be at least 1");
+    }
+    let policy_name = args
+        .default_policy
+        .or(file.default_policy)
+        .unwrap_or_else(|| "ec-4-2".into());
+    let block_size = args
+        .block_size
+        .or(file.block_size)
+        .unwrap_or(placement::policy::DEFAULT_BLOCK_SIZE);
+    let default_policy: BucketPolicy = policy_name
+        .parse::<BucketPolicy>()
+        .and_then(|p| p.with_block_size(block_size))
+        .with_context(|| format!("default policy {policy_name:?}"))?;
+    default_policy
+        .check_backends(local_backends)
+        .context("default policy")?;
+    let domains = if !args.domains.is_empty() {
+        args.domains
+    } else {
+        file.domains.unwrap_or_else(|| vec!["localhost".into()])
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let env_ak = std::env::var("MLSYSOPS_ACCESS_KEY").ok().filter(|s| !s.is_empty());
+    let env_sk = std::env::var("MLSYSOPS_SECRET_KEY").ok().filter(|s| !s.is_empty());
+    let (credentials, generated) = match (env_ak.or(file.access_key), env_sk.or(file.secret_key)) {
+        (Some(access_key), Some(secret_key)) => (Credentials { access_key, secret_key }, false),
+        (None, None) => load_or_generate(&data_dir)?,
+        _ => bail!("set both MLSYSOPS_ACCESS_KEY and MLSYSOPS_SECRET_KEY (or access_key and secret_key in the file), or neither"),
+    };
+    Ok((
+        GatewayConfig {
+            data_dir,
+            s3_addr,
+            local_backends,
+            default_policy,
+            domains,
+            credentials,
+        },
+        generated,
+    ))
+}
+
+fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {
+    let path = data_dir.join(CREDENTIALS_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let c: StoredCredentials =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        return Ok((
+            Credentials {
+                access_key: c.access_key,
+                secret_key: c.secret_key,
+            },
+            false,
+        ));
+    }
+    use rand::distributions::{Alphanumeric, DistString};
+    let mut rng = rand::thread_rng();
+    let c = StoredCredentials {
+        access_key: format!("MLS{}", Alphanumeric.sample_string(&mut rng, 17).to_ascii_uppercase()),
+        secret_key: Alphanumeric.sample_string(&mut rng, 40),
+    };
+    write_private(&path, &serde_json::to_vec_pretty(&c)?)?;
+    Ok((
+        Credentials {
+            access_key: c.access_key,
+            secret_key: c.secret_key,
+        },
+        true,
+    ))
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

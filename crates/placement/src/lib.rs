@@ -1,0 +1,14 @@
+//! Bucket policy vocabulary and the shard placement solvers.
+//!
+//! - [`policy`]: [`BucketPolicy`] (k data + m parity shards, block size) and its presets
+//!   (`ec-4-2`, `replicate-3`, ...), with validation.
+//! - [`rendezvous`]: which backends hold an object's shards: rendezvous (highest random weight)
+//!   hashing on the object key, so adding a backend moves only the shards it wins.
+//!
+//! This crate is pure: no I/O, no async, fast to test with tables of cases.
+
+pub mod policy;
+pub mod rendezvous;
+
+pub use policy::{BucketPolicy, PolicyError};
+pub use rendezvous::place_shards;

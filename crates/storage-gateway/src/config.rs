@@ -1,0 +1,40 @@
+//! Gateway configuration, as assembled by the binary from file, env and flags.
+
+use placement::BucketPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything the gateway needs to start; the binary fills it in.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Root of all local state: `meta/` (RocksDB), `backends/` (local backends), credentials.
+    pub data_dir: PathBuf,
+    /// Address the S3 API listens on.
+    pub s3_addr: SocketAddr,
+    /// Number of local-directory backends under `data_dir/backends/local{i}`.
+    pub local_backends: usize,
+    /// Policy of buckets created without a preset.
+    pub default_policy: BucketPolicy,
+    /// Base domains for virtual-host-style addressing (`bucket.domain`).
+    pub domains: Vec<String>,
+    /// Credentials accepted by SigV4.
+    pub credentials: Credentials,
+}
+
+/// One access key / secret key pair.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Public key id.
+    pub access_key: String,
+    /// Secret; never logged.
+    pub secret_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .finish()
+    }
+}

@@ -1,0 +1,78 @@
+//! The object engine: shard sets written to and read from backends, and their lifecycle.
+//!
+//! - [`write`]: a body stream becomes one shard set (blocks -> Reed-Solomon -> k + m shard
+//!   streams, quorum-acknowledged).
+//! - [`read`]: a byte range of an object is rebuilt from any k verified shards per block.
+//! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
+
+pub mod read;
+pub mod sweep;
+pub mod write;
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::meta::catalog::DoomedSet;
+use crate::meta::Catalog;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub use read::ObjectReader;
+pub use write::{BodyHasher, WrittenSet};
+
+/// Shared state of the engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalog: Catalog,
+    backends: Vec<Backend>,
+    reaper: mpsc::UnboundedSender<DoomedSet>,
+}
+
+impl Engine {
+    /// An engine over `backends` and `catalog`; spawns the reaper (needs a Tokio runtime).
+    pub fn new(catalog: Catalog, backends: Vec<Backend>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let engine = Self {
+            inner: Arc::new(Inner {
+                catalog,
+                backends,
+                reaper: tx,
+            }),
+        };
+        tokio::spawn(sweep::reaper(engine.clone(), rx));
+        engine
+    }
+
+    /// The metadata catalog.
+    #[must_use]
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// All configured backends.
+    #[must_use]
+    pub fn backends(&self) -> &[Backend] {
+        &self.inner.backends
+    }
+
+    /// The backend with id `id`.
+    pub fn backend(&self, id: &str) -> Result<&Backend> {
+        self.inner
+            .backends
+            .iter()
+            .find(|b| b.id() == id)
+            .ok_or_else(|| Error::Config(format!("backend {id:?} is named in metadata but not configured")))
+    }
+
+    /// Hands unreferenced shard sets to the reaper for deletion.
+    pub fn reap(&self, doomed: Vec<DoomedSet>) {
+        for d in doomed {
+            // The reaper lives as long as the engine; a send can only fail during shutdown,
+            // and the startup sweep deletes whatever was left Deleting.
+            let _ = self.inner.reaper.send(d);
+        }
+    }
+}

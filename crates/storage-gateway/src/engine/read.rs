@@ -1,0 +1,228 @@
+//! Reading a byte range of an object back from its shard sets.
+//!
+//! Per window of blocks, the reader asks k shards (data shards first: no decoding needed),
+//! verifies every shard block's CRC32C, and asks further shards only for what is still
+//! missing. Shards found missing or corrupt are queued for repair; backends that failed are
+//! skipped for the rest of the read.
+
+use super::Engine;
+use crate::backend::Backend;
+use crate::codec::{verify_shard_block, Codec, Layout};
+use crate::error::{Error, Result};
+use crate::manifest::{ObjectManifest, Segment};
+use bytes::Bytes;
+use std::ops::Range;
+
+/// Plaintext bytes fetched per window (rounded to whole blocks); bounds memory per GET.
+const WINDOW_BYTES: u64 = 4 << 20;
+
+/// Streams a byte range of one object, window by window.
+pub struct ObjectReader {
+    engine: Engine,
+    what: String,
+    /// (segment, plaintext range within it) still to read, in order.
+    pending: std::collections::VecDeque<(Segment, Range<u64>)>,
+    current: Option<SegmentCursor>,
+}
+
+struct SegmentCursor {
+    segment: Segment,
+    layout: Layout,
+    codec: Codec,
+    range: Range<u64>,
+    /// Shards that failed earlier in this read.
+    bad: Vec<bool>,
+}
+
+impl Engine {
+    /// A reader for `range` of the object described by `manifest`.
+    #[must_use]
+    pub fn reader(&self, bucket: &str, key: &str, manifest: &ObjectManifest, range: Range<u64>) -> ObjectReader {
+        let mut pending = std::collections::VecDeque::new();
+        let mut seg_start = 0u64;
+        for seg in &manifest.segments {
+            let seg_end = seg_start + seg.size;
+            let s = range.start.max(seg_start);
+            let e = range.end.min(seg_end);
+            if s < e {
+                pending.push_back((seg.clone(), (s - seg_start)..(e - seg_start)));
+            }
+            seg_start = seg_end;
+        }
+        ObjectReader {
+            engine: self.clone(),
+            what: format!("{bucket}/{key}"),
+            pending,
+            current: None,
+        }
+    }
+}
+
+impl ObjectReader {
+    /// The next chunk of plaintext, or `None` at the end of the range.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            if self.current.as_ref().is_none_or(|c| c.range.is_empty()) {
+                let Some((segment, range)) = self.pending.pop_front() else {
+                    return Ok(None);
+                };
+                let layout = segment.layout();
+                let n = layout.k + layout.m;
+                self.current = Some(SegmentCursor {
+                    codec: Codec::new(layout.k, layout.m),
+                    segment,
+                    layout,
+                    range,
+                    bad: vec![false; n],
+                });
+            }
+            let Some(cur) = self.current.as_mut() else { continue };
+            if cur.range.is_empty() {
+                continue;
+            }
+            let bs = cur.layout.block_size;
+            let first = cur.range.start / bs;
+            let window_blocks = (WINDOW_BYTES / bs).max(1);
+            let last = ((cur.range.end - 1) / bs).min(first + window_blocks - 1);
+            let blocks = read_blocks(&self.engine, &self.what, cur, first, last).await?;
+            let window_start = first * bs;
+            let window_end = window_start + blocks.iter().map(|b| b.len() as u64).sum::<u64>();
+            let take_end = cur.range.end.min(window_end);
+            let mut out = bytes::BytesMut::with_capacity((take_end - cur.range.start) as usize);
+            let mut pos = window_start;
+            for b in &blocks {
+                let b_end = pos + b.len() as u64;
+                let s = cur.range.start.max(pos);
+                let e = take_end.min(b_end);
+                if s < e {
+                    out.extend_from_slice(&b[(s - pos) as usize..(e - pos) as usize]);
+                }
+                pos = b_end;
+            }
+            cur.range.start = take_end;
+            return Ok(Some(out.freeze()));
+        }
+    }
+}
+
+/// Reads and decodes blocks `first..=last` of the cursor's segment.
+async fn read_blocks(
+    engine: &Engine,
+    what: &str,
+    cur: &mut SegmentCursor,
+    first: u64,
+    last: u64,
+) -> Result<Vec<Bytes>> {
+    let layout = cur.layout;
+    let n = layout.k + layout.m;
+    let nblocks = (last - first + 1) as usize;
+    // shards[i][b]: verified payload of shard i for block first + b.
+    let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; nblocks]; n];
+    let mut tried = vec![false; n];
+    let start = layout.shard_offset(first);
+    let end = layout.shard_offset(last) + layout.stored_len(last);
+    let mut errors: Vec<String> = Vec::new();
+    loop {
+        let need = (0..nblocks)
+            .map(|b| {
+                layout
+                    .k
+                    .saturating_sub(shards.iter().filter(|s| s[b].is_some()).count())
+            })
+            .max()
+            .unwrap_or(0);
+        if need == 0 {
+            break;
+        }
+        // Data shards first (no decoding), then parity; shards that failed earlier in this
+        // read are tried last rather than never: the backend may be back.
+        let mut order: Vec<usize> = (0..n).filter(|&i| !tried[i] && !cur.bad[i]).collect();
+        order.extend((0..n).filter(|&i| !tried[i] && cur.bad[i]));
+        let pick: Vec<usize> = order.into_iter().take(need).collect();
+        if pick.is_empty() {
+            let readable = (0..nblocks)
+                .map(|b| shards.iter().filter(|s| s[b].is_some()).count())
+                .min()
+                .unwrap_or(0);
+            return Err(Error::Unavailable(format!(
+                "object {what}: only {readable} of {n} shards readable for blocks {first}..={last} of shard set {}, {} needed ({})",
+                cur.segment.set,
+                layout.k,
+                errors.join("; ")
+            )));
+        }
+        let fetches = pick.iter().map(|&i| {
+            let backend = engine.backend(&cur.segment.backends[i]).cloned();
+            let path = Backend::shard_path(cur.segment.set, i);
+            async move {
+                let backend = backend?;
+                backend.read_range(&path, start..end).await
+            }
+        });
+        let results = futures::future::join_all(fetches).await;
+        for (&i, res) in pick.iter().zip(results) {
+            tried[i] = true;
+            match res {
+                Ok(bytes) if bytes.len() as u64 == end - start => {
+                    let mut corrupt = 0;
+                    for b in 0..nblocks {
+                        let j = first + b as u64;
+                        let off = (layout.shard_offset(j) - start) as usize;
+                        let len = layout.stored_len(j) as usize;
+                        match verify_shard_block(&bytes.slice(off..off + len)) {
+                            Some(payload) => shards[i][b] = Some(payload),
+                            None => corrupt += 1,
+                        }
+                    }
+                    if corrupt > 0 {
+                        errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
+                        note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
+                    } else {
+                        cur.bad[i] = false;
+                    }
+                }
+                Ok(bytes) => {
+                    errors.push(format!(
+                        "shard {i}: short read ({} of {} bytes)",
+                        bytes.len(),
+                        end - start
+                    ));
+                    note_bad(engine, cur, i, "short shard");
+                }
+                Err(e) => {
+                    let missing = matches!(
+                        &e,
+                        Error::Backend {
+                            source: object_store::Error::NotFound { .. },
+                            ..
+                        }
+                    );
+                    errors.push(format!("shard {i}: {e}"));
+                    cur.bad[i] = true;
+                    if missing {
+                        note_bad(engine, cur, i, "shard missing");
+                    } else {
+                        tracing::warn!(set = %cur.segment.set, shard = i, error = %e, "shard read failed");
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(nblocks);
+    for b in 0..nblocks {
+        let j = first + b as u64;
+        let block_shards: Vec<Option<Bytes>> = shards.iter_mut().map(|s| s[b].take()).collect();
+        out.push(cur.codec.decode(&layout, layout.block_len(j) as usize, &block_shards)?);
+    }
+    Ok(out)
+}
+
+/// Marks a shard bad for this read and queues it for repair.
+fn note_bad(engine: &Engine, cur: &mut SegmentCursor, i: usize, reason: &str) {
+    cur.bad[i] = true;
+    let backend = &cur.segment.backends[i];
+    tracing::warn!(set = %cur.segment.set, shard = i, %backend, reason, "shard needs repair");
+    if let Err(e) = engine.catalog().queue_repair(cur.segment.set, i, backend, reason) {
+        tracing::error!(set = %cur.segment.set, shard = i, error = %e, "could not queue repair");
+    }
+}

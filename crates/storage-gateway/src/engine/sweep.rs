@@ -1,0 +1,114 @@
+//! Deleting unreferenced shard sets: the reaper (at run time) and the sweep (at start-up).
+
+use super::Engine;
+use crate::error::Result;
+use crate::manifest::SetState;
+use crate::meta::catalog::DoomedSet;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// How often the reaper retries sets whose deletion failed (a backend was down).
+const RETRY_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes the shards of every set handed to it, then forgets the set.
+pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<DoomedSet>) {
+    let mut retry = tokio::time::interval(RETRY_EVERY);
+    retry.tick().await;
+    loop {
+        tokio::select! {
+            d = rx.recv() => match d {
+                Some((set, rec)) => { delete_set(&engine, set, &rec.backends).await; }
+                None => return,
+            },
+            _ = retry.tick() => {
+                match engine.catalog().sets() {
+                    Ok(sets) => for (set, rec) in sets {
+                        if rec.state == SetState::Deleting {
+                            delete_set(&engine, set, &rec.backends).await;
+                        }
+                    },
+                    Err(e) => tracing::warn!(error = %e, "reaper could not list shard sets"),
+                }
+            }
+        }
+    }
+}
+
+/// Deletes a set everywhere; forgets it only when every backend confirmed.
+async fn delete_set(engine: &Engine, set: Uuid, backends: &[String]) -> bool {
+    let mut all = true;
+    for (idx, id) in backends.iter().enumerate() {
+        let res = match engine.backend(id) {
+            Ok(b) => b.delete_set(set, [idx]).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            tracing::warn!(%set, backend = %id, error = %e, "deleting shard set failed; will retry");
+            all = false;
+        }
+    }
+    if all {
+        if let Err(e) = engine.catalog().forget_set(set, backends.len()) {
+            tracing::warn!(%set, error = %e, "could not forget deleted shard set");
+            return false;
+        }
+    }
+    all
+}
+
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Sets left Pending by a process that died mid-write.
+    pub pending: usize,
+    /// Sets left Deleting.
+    pub deleting: usize,
+    /// Sets found on a backend with no record at all.
+    pub orphans: usize,
+}
+
+impl Engine {
+    /// Removes every shard set nobody references. Run before serving: then no write is in
+    /// flight, so Pending sets and unrecorded sets are certainly orphans of a crash.
+    pub async fn startup_sweep(&self) -> Result<SweepReport> {
+        let mut report = SweepReport::default();
+        let mut known = HashSet::new();
+        for (set, rec) in self.catalog().sets()? {
+            match rec.state {
+                SetState::Live => {
+                    known.insert(set);
+                }
+                SetState::Pending | SetState::Deleting => {
+                    if rec.state == SetState::Pending {
+                        report.pending += 1;
+                    } else {
+                        report.deleting += 1;
+                    }
+                    if !delete_set(self, set, &rec.backends).await {
+                        known.insert(set);
+                    }
+                }
+            }
+        }
+        for backend in self.backends() {
+            let sets = match backend.list_sets().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(backend = %backend.id(), error = %e, "cannot list backend for orphan sweep");
+                    continue;
+                }
+            };
+            for set in sets {
+                if !known.contains(&set) {
+                    report.orphans += 1;
+                    if let Err(e) = backend.delete_set(set, 0..crate::MAX_SHARDS).await {
+                        tracing::warn!(backend = %backend.id(), %set, error = %e, "cannot delete orphan shard set");
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,32 @@
+//! The data plane: an S3 gateway whose objects are Reed-Solomon coded across backends.
+//!
+//! ```text
+//!   S3 client ──SigV4/HTTP──> s3 (s3s front: one module per operation family)
+//!                               │
+//!                               ▼
+//!                            engine ── write: blocks -> codec -> k+m shard streams -> backends
+//!                               │      read:  k verified shards per block -> decode -> stream
+//!                               │      sweep: reaper + startup orphan sweep
+//!                               ▼
+//!        meta (Catalog over MetaStore: RocksDB)      backend (any object_store::ObjectStore)
+//! ```
+//!
+//! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
+//! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
+//! - [`server`]: wires it all and serves HTTP until told to stop.
+
+pub mod backend;
+pub mod codec;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod manifest;
+pub mod meta;
+pub mod s3;
+pub mod server;
+
+pub use config::{Credentials, GatewayConfig};
+pub use error::{Error, Result};
+
+/// Upper bound on shards per set, used where a sweep must cover any shard index.
+pub const MAX_SHARDS: usize = placement::policy::MAX_SHARDS;

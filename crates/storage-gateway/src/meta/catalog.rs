@@ -1,0 +1,450 @@
+//! Typed access to the metadata tables, and the commit rules that keep them consistent.
+//!
+//! Every state change that reads before it writes (commit an object, complete an upload, ...)
+//! runs under one commit lock: RocksDB batches take microseconds, so one lock costs little and
+//! makes "old manifest's shard sets become Deleting" exact under concurrent overwrites.
+
+use super::{Batch, MetaStore, Table};
+use crate::error::{Error, Result};
+use crate::manifest::{
+    decode, encode, now_ms, BucketRecord, ObjectManifest, PartRecord, RepairRecord, SetRecord, SetState, UploadRecord,
+};
+use std::sync::{Arc, Mutex, MutexGuard};
+use uuid::Uuid;
+
+/// A shard set whose shards are to be deleted.
+pub type DoomedSet = (Uuid, SetRecord);
+
+/// Typed catalog over a [`MetaStore`].
+pub struct Catalog {
+    store: Arc<dyn MetaStore>,
+    commit: Mutex<()>,
+}
+
+fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn bucket_prefix(bucket: &str) -> Vec<u8> {
+    object_key(bucket, "")
+}
+
+fn upload_key(bucket: &str, key: &str, upload_id: &str) -> Vec<u8> {
+    let mut k = object_key(bucket, key);
+    k.push(0);
+    k.extend_from_slice(upload_id.as_bytes());
+    k
+}
+
+fn part_key(upload_id: &str, part: u32) -> Vec<u8> {
+    let mut k = upload_id.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(&part.to_be_bytes());
+    k
+}
+
+fn repair_key(set: Uuid, idx: usize) -> Vec<u8> {
+    let mut k = set.as_bytes().to_vec();
+    k.extend_from_slice(&u16::try_from(idx).unwrap_or(u16::MAX).to_be_bytes());
+    k
+}
+
+/// Marks a live segment's set as Deleting in `batch` and returns it for the reaper.
+fn doom(batch: &mut Batch, seg: &crate::manifest::Segment) -> DoomedSet {
+    let rec = SetRecord {
+        state: SetState::Deleting,
+        backends: seg.backends.clone(),
+    };
+    batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+    (seg.set, rec)
+}
+
+/// One entry of an object listing.
+pub struct Listed {
+    /// Object key.
+    pub key: String,
+    /// Its manifest.
+    pub manifest: ObjectManifest,
+}
+
+impl Catalog {
+    /// A catalog over `store`.
+    pub fn new(store: Arc<dyn MetaStore>) -> Self {
+        Self {
+            store,
+            commit: Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave a half-applied batch (batches are
+        // atomic), so a poisoned lock is safe to keep using.
+        self.commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get_record<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>> {
+        match self.store.get(t, key)? {
+            None => Ok(None),
+            Some(v) => decode(|| format!("{}/{}", t.name(), String::from_utf8_lossy(key)), &v).map(Some),
+        }
+    }
+
+    // ---- buckets ----
+
+    /// The bucket's record, if it exists.
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
+        self.get_record(Table::Buckets, name.as_bytes())
+    }
+
+    /// The bucket's record, or [`Error::NoSuchBucket`].
+    pub fn require_bucket(&self, name: &str) -> Result<BucketRecord> {
+        self.bucket(name)?.ok_or_else(|| Error::NoSuchBucket(name.to_owned()))
+    }
+
+    /// Creates a bucket; fails if it exists.
+    pub fn create_bucket(&self, name: &str, rec: &BucketRecord) -> Result<()> {
+        let _g = self.lock();
+        if self.bucket(name)?.is_some() {
+            return Err(Error::BucketExists(name.to_owned()));
+        }
+        let mut b = Batch::default();
+        b.put(Table::Buckets, name.as_bytes(), encode(rec));
+        self.store.write(b)
+    }
+
+    /// Deletes an empty bucket, aborting its multipart uploads; returns their shard sets.
+    pub fn delete_bucket(&self, name: &str) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.require_bucket(name)?;
+        let prefix = bucket_prefix(name);
+        if !self.store.scan(Table::Objects, &prefix, &prefix, 1)?.is_empty() {
+            return Err(Error::BucketNotEmpty(name.to_owned()));
+        }
+        let mut b = Batch::default();
+        let mut doomed = Vec::new();
+        for (k, v) in self.store.scan(Table::Uploads, &prefix, &prefix, usize::MAX)? {
+            let up: UploadRecord = decode(|| "upload".into(), &v)?;
+            doomed.extend(self.drop_upload_parts(&mut b, &up.upload_id)?);
+            b.delete(Table::Uploads, k);
+        }
+        b.delete(Table::Buckets, name.as_bytes());
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    /// All buckets, by name.
+    pub fn list_buckets(&self) -> Result<Vec<(String, BucketRecord)>> {
+        self.store
+            .scan(Table::Buckets, b"", b"", usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let name = String::from_utf8_lossy(&k).into_owned();
+                let rec = decode(|| format!("bucket {name}"), &v)?;
+                Ok((name, rec))
+            })
+            .collect()
+    }
+
+    // ---- objects ----
+
+    /// The object's manifest, if it exists.
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectManifest>> {
+        self.get_record(Table::Objects, &object_key(bucket, key))
+    }
+
+    /// Up to `limit` objects of `bucket` whose keys start with `prefix`, from key bytes `from`
+    /// (inclusive; may be any byte string, e.g. a common prefix followed by 0xFF to skip it).
+    pub fn list_objects(&self, bucket: &str, from: &[u8], prefix: &str, limit: usize) -> Result<Vec<Listed>> {
+        let bp = bucket_prefix(bucket);
+        let mut start = bp.clone();
+        start.extend_from_slice(from);
+        let mut full_prefix = bp.clone();
+        full_prefix.extend_from_slice(prefix.as_bytes());
+        self.store
+            .scan(Table::Objects, &start, &full_prefix, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let key = String::from_utf8_lossy(&k[bp.len()..]).into_owned();
+                let manifest = decode(|| format!("object {bucket}/{key}"), &v)?;
+                Ok(Listed { key, manifest })
+            })
+            .collect()
+    }
+
+    /// Records that a shard set is about to be written, so a crash mid-write leaves a trace.
+    pub fn begin_set(&self, set: Uuid, backends: &[String]) -> Result<()> {
+        let mut b = Batch::default();
+        let rec = SetRecord {
+            state: SetState::Pending,
+            backends: backends.to_vec(),
+        };
+        b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
+        self.store.write(b)
+    }
+
+    /// Marks a set that will never be committed as Deleting; returns it for the reaper.
+    pub fn abandon_set(&self, set: Uuid, backends: &[String]) -> Result<DoomedSet> {
+        let rec = SetRecord {
+            state: SetState::Deleting,
+            backends: backends.to_vec(),
+        };
+        let mut b = Batch::default();
+        b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
+        self.store.write(b)?;
+        Ok((set, rec))
+    }
+
+    /// Atomically replaces the object's manifest if `check` accepts the current one.
+    ///
+    /// The new manifest's sets become Live, the old manifest's sets Deleting (returned), and
+    /// shards that failed during the write are queued for repair, all in one batch.
+    pub fn commit_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        manifest: &ObjectManifest,
+        failed: &[(Uuid, usize, String, String)],
+        check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
+    ) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.require_bucket(bucket)?;
+        let ok = object_key(bucket, key);
+        let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
+        check(old.as_ref())?;
+        let mut b = Batch::default();
+        let mut doomed = Vec::new();
+        if let Some(old) = &old {
+            for seg in &old.segments {
+                doomed.push(doom(&mut b, seg));
+            }
+        }
+        for seg in &manifest.segments {
+            let rec = SetRecord {
+                state: SetState::Live,
+                backends: seg.backends.clone(),
+            };
+            b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+        }
+        for (set, idx, backend, reason) in failed {
+            let rec = RepairRecord {
+                backend: backend.clone(),
+                reason: reason.clone(),
+                noticed_ms: now_ms(),
+            };
+            b.put(Table::Repair, repair_key(*set, *idx), encode(&rec));
+        }
+        b.put(Table::Objects, ok, encode(manifest));
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    /// Deletes an object (absent is fine); returns its shard sets.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.require_bucket(bucket)?;
+        let ok = object_key(bucket, key);
+        let Some(old): Option<ObjectManifest> = self.get_record(Table::Objects, &ok)? else {
+            return Ok(Vec::new());
+        };
+        let mut b = Batch::default();
+        let doomed = old.segments.iter().map(|s| doom(&mut b, s)).collect();
+        b.delete(Table::Objects, ok);
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    // ---- multipart uploads ----
+
+    /// Records a new multipart upload.
+    pub fn create_upload(&self, bucket: &str, key: &str, rec: &UploadRecord) -> Result<()> {
+        let _g = self.lock();
+        self.require_bucket(bucket)?;
+        let mut b = Batch::default();
+        b.put(Table::Uploads, upload_key(bucket, key, &rec.upload_id), encode(rec));
+        self.store.write(b)
+    }
+
+    /// The upload's record, or [`Error::NoSuchUpload`].
+    pub fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+        self.get_record(Table::Uploads, &upload_key(bucket, key, upload_id))?
+            .ok_or_else(|| Error::NoSuchUpload(upload_id.to_owned()))
+    }
+
+    /// Records an uploaded part, replacing (and returning the set of) an earlier same-numbered one.
+    pub fn commit_part(&self, bucket: &str, key: &str, upload_id: &str, part: &PartRecord) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.upload(bucket, key, upload_id)?;
+        let pk = part_key(upload_id, part.part_number);
+        let mut b = Batch::default();
+        let mut doomed = Vec::new();
+        if let Some(old) = self.get_record::<PartRecord>(Table::Parts, &pk)? {
+            doomed.push(doom(&mut b, &old.segment));
+        }
+        let rec = SetRecord {
+            state: SetState::Live,
+            backends: part.segment.backends.clone(),
+        };
+        b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
+        b.put(Table::Parts, pk, encode(part));
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    /// Parts of an upload, by part number.
+    pub fn parts(&self, upload_id: &str) -> Result<Vec<PartRecord>> {
+        let mut prefix = upload_id.as_bytes().to_vec();
+        prefix.push(0);
+        self.store
+            .scan(Table::Parts, &prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(_, v)| decode(|| format!("part of upload {upload_id}"), &v))
+            .collect()
+    }
+
+    fn drop_upload_parts(&self, b: &mut Batch, upload_id: &str) -> Result<Vec<DoomedSet>> {
+        let mut prefix = upload_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut doomed = Vec::new();
+        for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
+            let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
+            doomed.push(doom(b, &part.segment));
+            b.delete(Table::Parts, k);
+        }
+        Ok(doomed)
+    }
+
+    /// Turns an upload into the object `manifest` (whose segments are some of its parts).
+    ///
+    /// Unused parts and the replaced object's sets become Deleting and are returned.
+    pub fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        manifest: &ObjectManifest,
+        check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
+    ) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.require_bucket(bucket)?;
+        self.upload(bucket, key, upload_id)?;
+        let ok = object_key(bucket, key);
+        let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
+        check(old.as_ref())?;
+        let mut b = Batch::default();
+        let mut doomed = Vec::new();
+        let used: std::collections::HashSet<Uuid> = manifest.segments.iter().map(|s| s.set).collect();
+        let mut prefix = upload_id.as_bytes().to_vec();
+        prefix.push(0);
+        for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
+            let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
+            if !used.contains(&part.segment.set) {
+                doomed.push(doom(&mut b, &part.segment));
+            }
+            b.delete(Table::Parts, k);
+        }
+        if let Some(old) = &old {
+            doomed.extend(old.segments.iter().map(|s| doom(&mut b, s)));
+        }
+        b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
+        b.put(Table::Objects, ok, encode(manifest));
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    /// Aborts an upload; returns its parts' sets.
+    pub fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<DoomedSet>> {
+        let _g = self.lock();
+        self.upload(bucket, key, upload_id)?;
+        let mut b = Batch::default();
+        let doomed = self.drop_upload_parts(&mut b, upload_id)?;
+        b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
+        self.store.write(b)?;
+        Ok(doomed)
+    }
+
+    /// In-progress uploads of a bucket whose keys start with `prefix`, as (key, record), in
+    /// key then initiation order.
+    pub fn list_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<(String, UploadRecord)>> {
+        let bp = bucket_prefix(bucket);
+        let mut full = bp.clone();
+        full.extend_from_slice(prefix.as_bytes());
+        let mut out: Vec<(String, UploadRecord)> = self
+            .store
+            .scan(Table::Uploads, &full, &full, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let rest = &k[bp.len()..];
+                let key_end = rest.iter().rposition(|&c| c == 0).unwrap_or(rest.len());
+                let key = String::from_utf8_lossy(&rest[..key_end]).into_owned();
+                Ok((key, decode(|| "upload".into(), &v)?))
+            })
+            .collect::<Result<_>>()?;
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.created_ms.cmp(&b.1.created_ms)));
+        Ok(out)
+    }
+
+    // ---- shard sets and repairs ----
+
+    /// Every shard set record.
+    pub fn sets(&self) -> Result<Vec<(Uuid, SetRecord)>> {
+        self.store
+            .scan(Table::ShardSets, b"", b"", usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let id = Uuid::from_slice(&k).map_err(|e| Error::Corrupt {
+                    what: "set id".into(),
+                    message: e.to_string(),
+                })?;
+                Ok((id, decode(|| format!("set {id}"), &v)?))
+            })
+            .collect()
+    }
+
+    /// The record of one set.
+    pub fn set(&self, set: Uuid) -> Result<Option<SetRecord>> {
+        self.get_record(Table::ShardSets, set.as_bytes())
+    }
+
+    /// Forgets a set whose shards are gone, with any repairs queued for it.
+    pub fn forget_set(&self, set: Uuid, shards: usize) -> Result<()> {
+        let mut b = Batch::default();
+        b.delete(Table::ShardSets, set.as_bytes().to_vec());
+        for idx in 0..shards {
+            b.delete(Table::Repair, repair_key(set, idx));
+        }
+        self.store.write(b)
+    }
+
+    /// Queues one shard for repair.
+    pub fn queue_repair(&self, set: Uuid, idx: usize, backend: &str, reason: &str) -> Result<()> {
+        let rec = RepairRecord {
+            backend: backend.to_owned(),
+            reason: reason.to_owned(),
+            noticed_ms: now_ms(),
+        };
+        let mut b = Batch::default();
+        b.put(Table::Repair, repair_key(set, idx), encode(&rec));
+        self.store.write(b)
+    }
+
+    /// Every queued repair as (set, shard index, record).
+    pub fn repairs(&self) -> Result<Vec<(Uuid, usize, RepairRecord)>> {
+        self.store
+            .scan(Table::Repair, b"", b"", usize::MAX)?
+            .into_iter()
+            .filter(|(k, _)| k.len() == 18)
+            .map(|(k, v)| {
+                let set = Uuid::from_slice(&k[..16]).map_err(|e| Error::Corrupt {
+                    what: "repair key".into(),
+                    message: e.to_string(),
+                })?;
+                let idx = usize::from(u16::from_be_bytes([k[16], k[17]]));
+                Ok((set, idx, decode(|| "repair".into(), &v)?))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,92 @@
+//! The metadata store: a small ordered key-value trait, RocksDB behind it, and a typed
+//! catalog of buckets, objects, uploads, shard sets and repairs on top.
+//!
+//! The trait is the seam for a distributed database later; the catalog never sees RocksDB.
+
+pub mod catalog;
+pub mod rocks;
+
+use crate::error::Result;
+
+pub use catalog::Catalog;
+pub use rocks::RocksStore;
+
+/// The tables (RocksDB column families) of the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// bucket name -> BucketRecord
+    Buckets,
+    /// bucket \0 key -> ObjectManifest
+    Objects,
+    /// bucket \0 key \0 upload id -> UploadRecord
+    Uploads,
+    /// upload id \0 part number (u32 BE) -> PartRecord
+    Parts,
+    /// set id (16 bytes) -> SetRecord
+    ShardSets,
+    /// set id (16 bytes) shard index (u16 BE) -> RepairRecord
+    Repair,
+}
+
+impl Table {
+    /// Every table, for opening the store.
+    pub const ALL: [Table; 6] = [
+        Table::Buckets,
+        Table::Objects,
+        Table::Uploads,
+        Table::Parts,
+        Table::ShardSets,
+        Table::Repair,
+    ];
+
+    /// Column family name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Buckets => "buckets",
+            Table::Objects => "objects",
+            Table::Uploads => "uploads",
+            Table::Parts => "parts",
+            Table::ShardSets => "shard_sets",
+            Table::Repair => "repair",
+        }
+    }
+}
+
+/// One write in a batch.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Insert or replace.
+    Put(Table, Vec<u8>, Vec<u8>),
+    /// Remove (absent keys are fine).
+    Delete(Table, Vec<u8>),
+}
+
+/// Writes applied atomically: all or none, even across a crash.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    /// The writes, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// Adds a put.
+    pub fn put(&mut self, t: Table, k: impl Into<Vec<u8>>, v: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(t, k.into(), v.into()));
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, t: Table, k: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(t, k.into()));
+    }
+}
+
+/// An ordered key-value store with atomic batches.
+pub trait MetaStore: Send + Sync + 'static {
+    /// Reads one key.
+    fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Up to `limit` entries with keys >= `from` that start with `prefix`, in key order.
+    fn scan(&self, t: Table, from: &[u8], prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Applies a batch atomically.
+    fn write(&self, batch: Batch) -> Result<()>;
+}

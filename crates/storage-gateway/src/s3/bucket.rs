@@ -1,0 +1,124 @@
+//! Bucket operations: create (with a policy preset), head, delete, list, location.
+
+use super::headers::ts;
+use super::Gateway;
+use crate::manifest::{now_ms, BucketRecord};
+use placement::BucketPolicy;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result};
+
+impl Gateway {
+    pub(super) async fn create_bucket_op(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let input = req.input;
+        let constraint = input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
+        // Region names (what stock clients send) mean "the default policy"; anything else must
+        // be a policy preset.
+        let policy = if constraint.is_empty() || looks_like_region(&constraint) {
+            self.default_policy
+        } else {
+            let p: BucketPolicy = constraint.parse().map_err(crate::error::Error::from)?;
+            p.with_block_size(self.default_policy.block_size)
+                .map_err(crate::error::Error::from)?
+        };
+        policy
+            .check_backends(self.engine.backends().len())
+            .map_err(crate::error::Error::from)?;
+        let rec = BucketRecord {
+            created_ms: now_ms(),
+            policy,
+            policy_epoch: 1,
+        };
+        self.engine.catalog().create_bucket(&input.bucket, &rec)?;
+        tracing::info!(bucket = %input.bucket, %policy, "bucket created");
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{}", input.bucket)),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn head_bucket_op(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.engine.catalog().require_bucket(&req.input.bucket)?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    pub(super) async fn delete_bucket_op(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let doomed = self.engine.catalog().delete_bucket(&req.input.bucket)?;
+        self.engine.reap(doomed);
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    pub(super) async fn list_buckets_op(
+        &self,
+        _req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let buckets = self
+            .engine
+            .catalog()
+            .list_buckets()?
+            .into_iter()
+            .map(|(name, rec)| Bucket {
+                name: Some(name),
+                creation_date: Some(ts(rec.created_ms)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(Owner {
+                display_name: Some("mlsysops".into()),
+                id: Some("mlsysops".into()),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn get_bucket_location_op(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.engine.catalog().require_bucket(&req.input.bucket)?;
+        // Clients use the answer as the signing region, so it must stay a region name
+        // (empty = us-east-1); the bucket's policy is not a region.
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+}
+
+/// AWS-style region names (`us-east-1`, `eu-west-2`, `EU`): not presets.
+fn looks_like_region(s: &str) -> bool {
+    if s.eq_ignore_ascii_case("eu") {
+        return true;
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts.last().is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && !s.starts_with("ec-")
+        && !s.starts_with("replicate-")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn regions_are_not_presets() {
+        for r in ["us-east-1", "eu-west-2", "ap-southeast-1", "EU"] {
+            assert!(super::looks_like_region(r), "{r}");
+        }
+        for p in ["ec-4-2", "replicate-3", "ec-8-4", "bogus"] {
+            assert!(!super::looks_like_region(p), "{p}");
+        }
+    }
+}

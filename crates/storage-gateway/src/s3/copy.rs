@@ -1,0 +1,142 @@
+//! CopyObject: the source is read through the normal read path and written as a new set.
+//!
+//! Re-encoding rather than sharing shard sets keeps one owner per set (simple, crash-safe
+//! deletion) and lets the destination bucket's policy apply.
+
+use super::headers::{check_copy_source_conditions, checksum_hasher, content_headers, ts, verify_body};
+use super::object::Stored;
+use super::Gateway;
+use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
+use crate::manifest::{Checksums, ObjectManifest};
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::*;
+use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result};
+
+/// The source bucket and key of a copy.
+pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+    match src {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "versioning is not enabled: versionId is not supported"
+                ));
+            }
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(s3_error!(
+            NotImplemented,
+            "copy sources other than bucket/key are not supported"
+        )),
+    }
+}
+
+/// An object reader as a body stream for the write path.
+pub(super) fn reader_stream(reader: ObjectReader) -> impl Stream<Item = Result<Bytes, S3Error>> + Unpin {
+    Box::pin(futures::stream::try_unfold(reader, |mut r| async move {
+        match r.next_chunk().await {
+            Ok(Some(b)) => Ok(Some((b, r))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(S3Error::from(e)),
+        }
+    }))
+}
+
+/// Hashers for the checksums the source carries, so the copy carries them too.
+fn hasher_like(src: &ObjectManifest) -> S3Result<BodyHasher> {
+    let empty = http::HeaderMap::new();
+    Ok(BodyHasher::new(checksum_hasher(None, &src.checksums, &empty)?))
+}
+
+impl Gateway {
+    pub(super) async fn copy_object_op(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let dst = self.engine.catalog().require_bucket(&input.bucket)?;
+        let src = self.manifest(&src_bucket, &src_key)?;
+        check_copy_source_conditions(
+            &src,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+            input.copy_source_if_modified_since.as_ref(),
+            input.copy_source_if_unmodified_since.as_ref(),
+        )?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
+        if src_bucket == input.bucket && src_key == input.key && !replace {
+            return Err(s3_error!(
+                InvalidRequest,
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+            ));
+        }
+        if src.size > 5 << 30 {
+            return Err(s3_error!(
+                InvalidRequest,
+                "source larger than 5 GiB: use UploadPartCopy"
+            ));
+        }
+        let headers = if replace {
+            content_headers(
+                input.content_type,
+                input.content_encoding,
+                input.content_disposition,
+                input.content_language,
+                input.cache_control,
+                input.expires.as_ref(),
+                input.metadata,
+            )
+        } else {
+            src.headers.clone()
+        };
+        let reader = self.engine.reader(&src_bucket, &src_key, &src, 0..src.size);
+        let WrittenSet {
+            segment,
+            failed,
+            hasher,
+        } = self
+            .engine
+            .write_set(&input.key, dst.policy, reader_stream(reader), hasher_like(&src)?)
+            .await?;
+        let stored = Stored { segment, failed };
+        let (md5, checksums) = match verify_body(hasher, None, Checksums::default(), None) {
+            Ok(v) => v,
+            Err(e) => {
+                self.abandon(&stored);
+                return Err(e);
+            }
+        };
+        let m = self.commit_written(
+            &input.bucket,
+            &input.key,
+            stored,
+            hex::encode(md5),
+            headers,
+            checksums.clone(),
+            dst.policy_epoch,
+            |_| Ok(()),
+        )?;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: Some(ETag::Strong(m.etag.clone())),
+                last_modified: Some(ts(m.last_modified_ms)),
+                checksum_crc32: checksums.crc32,
+                checksum_crc32c: checksums.crc32c,
+                checksum_sha1: checksums.sha1,
+                checksum_sha256: checksums.sha256,
+                checksum_crc64nvme: checksums.crc64nvme,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,265 @@
+//! Conversions between S3 wire types and stored records, and the checks shared by operations:
+//! conditional requests, Content-MD5 and x-amz-checksum-* verification.
+
+use crate::engine::BodyHasher;
+use crate::manifest::{Checksums, ContentHeaders, ObjectManifest};
+use base64::Engine as _;
+use md5::Digest;
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::{ChecksumAlgorithm, ETag, ETagCondition, Metadata, Timestamp};
+use s3s::{s3_error, S3Result};
+use time::OffsetDateTime;
+
+/// Milliseconds since the epoch as an S3 timestamp.
+pub fn ts(ms: i64) -> Timestamp {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    Timestamp::from(t)
+}
+
+/// An S3 timestamp as milliseconds since the epoch.
+pub fn ms(t: &Timestamp) -> i64 {
+    let t: OffsetDateTime = t.clone().into();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// The object's ETag for the wire.
+pub fn etag(m: &ObjectManifest) -> ETag {
+    ETag::Strong(m.etag.clone())
+}
+
+/// Content headers and user metadata from a request's fields.
+#[allow(clippy::too_many_arguments)]
+pub fn content_headers(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<&Timestamp>,
+    metadata: Option<Metadata>,
+) -> ContentHeaders {
+    ContentHeaders {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires_ms: expires.map(ms),
+        user_metadata: metadata.unwrap_or_default().into_iter().collect(),
+    }
+}
+
+/// User metadata for the wire (`None` when empty, so no empty header set is sent).
+pub fn metadata(h: &ContentHeaders) -> Option<Metadata> {
+    (!h.user_metadata.is_empty()).then(|| h.user_metadata.clone().into_iter().collect())
+}
+
+/// Applies If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since to a read, in
+/// the precedence RFC 9110 and S3 use (an ETag condition overrides its date twin).
+pub fn check_read_conditions(
+    m: &ObjectManifest,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    check_conditions(
+        m,
+        if_match,
+        if_none_match,
+        if_modified_since,
+        if_unmodified_since,
+        false,
+    )
+}
+
+/// The same conditions for a copy source, where every failure is 412 (S3 never answers a copy
+/// with 304).
+pub fn check_copy_source_conditions(
+    m: &ObjectManifest,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    check_conditions(m, if_match, if_none_match, if_modified_since, if_unmodified_since, true)
+}
+
+fn etag_matches(m: &ObjectManifest, c: &ETagCondition) -> bool {
+    match c {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == m.etag,
+    }
+}
+
+fn check_conditions(
+    m: &ObjectManifest,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+    copy: bool,
+) -> S3Result<()> {
+    // HTTP dates have whole seconds; compare at that precision.
+    let modified_s = m.last_modified_ms.div_euclid(1000);
+    let secs = |t: &Timestamp| ms(t).div_euclid(1000);
+    match if_match {
+        Some(c) if !etag_matches(m, c) => return Err(s3_error!(PreconditionFailed, "If-Match: ETag does not match")),
+        Some(_) => {}
+        None => {
+            if let Some(t) = if_unmodified_since {
+                if modified_s > secs(t) {
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "object modified since If-Unmodified-Since"
+                    ));
+                }
+            }
+        }
+    }
+    let not_modified = |msg: &'static str| {
+        if copy {
+            s3_error!(PreconditionFailed, "{msg}")
+        } else {
+            s3_error!(NotModified, "{msg}")
+        }
+    };
+    match if_none_match {
+        Some(c) if etag_matches(m, c) => return Err(not_modified("If-None-Match: ETag matches")),
+        Some(_) => {}
+        None => {
+            if let Some(t) = if_modified_since {
+                if modified_s <= secs(t) {
+                    return Err(not_modified("object not modified since If-Modified-Since"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies PUT-time conditions (If-None-Match: *, If-Match) to the object being replaced.
+pub fn check_write_conditions(
+    current: Option<&ObjectManifest>,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
+    if let Some(c) = if_none_match {
+        match (c, current) {
+            (ETagCondition::Any, Some(_)) => return Err(s3_error!(PreconditionFailed, "If-None-Match: object exists")),
+            (ETagCondition::ETag(_), Some(m)) if etag_matches(m, c) => {
+                return Err(s3_error!(PreconditionFailed, "If-None-Match: ETag matches"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(c) = if_match {
+        match current {
+            None => return Err(s3_error!(PreconditionFailed, "If-Match: object does not exist")),
+            Some(m) if !etag_matches(m, c) => {
+                return Err(s3_error!(PreconditionFailed, "If-Match: ETag does not match"))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The checksums a client announced (explicit header, algorithm, or trailer), as hashers to
+/// run over the body.
+pub fn checksum_hasher(
+    algorithm: Option<&ChecksumAlgorithm>,
+    provided: &Checksums,
+    headers: &http::HeaderMap,
+) -> S3Result<ChecksumHasher> {
+    let mut h = ChecksumHasher::default();
+    let mut enable = |name: &str| -> S3Result<()> {
+        match name.to_ascii_uppercase().as_str() {
+            "CRC32" => h.crc32 = Some(Default::default()),
+            "CRC32C" => h.crc32c = Some(Default::default()),
+            "SHA1" => h.sha1 = Some(Default::default()),
+            "SHA256" => h.sha256 = Some(Default::default()),
+            "CRC64NVME" => h.crc64nvme = Some(Default::default()),
+            other => return Err(s3_error!(InvalidArgument, "unsupported checksum algorithm {other:?}")),
+        }
+        Ok(())
+    };
+    if let Some(a) = algorithm {
+        enable(a.as_str())?;
+    }
+    for (name, present) in [
+        ("CRC32", provided.crc32.is_some()),
+        ("CRC32C", provided.crc32c.is_some()),
+        ("SHA1", provided.sha1.is_some()),
+        ("SHA256", provided.sha256.is_some()),
+        ("CRC64NVME", provided.crc64nvme.is_some()),
+    ] {
+        if present {
+            enable(name)?;
+        }
+    }
+    if let Some(trailer) = headers.get("x-amz-trailer").and_then(|v| v.to_str().ok()) {
+        for t in trailer.split(',') {
+            if let Some(alg) = t.trim().to_ascii_lowercase().strip_prefix("x-amz-checksum-") {
+                enable(alg)?;
+            }
+        }
+    }
+    Ok(h)
+}
+
+/// Checks Content-MD5 and the announced checksums against what was computed; returns the
+/// checksums to store.
+pub fn verify_body(
+    hasher: BodyHasher,
+    content_md5: Option<&str>,
+    mut provided: Checksums,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<([u8; 16], Checksums)> {
+    let md5: [u8; 16] = hasher.md5.finalize().into();
+    if let Some(want) = content_md5 {
+        let want = base64::engine::general_purpose::STANDARD
+            .decode(want.trim())
+            .map_err(|_| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
+        if want.len() != 16 {
+            return Err(s3_error!(InvalidDigest, "Content-MD5 must be 16 bytes"));
+        }
+        if want[..] != md5[..] {
+            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+        }
+    }
+    if let Some(trailers) = trailers.and_then(s3s::TrailingHeaders::take) {
+        let get = |name: &str| trailers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        provided.crc32 = provided.crc32.or_else(|| get("x-amz-checksum-crc32"));
+        provided.crc32c = provided.crc32c.or_else(|| get("x-amz-checksum-crc32c"));
+        provided.sha1 = provided.sha1.or_else(|| get("x-amz-checksum-sha1"));
+        provided.sha256 = provided.sha256.or_else(|| get("x-amz-checksum-sha256"));
+        provided.crc64nvme = provided.crc64nvme.or_else(|| get("x-amz-checksum-crc64nvme"));
+    }
+    let c = hasher.checksums.finalize();
+    let computed = Checksums {
+        crc32: c.checksum_crc32,
+        crc32c: c.checksum_crc32c,
+        sha1: c.checksum_sha1,
+        sha256: c.checksum_sha256,
+        crc64nvme: c.checksum_crc64nvme,
+    };
+    for (name, want, got) in [
+        ("CRC32", &provided.crc32, &computed.crc32),
+        ("CRC32C", &provided.crc32c, &computed.crc32c),
+        ("SHA1", &provided.sha1, &computed.sha1),
+        ("SHA256", &provided.sha256, &computed.sha256),
+        ("CRC64NVME", &provided.crc64nvme, &computed.crc64nvme),
+    ] {
+        if let Some(want) = want {
+            if Some(want) != got.as_ref() {
+                return Err(s3_error!(
+                    BadDigest,
+                    "x-amz-checksum-{} does not match the body",
+                    name.to_ascii_lowercase()
+                ));
+            }
+        }
+    }
+    Ok((md5, computed))
+}

@@ -1,0 +1,423 @@
+//! Single-object operations: PUT, GET, HEAD, DELETE and multi-object DELETE.
+
+use super::headers::{
+    check_read_conditions, check_write_conditions, checksum_hasher, content_headers, etag, metadata, ts, verify_body,
+};
+use super::Gateway;
+use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
+use crate::manifest::{now_ms, Checksums, ContentHeaders, ObjectManifest};
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::*;
+use s3s::{s3_error, S3Request, S3Response, S3Result};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// A shard set stored but not yet referenced by a manifest.
+pub(super) struct Stored {
+    pub segment: crate::manifest::Segment,
+    pub failed: Vec<(Uuid, usize, String, String)>,
+}
+
+/// Largest single PUT S3 accepts.
+const MAX_PUT_SIZE: i64 = 5 << 30;
+
+/// Chunks buffered between the shard reader task and the HTTP response.
+const BODY_CHUNKS_IN_FLIGHT: usize = 2;
+
+impl Gateway {
+    #[allow(clippy::too_many_arguments)]
+    /// Turns a written set into a manifest and commits it, or abandons the set on failure.
+    pub(super) fn commit_written(
+        &self,
+        bucket: &str,
+        key: &str,
+        written: Stored,
+        etag: String,
+        headers: ContentHeaders,
+        checksums: Checksums,
+        policy_epoch: u64,
+        check: impl FnOnce(Option<&ObjectManifest>) -> S3Result<()>,
+    ) -> S3Result<ObjectManifest> {
+        let manifest = ObjectManifest {
+            version_id: Uuid::now_v7(),
+            size: written.segment.size,
+            etag,
+            last_modified_ms: now_ms(),
+            headers,
+            checksums,
+            parts_count: None,
+            policy_epoch,
+            segments: vec![written.segment.clone()],
+        };
+        let mut refused = None;
+        let res = self
+            .engine
+            .catalog()
+            .commit_object(bucket, key, &manifest, &written.failed, |cur| {
+                check(cur).map_err(|e| {
+                    refused = Some(e);
+                    crate::error::Error::Internal("precondition refused".into())
+                })
+            });
+        match res {
+            Ok(doomed) => {
+                self.engine.reap(doomed);
+                Ok(manifest)
+            }
+            Err(e) => {
+                self.abandon(&written);
+                Err(refused.unwrap_or_else(|| e.into()))
+            }
+        }
+    }
+
+    /// Gives up a written but uncommitted set.
+    pub(super) fn abandon(&self, written: &Stored) {
+        match self
+            .engine
+            .catalog()
+            .abandon_set(written.segment.set, &written.segment.backends)
+        {
+            Ok(d) => self.engine.reap(vec![d]),
+            Err(e) => tracing::warn!(set = %written.segment.set, error = %e, "could not abandon shard set"),
+        }
+    }
+
+    pub(super) async fn put_object_op(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
+        if input.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
+            return Err(s3_error!(
+                EntityTooLarge,
+                "single PUT is limited to 5 GiB; use multipart upload"
+            ));
+        }
+        // Fail fast on a precondition that already fails; it is checked again at commit.
+        if input.if_none_match.is_some() || input.if_match.is_some() {
+            let cur = self.engine.catalog().object(&input.bucket, &input.key)?;
+            check_write_conditions(cur.as_ref(), input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        }
+        let provided = Checksums {
+            crc32: input.checksum_crc32.clone(),
+            crc32c: input.checksum_crc32c.clone(),
+            sha1: input.checksum_sha1.clone(),
+            sha256: input.checksum_sha256.clone(),
+            crc64nvme: input.checksum_crc64nvme.clone(),
+        };
+        let hasher = BodyHasher::new(checksum_hasher(
+            input.checksum_algorithm.as_ref(),
+            &provided,
+            &req.headers,
+        )?);
+        let body = input.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+        let WrittenSet {
+            segment,
+            failed,
+            hasher,
+        } = self.engine.write_set(&input.key, bucket.policy, body, hasher).await?;
+        let written = Stored { segment, failed };
+        let size = written.segment.size;
+        if input
+            .content_length
+            .is_some_and(|l| u64::try_from(l).ok() != Some(size))
+        {
+            self.abandon(&written);
+            return Err(s3_error!(
+                IncompleteBody,
+                "body has {size} bytes, Content-Length said otherwise"
+            ));
+        }
+        let (md5, checksums) = match verify_body(
+            hasher,
+            input.content_md5.as_deref(),
+            provided,
+            req.trailing_headers.as_ref(),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                self.abandon(&written);
+                return Err(e);
+            }
+        };
+        let headers = content_headers(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.expires.as_ref(),
+            input.metadata,
+        );
+        let (if_match, if_none_match) = (input.if_match, input.if_none_match);
+        let m = self.commit_written(
+            &input.bucket,
+            &input.key,
+            written,
+            hex::encode(md5),
+            headers,
+            checksums.clone(),
+            bucket.policy_epoch,
+            |cur| check_write_conditions(cur, if_match.as_ref(), if_none_match.as_ref()),
+        )?;
+        tracing::debug!(bucket = %input.bucket, key = %input.key, size, "object stored");
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&m)),
+            checksum_crc32: checksums.crc32,
+            checksum_crc32c: checksums.crc32c,
+            checksum_sha1: checksums.sha1,
+            checksum_sha256: checksums.sha256,
+            checksum_crc64nvme: checksums.crc64nvme,
+            size: i64::try_from(size).ok(),
+            ..Default::default()
+        }))
+    }
+
+    /// The manifest of an existing object, distinguishing a missing bucket from a missing key.
+    pub(super) fn manifest(&self, bucket: &str, key: &str) -> S3Result<ObjectManifest> {
+        match self.engine.catalog().object(bucket, key)? {
+            Some(m) => Ok(m),
+            None => {
+                self.engine.catalog().require_bucket(bucket)?;
+                Err(crate::error::Error::NoSuchKey {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }
+                .into())
+            }
+        }
+    }
+
+    pub(super) async fn get_object_op(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let m = self.manifest(&input.bucket, &input.key)?;
+        check_read_conditions(
+            &m,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let whole = part_range(&m, input.part_number)?;
+        let (range, content_range) = match &input.range {
+            None if input.part_number.is_some() && m.parts_count.is_some() => (
+                whole.clone(),
+                Some(format!(
+                    "bytes {}-{}/{}",
+                    whole.start,
+                    whole.end.saturating_sub(1),
+                    m.size
+                )),
+            ),
+            None => (whole, None),
+            Some(r) => {
+                let r = r.check(m.size)?;
+                let cr = format!("bytes {}-{}/{}", r.start, r.end - 1, m.size);
+                (r, Some(cr))
+            }
+        };
+        let full = range.start == 0 && range.end == m.size;
+        let mut reader = self.engine.reader(&input.bucket, &input.key, &m, range.clone());
+        // Read the first window before answering, so an unreadable object gets a proper S3
+        // error instead of a 200 with a truncated body.
+        let first = reader.next_chunk().await?;
+        let body = StreamingBlob::wrap(spawn_body(reader, first));
+        let h = &m.headers;
+        let want_checksums = full
+            && input
+                .checksum_mode
+                .as_ref()
+                .is_some_and(|c| c.as_str() == ChecksumMode::ENABLED);
+        let c = if want_checksums {
+            m.checksums.clone()
+        } else {
+            Checksums::default()
+        };
+        let output = GetObjectOutput {
+            body: Some(body),
+            accept_ranges: Some("bytes".into()),
+            content_length: i64::try_from(range.end - range.start).ok(),
+            content_range,
+            e_tag: Some(etag(&m)),
+            last_modified: Some(ts(m.last_modified_ms)),
+            content_type: input.response_content_type.or_else(|| h.content_type.clone()),
+            content_encoding: input.response_content_encoding.or_else(|| h.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| h.content_disposition.clone()),
+            content_language: input.response_content_language.or_else(|| h.content_language.clone()),
+            cache_control: input.response_cache_control.or_else(|| h.cache_control.clone()),
+            expires: input.response_expires.or_else(|| h.expires_ms.map(ts)),
+            metadata: metadata(h),
+            parts_count: m.parts_count.and_then(|p| i32::try_from(p).ok()),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_crc64nvme: c.crc64nvme,
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    pub(super) async fn head_object_op(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let m = self.manifest(&input.bucket, &input.key)?;
+        check_read_conditions(
+            &m,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
+        let range = part_range(&m, input.part_number)?;
+        let h = &m.headers;
+        let want_checksums = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|c| c.as_str() == ChecksumMode::ENABLED);
+        let c = if want_checksums {
+            m.checksums.clone()
+        } else {
+            Checksums::default()
+        };
+        Ok(S3Response::new(HeadObjectOutput {
+            accept_ranges: Some("bytes".into()),
+            content_length: i64::try_from(range.end - range.start).ok(),
+            e_tag: Some(etag(&m)),
+            last_modified: Some(ts(m.last_modified_ms)),
+            content_type: h.content_type.clone(),
+            content_encoding: h.content_encoding.clone(),
+            content_disposition: h.content_disposition.clone(),
+            content_language: h.content_language.clone(),
+            cache_control: h.cache_control.clone(),
+            expires: h.expires_ms.map(ts),
+            metadata: metadata(h),
+            parts_count: m.parts_count.and_then(|p| i32::try_from(p).ok()),
+            checksum_crc32: c.crc32,
+            checksum_crc32c: c.crc32c,
+            checksum_sha1: c.sha1,
+            checksum_sha256: c.sha256,
+            checksum_crc64nvme: c.crc64nvme,
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn delete_object_op(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let doomed = self.engine.catalog().delete_object(&req.input.bucket, &req.input.key)?;
+        self.engine.reap(doomed);
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(super) async fn delete_objects_op(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        self.engine.catalog().require_bucket(&input.bucket)?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects request"));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for obj in input.delete.objects {
+            match self.engine.catalog().delete_object(&input.bucket, &obj.key) {
+                Ok(doomed) => {
+                    self.engine.reap(doomed);
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(obj.key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err(e) => {
+                    let s3: s3s::S3Error = e.into();
+                    errors.push(Error {
+                        code: Some(s3.code().as_str().to_owned()),
+                        key: Some(obj.key),
+                        message: s3.message().map(str::to_owned),
+                        version_id: None,
+                    });
+                }
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: (!deleted.is_empty()).then_some(deleted),
+            errors: (!errors.is_empty()).then_some(errors),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The byte range of part `n` of a multipart object (the whole object for n = 1 otherwise).
+fn part_range(m: &ObjectManifest, part_number: Option<i32>) -> S3Result<std::ops::Range<u64>> {
+    let Some(n) = part_number else { return Ok(0..m.size) };
+    let idx = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(|| s3_error!(InvalidArgument, "partNumber must be >= 1"))?;
+    if m.parts_count.is_none() {
+        return if idx == 0 {
+            Ok(0..m.size)
+        } else {
+            Err(s3_error!(InvalidRange, "object has one part"))
+        };
+    }
+    let seg = m
+        .segments
+        .get(idx)
+        .ok_or_else(|| s3_error!(InvalidRange, "object has {} parts", m.segments.len()))?;
+    let start: u64 = m.segments[..idx].iter().map(|s| s.size).sum();
+    Ok(start..start + seg.size)
+}
+
+/// Streams the rest of an object from a background task through a small bounded channel.
+pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>) -> ChannelBody {
+    let (tx, rx) = mpsc::channel(BODY_CHUNKS_IN_FLIGHT);
+    tokio::spawn(async move {
+        if let Some(first) = first {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+        } else {
+            return;
+        }
+        loop {
+            let item = reader.next_chunk().await;
+            let done = !matches!(item, Ok(Some(_)));
+            let msg = match item {
+                Ok(Some(b)) => Ok(b),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "object read failed mid-stream; aborting response");
+                    Err(std::io::Error::other(e.to_string()))
+                }
+            };
+            // The client went away: stop reading shards.
+            if tx.send(msg).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    ChannelBody(rx)
+}
+
+/// A response body fed by a channel.
+pub(super) struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl Stream for ChannelBody {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}

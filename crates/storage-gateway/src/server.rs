@@ -1,0 +1,115 @@
+//! Wiring: backends, metadata, engine and the S3 service, served over HTTP/1.1 and HTTP/2.
+
+use crate::backend::Backend;
+use crate::config::GatewayConfig;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::meta::{Catalog, RocksStore};
+use crate::s3::{Gateway, GatewayHost};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long in-flight requests get to finish after shutdown is asked for.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// A gateway bound to its port, swept, ready to serve.
+pub struct Server {
+    listener: TcpListener,
+    service: S3Service,
+    engine: Engine,
+}
+
+impl Server {
+    /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
+    pub async fn start(config: &GatewayConfig) -> Result<Self> {
+        let backends = (0..config.local_backends)
+            .map(|i| {
+                Backend::local(
+                    format!("local{i}"),
+                    config.data_dir.join("backends").join(format!("local{i}")),
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        config.default_policy.check_backends(backends.len())?;
+        let meta_dir = config.data_dir.join("meta");
+        std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
+        let store = RocksStore::open(&meta_dir)?;
+        let engine = Engine::new(Catalog::new(Arc::new(store)), backends);
+        let report = engine.startup_sweep().await?;
+        tracing::info!(
+            pending = report.pending,
+            deleting = report.deleting,
+            orphans = report.orphans,
+            "startup sweep done"
+        );
+        let gateway = Gateway::new(engine.clone(), config.default_policy);
+        let mut builder = S3ServiceBuilder::new(gateway);
+        builder.set_auth(SimpleAuth::from_single(
+            config.credentials.access_key.clone(),
+            config.credentials.secret_key.clone(),
+        ));
+        builder.set_host(GatewayHost::new(&config.domains));
+        let service = builder.build();
+        let listener = TcpListener::bind(config.s3_addr)
+            .await
+            .map_err(|e| Error::io(format!("binding S3 port {}", config.s3_addr), e))?;
+        Ok(Self {
+            listener,
+            service,
+            engine,
+        })
+    }
+
+    /// The address the S3 API listens on (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| Error::io("reading listener address", e))
+    }
+
+    /// The engine, for in-process callers.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to a grace
+    /// period).
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let http = ConnBuilder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (socket, _) = tokio::select! {
+                res = self.listener.accept() => match res {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        tracing::error!(error = %e, "accepting connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = socket.set_nodelay(true);
+            let conn = http.serve_connection(TokioIo::new(socket), self.service.clone());
+            let conn = graceful.watch(conn.into_owned());
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        tracing::info!("shutting down: waiting for in-flight requests");
+        tokio::select! {
+            () = graceful.shutdown() => {},
+            () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+        }
+        Ok(())
+    }
+}
