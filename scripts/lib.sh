@@ -1,0 +1,84 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/*.sh. Source it; do not run it.
+#
+# Installs only what is missing: Debian/Ubuntu packages through apt-get
+# (with sudo when not root), the rustfmt/clippy components through rustup.
+
+if [[ -n "${MLSYSOPS_LIB_SOURCED:-}" ]]; then
+    return 0
+fi
+MLSYSOPS_LIB_SOURCED=1
+
+# shellcheck disable=SC2034 # used by the scripts that source this file
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+
+section() {
+    printf '\n==== %s ====\n' "$*"
+}
+
+info() {
+    printf '[%s] %s\n' "$(basename "$0")" "$*"
+}
+
+die() {
+    printf '[%s] ERROR: %s\n' "$(basename "$0")" "$*" >&2
+    exit 1
+}
+
+# Run a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo env DEBIAN_FRONTEND=noninteractive "$@"
+    else
+        die "need root for: $* (not root and sudo is not installed)"
+    fi
+}
+
+_APT_UPDATED=""
+
+# apt_install PKG...: install the packages that are not installed yet.
+# Runs `apt-get update` at most once per script run, and only if something
+# is missing.
+apt_install() {
+    local missing=() p
+    for p in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing packages (${missing[*]}) and apt-get is not available: install them by hand"
+    info "installing: ${missing[*]}"
+    if [[ -z "$_APT_UPDATED" ]]; then
+        as_root apt-get update -q
+        _APT_UPDATED=1
+    fi
+    as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# System packages needed to build the workspace: a C/C++ toolchain for
+# librocksdb-sys and lz4-sys, and libclang for bindgen (rocksdb feature
+# `bindgen-runtime` loads libclang.so at build time).
+ensure_build_deps() {
+    apt_install build-essential pkg-config clang libclang-dev
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install Rust with rustup (https://rustup.rs) and open a new shell"
+}
+
+# rustfmt and clippy, which a minimal rustup profile leaves out.
+ensure_rust_components() {
+    local want=()
+    cargo fmt --version >/dev/null 2>&1 || want+=(rustfmt)
+    cargo clippy --version >/dev/null 2>&1 || want+=(clippy)
+    if [[ ${#want[@]} -gt 0 ]]; then
+        command -v rustup >/dev/null 2>&1 || die "cargo ${want[*]} missing and rustup not found"
+        info "rustup component add ${want[*]}"
+        rustup component add "${want[@]}"
+    fi
+}

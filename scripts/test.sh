@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Full check: system deps, fmt, clippy, debug build, cargo test, real clients.
+#
+#   ./scripts/test.sh
+#
+# Env: SKIP_REAL_CLIENTS=1 skips the real-client checks (aws cli, rclone,
+# s3cmd against a running server). CI=true turns off incremental builds.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+export CARGO_TERM_COLOR=never
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_INCREMENTAL=0
+fi
+# (Cargo.toml's `[profile.dev.build-override] debug = true` keeps clippy and
+# build/test sharing the build-script outputs: RocksDB's C++ builds once.)
+
+started=$SECONDS
+stage() {
+    section "$* (t+$((SECONDS - started))s)"
+}
+
+stage "system dependencies"
+ensure_build_deps
+ensure_rust_components
+cargo --version
+rustc --version
+
+stage "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+stage "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+stage "cargo build --bin mlsysops"
+cargo build --bin mlsysops
+
+stage "cargo test --workspace"
+cargo test --workspace
+
+if [[ "${SKIP_REAL_CLIENTS:-}" == "1" ]]; then
+    stage "real clients: skipped (SKIP_REAL_CLIENTS=1)"
+else
+    stage "real clients (aws cli, rclone, s3cmd, AWS JS SDK) against target/debug/mlsysops"
+    "$ROOT/scripts/real-clients.sh" "$ROOT/target/debug/mlsysops"
+fi
+
+section "all checks passed in $((SECONDS - started))s"
