@@ -5,10 +5,9 @@ use crate::config::GatewayConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::meta::{Catalog, RocksStore};
-use crate::s3::{Gateway, GatewayHost};
+use crate::s3::{Gateway, GatewayHost, StaticAuth};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -51,7 +50,7 @@ impl Server {
         );
         let gateway = Gateway::new(engine.clone(), config.default_policy);
         let mut builder = S3ServiceBuilder::new(gateway);
-        builder.set_auth(SimpleAuth::from_single(
+        builder.set_auth(StaticAuth::new(
             config.credentials.access_key.clone(),
             config.credentials.secret_key.clone(),
         ));
@@ -99,7 +98,7 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = socket.set_nodelay(true);
-            let conn = http.serve_connection(TokioIo::new(socket), self.service.clone());
+            let conn = http.serve_connection(TokioIo::new(socket), HttpService(self.service.clone()));
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -111,5 +110,33 @@ impl Server {
             () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; closing remaining connections"),
         }
         Ok(())
+    }
+}
+
+/// The S3 service plus HTTP-level fixes for clients.
+#[derive(Clone)]
+struct HttpService(S3Service);
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpService {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        // botocore sends `Expect: 100-continue` even for empty bodies; hyper then answers
+        // without a 100 (as HTTP allows) and botocore misreads the next response on the same
+        // pooled connection (boto/botocore#3755), stalling 60 s. Closing that connection
+        // after the response sidesteps it at the cost of one reconnect.
+        let h = req.headers();
+        let close = h.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && h.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        let fut = hyper::service::Service::call(&self.0, req);
+        Box::pin(async move {
+            let mut resp = fut.await?;
+            if close {
+                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            Ok(resp)
+        })
     }
 }

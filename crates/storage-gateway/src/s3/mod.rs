@@ -1,6 +1,7 @@
 //! The S3 front: s3s parses, authenticates and serialises; these modules map each operation
 //! onto the engine and the catalog, one module per family of operations.
 
+mod auth;
 mod bucket;
 mod copy;
 mod errors;
@@ -10,6 +11,7 @@ mod list;
 mod multipart;
 mod object;
 
+pub use auth::StaticAuth;
 pub use host::GatewayHost;
 
 use crate::engine::Engine;
