@@ -40,7 +40,7 @@ impl Backend {
             backend: root.display().to_string(),
             op: "open",
             path: String::new(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             id: id.into(),
@@ -77,7 +77,7 @@ impl Backend {
             backend: self.id.clone(),
             op,
             path: path.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

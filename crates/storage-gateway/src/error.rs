@@ -43,9 +43,10 @@ pub enum Error {
         op: &'static str,
         /// Object path on the backend.
         path: String,
-        /// Underlying error.
+        /// Underlying error (boxed: object_store's error is large, and this one travels in
+        /// every `Result` of the crate).
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// The metadata store failed.
     #[error("metadata store: {op}: {message}")]

@@ -128,13 +128,17 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
         // pooled connection (boto/botocore#3755), stalling 60 s. Closing that connection
         // after the response sidesteps it at the cost of one reconnect.
         let h = req.headers();
-        let close = h.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-            && h.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() == b"0");
+        let close = h
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+            && h.get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() == b"0");
         let fut = hyper::service::Service::call(&self.0, req);
         Box::pin(async move {
             let mut resp = fut.await?;
             if close {
-                resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                resp.headers_mut()
+                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
             Ok(resp)
         })

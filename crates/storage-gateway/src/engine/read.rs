@@ -69,7 +69,7 @@ impl ObjectReader {
                 let layout = segment.layout();
                 let n = layout.k + layout.m;
                 self.current = Some(SegmentCursor {
-                    codec: Codec::new(layout.k, layout.m),
+                    codec: Codec::new(layout.k, layout.m)?,
                     segment,
                     layout,
                     range,
@@ -165,12 +165,12 @@ async fn read_blocks(
             match res {
                 Ok(bytes) if bytes.len() as u64 == end - start => {
                     let mut corrupt = 0;
-                    for b in 0..nblocks {
+                    for (b, slot) in shards[i].iter_mut().enumerate() {
                         let j = first + b as u64;
                         let off = (layout.shard_offset(j) - start) as usize;
                         let len = layout.stored_len(j) as usize;
                         match verify_shard_block(&bytes.slice(off..off + len)) {
-                            Some(payload) => shards[i][b] = Some(payload),
+                            Some(payload) => *slot = Some(payload),
                             None => corrupt += 1,
                         }
                     }
@@ -190,13 +190,8 @@ async fn read_blocks(
                     note_bad(engine, cur, i, "short shard");
                 }
                 Err(e) => {
-                    let missing = matches!(
-                        &e,
-                        Error::Backend {
-                            source: object_store::Error::NotFound { .. },
-                            ..
-                        }
-                    );
+                    let missing = matches!(&e, Error::Backend { source, .. }
+                        if matches!(**source, object_store::Error::NotFound { .. }));
                     errors.push(format!("shard {i}: {e}"));
                     cur.bad[i] = true;
                     if missing {

@@ -153,7 +153,7 @@ impl Engine {
             block_size: block_size as u64,
             size: 0,
         };
-        let mut state = Some((Codec::new(layout.k, layout.m), hasher));
+        let mut state = Some((Codec::new(layout.k, layout.m)?, hasher));
         let mut block = BytesMut::with_capacity(block_size);
         let mut failures: Vec<Option<String>> = vec![None; n];
 
@@ -202,7 +202,6 @@ impl Engine {
         if !block.is_empty() {
             emit(block.split().freeze(), &mut senders, &mut failures).await?;
         }
-        drop(emit);
         for tx in senders.iter().flatten() {
             let _ = tx.send(Msg::Finish).await;
         }

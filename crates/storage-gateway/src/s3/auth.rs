@@ -14,7 +14,10 @@ impl StaticAuth {
     /// Accepts exactly this key pair.
     #[must_use]
     pub fn new(access_key: String, secret_key: String) -> Self {
-        Self { access_key, secret_key: SecretKey::from(secret_key) }
+        Self {
+            access_key,
+            secret_key: SecretKey::from(secret_key),
+        }
     }
 }
 
@@ -24,7 +27,10 @@ impl S3Auth for StaticAuth {
         if access_key == self.access_key {
             Ok(self.secret_key.clone())
         } else {
-            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
+            Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            ))
         }
     }
 }

@@ -40,7 +40,6 @@ impl Gateway {
         tracing::info!(bucket = %input.bucket, %policy, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
-            ..Default::default()
         }))
     }
 
