@@ -39,13 +39,21 @@ stage "cargo build --bin mlsysops"
 cargo build --bin mlsysops
 
 stage "cargo test --workspace"
-cargo test --workspace
+test_log=$(mktemp)
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace 2>&1 | tee "$test_log"
+# cargo's last summary line is the (empty) doc-test run; count every suite for the closing line.
+rust_passed=$(awk '/^test result:/ { n += $4 } END { print n + 0 }' "$test_log")
+client_passed=0
 
 if [[ "${SKIP_REAL_CLIENTS:-}" == "1" ]]; then
     stage "real clients: skipped (SKIP_REAL_CLIENTS=1)"
 else
     stage "real clients (aws cli, rclone, s3cmd, AWS JS SDK) against target/debug/mlsysops"
-    "$ROOT/scripts/real-clients.sh" "$ROOT/target/debug/mlsysops"
+    "$ROOT/scripts/real-clients.sh" "$ROOT/target/debug/mlsysops" 2>&1 | tee "$test_log"
+    client_passed=$(sed -n 's/^real-clients: \([0-9]*\) passed.*/\1/p' "$test_log" | tail -n 1)
 fi
 
 section "all checks passed in $((SECONDS - started))s"
+echo "cargo test: $rust_passed passed; real clients: ${client_passed:-0} passed"
+echo "all: $((rust_passed + ${client_passed:-0})) passed, 0 failed"

@@ -10,6 +10,20 @@ use s3s::dto::{ChecksumAlgorithm, ETag, ETagCondition, Metadata, Timestamp};
 use s3s::{s3_error, S3Result};
 use time::OffsetDateTime;
 
+/// The x-amz-checksum-* headers of an input that carries them (PutObject, UploadPart).
+macro_rules! provided_checksums {
+    ($input:expr) => {
+        $crate::manifest::Checksums {
+            crc32: $input.checksum_crc32.clone(),
+            crc32c: $input.checksum_crc32c.clone(),
+            sha1: $input.checksum_sha1.clone(),
+            sha256: $input.checksum_sha256.clone(),
+            crc64nvme: $input.checksum_crc64nvme.clone(),
+        }
+    };
+}
+pub(super) use provided_checksums;
+
 /// Milliseconds since the epoch as an S3 timestamp.
 pub fn ts(ms: i64) -> Timestamp {
     let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);

@@ -3,9 +3,8 @@
 //! one metadata batch whatever the object size.
 
 use super::copy::{copy_source, reader_stream};
-use super::headers::{
-    check_copy_source_conditions, check_write_conditions, checksum_hasher, content_headers, ts, verify_body,
-};
+use super::headers::{check_copy_source_conditions, check_write_conditions, content_headers, provided_checksums, ts};
+use super::object::{IncomingBody, Stored};
 use super::Gateway;
 use crate::engine::{BodyHasher, WrittenSet};
 use crate::manifest::{now_ms, Checksums, ObjectManifest, PartRecord, UploadRecord};
@@ -98,38 +97,22 @@ impl Gateway {
         self.engine
             .catalog()
             .upload(&input.bucket, &input.key, &input.upload_id)?;
-        let provided = Checksums {
-            crc32: input.checksum_crc32.clone(),
-            crc32c: input.checksum_crc32c.clone(),
-            sha1: input.checksum_sha1.clone(),
-            sha256: input.checksum_sha256.clone(),
-            crc64nvme: input.checksum_crc64nvme.clone(),
-        };
-        let hasher = BodyHasher::new(checksum_hasher(
-            input.checksum_algorithm.as_ref(),
-            &provided,
-            &req.headers,
-        )?);
-        let body = input.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let WrittenSet {
-            segment,
-            failed,
-            hasher,
-        } = self.engine.write_set(&input.key, bucket.policy, body, hasher).await?;
-        let (md5, checksums) = match verify_body(
-            hasher,
-            input.content_md5.as_deref(),
-            provided,
-            req.trailing_headers.as_ref(),
-        ) {
-            Ok(v) => v,
-            Err(e) => {
-                if let Ok(d) = self.engine.catalog().abandon_set(segment.set, &segment.backends) {
-                    self.engine.reap(vec![d]);
-                }
-                return Err(e);
-            }
-        };
+        let (stored, md5, checksums) = self
+            .store_body(
+                &input.key,
+                bucket.policy,
+                IncomingBody {
+                    provided: provided_checksums!(input),
+                    body: input.body,
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    algorithm: input.checksum_algorithm.as_ref(),
+                },
+                &req.headers,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
+        let Stored { segment, failed } = stored;
         for (set, idx, backend, reason) in &failed {
             let _ = self.engine.catalog().queue_repair(*set, *idx, backend, reason);
         }

@@ -1,7 +1,8 @@
 //! Single-object operations: PUT, GET, HEAD, DELETE and multi-object DELETE.
 
 use super::headers::{
-    check_read_conditions, check_write_conditions, checksum_hasher, content_headers, etag, metadata, ts, verify_body,
+    check_read_conditions, check_write_conditions, checksum_hasher, content_headers, etag, metadata,
+    provided_checksums, ts, verify_body,
 };
 use super::Gateway;
 use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
@@ -19,6 +20,15 @@ use uuid::Uuid;
 pub(super) struct Stored {
     pub segment: crate::manifest::Segment,
     pub failed: Vec<(Uuid, usize, String, String)>,
+}
+
+/// A request body and what the client declared about it.
+pub(super) struct IncomingBody<'a> {
+    pub body: Option<StreamingBlob>,
+    pub content_length: Option<i64>,
+    pub content_md5: Option<&'a str>,
+    pub algorithm: Option<&'a ChecksumAlgorithm>,
+    pub provided: Checksums,
 }
 
 /// Largest single PUT S3 accepts.
@@ -86,6 +96,45 @@ impl Gateway {
         }
     }
 
+    /// Streams a client body into a new shard set and verifies it (length, Content-MD5,
+    /// x-amz-checksum-*); on any failure the set is abandoned.
+    pub(super) async fn store_body(
+        &self,
+        key: &str,
+        policy: placement::BucketPolicy,
+        incoming: IncomingBody<'_>,
+        headers: &http::HeaderMap,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<(Stored, [u8; 16], Checksums)> {
+        let hasher = BodyHasher::new(checksum_hasher(incoming.algorithm, &incoming.provided, headers)?);
+        let body = incoming.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
+        let WrittenSet {
+            segment,
+            failed,
+            hasher,
+        } = self.engine.write_set(key, policy, body, hasher).await?;
+        let written = Stored { segment, failed };
+        let size = written.segment.size;
+        let verified = if incoming
+            .content_length
+            .is_some_and(|l| u64::try_from(l).ok() != Some(size))
+        {
+            Err(s3_error!(
+                IncompleteBody,
+                "body has {size} bytes, Content-Length said otherwise"
+            ))
+        } else {
+            verify_body(hasher, incoming.content_md5, incoming.provided, trailers)
+        };
+        match verified {
+            Ok((md5, checksums)) => Ok((written, md5, checksums)),
+            Err(e) => {
+                self.abandon(&written);
+                Err(e)
+            }
+        }
+    }
+
     pub(super) async fn put_object_op(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
@@ -100,48 +149,22 @@ impl Gateway {
             let cur = self.engine.catalog().object(&input.bucket, &input.key)?;
             check_write_conditions(cur.as_ref(), input.if_match.as_ref(), input.if_none_match.as_ref())?;
         }
-        let provided = Checksums {
-            crc32: input.checksum_crc32.clone(),
-            crc32c: input.checksum_crc32c.clone(),
-            sha1: input.checksum_sha1.clone(),
-            sha256: input.checksum_sha256.clone(),
-            crc64nvme: input.checksum_crc64nvme.clone(),
-        };
-        let hasher = BodyHasher::new(checksum_hasher(
-            input.checksum_algorithm.as_ref(),
-            &provided,
-            &req.headers,
-        )?);
-        let body = input.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let WrittenSet {
-            segment,
-            failed,
-            hasher,
-        } = self.engine.write_set(&input.key, bucket.policy, body, hasher).await?;
-        let written = Stored { segment, failed };
+        let (written, md5, checksums) = self
+            .store_body(
+                &input.key,
+                bucket.policy,
+                IncomingBody {
+                    provided: provided_checksums!(input),
+                    body: input.body,
+                    content_length: input.content_length,
+                    content_md5: input.content_md5.as_deref(),
+                    algorithm: input.checksum_algorithm.as_ref(),
+                },
+                &req.headers,
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let size = written.segment.size;
-        if input
-            .content_length
-            .is_some_and(|l| u64::try_from(l).ok() != Some(size))
-        {
-            self.abandon(&written);
-            return Err(s3_error!(
-                IncompleteBody,
-                "body has {size} bytes, Content-Length said otherwise"
-            ));
-        }
-        let (md5, checksums) = match verify_body(
-            hasher,
-            input.content_md5.as_deref(),
-            provided,
-            req.trailing_headers.as_ref(),
-        ) {
-            Ok(v) => v,
-            Err(e) => {
-                self.abandon(&written);
-                return Err(e);
-            }
-        };
         let headers = content_headers(
             input.content_type,
             input.content_encoding,
