@@ -1473,6 +1473,37 @@ fn pick_checksum<'a>(
     }
 }
 
+/// GETs `sums/key` with checksum mode on and asserts the stored `algo` checksum is `want`.
+async fn get_checking_stored_checksum(
+    c: &aws_sdk_s3::Client,
+    key: &str,
+    algo: &ChecksumAlgorithm,
+    want: &str,
+    what: &str,
+) -> aws_sdk_s3::operation::get_object::GetObjectOutput {
+    let got = ok(
+        c.get_object()
+            .bucket("sums")
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await,
+        what,
+    );
+    assert_eq!(
+        pick_checksum(
+            algo,
+            got.checksum_crc32(),
+            got.checksum_crc32_c(),
+            got.checksum_sha1(),
+            got.checksum_sha256()
+        ),
+        Some(want),
+        "{what}: stored {algo:?} checksum"
+    );
+    got
+}
+
 #[tokio::test]
 async fn flexible_checksums_are_stored_and_returned() {
     let (srv, c) = server_with_bucket("sums").await;
@@ -1507,26 +1538,7 @@ async fn flexible_checksums_are_stored_and_returned() {
             Some(want.as_str()),
             "PUT response checksum for {algo:?}"
         );
-        let got = ok(
-            c.get_object()
-                .bucket("sums")
-                .key(&key)
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await,
-            "GET with checksum mode",
-        );
-        assert_eq!(
-            pick_checksum(
-                algo,
-                got.checksum_crc32(),
-                got.checksum_crc32_c(),
-                got.checksum_sha1(),
-                got.checksum_sha256()
-            ),
-            Some(want.as_str()),
-            "GET checksum for {algo:?}"
-        );
+        let got = get_checking_stored_checksum(&c, &key, algo, &want, "GET with checksum mode").await;
         assert_same_bytes(&collect_body(got.body).await, &data, &key);
         let head = ok(
             c.head_object()
@@ -1567,26 +1579,7 @@ async fn flexible_checksums_are_stored_and_returned() {
                 .await,
             &format!("streamed PUT with trailing {algo:?}"),
         );
-        let got = ok(
-            c.get_object()
-                .bucket("sums")
-                .key(&key)
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await,
-            "GET streamed",
-        );
-        assert_eq!(
-            pick_checksum(
-                algo,
-                got.checksum_crc32(),
-                got.checksum_crc32_c(),
-                got.checksum_sha1(),
-                got.checksum_sha256()
-            ),
-            Some(checksum_of(algo, &streamed).as_str()),
-            "trailing {algo:?} stored"
-        );
+        let got = get_checking_stored_checksum(&c, &key, algo, &checksum_of(algo, &streamed), "GET streamed").await;
         assert_eq!(
             got.e_tag(),
             Some(etag_of(&streamed).as_str()),
