@@ -2045,6 +2045,49 @@ async fn concurrent_overwrites_and_reads_of_one_key() {
     );
 }
 
+/// A GET that is still streaming when its object is overwritten and then deleted must finish
+/// with the whole old version: its shard sets may only be reaped once the reader is done.
+#[tokio::test]
+async fn a_slow_get_finishes_its_version_through_overwrite_and_delete() {
+    let (srv, c) = server_with_bucket("slow").await;
+    // Many 4 MiB read windows: far more than the gateway's read-ahead and the socket buffers
+    // hold, so most of the body is read from the shards after the overwrite.
+    let old = random_bytes(40 * MIB);
+    put_bytes(&c, "slow", "k", &old).await;
+    let out = ok(c.get_object().bucket("slow").key("k").send().await, "GetObject");
+    let mut body = out.body;
+    let mut got = body
+        .next()
+        .await
+        .expect("a first chunk")
+        .expect("reading the first chunk")
+        .to_vec();
+
+    let new = random_bytes(MIB + 7);
+    put_bytes(&c, "slow", "k", &new).await;
+    assert_same_bytes(&get_bytes(&c, "slow", "k").await, &new, "after the overwrite");
+    // The old sets are Deleting now; give the reaper every chance to act on them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        srv.distinct_shard_sets().len() >= 2,
+        "the old version's shard set was deleted while being read: {:?}",
+        srv.all_shard_sets()
+    );
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk.expect("reading the rest of the old version"));
+    }
+    assert_same_bytes(&got, &old, "GET begun before the overwrite");
+    drop(body);
+    // Released by the reader, the old set is reaped.
+    assert_shard_sets_converge(&srv, 1, "after the slow GET ended").await;
+
+    // The same through a delete.
+    let out = ok(c.get_object().bucket("slow").key("k").send().await, "GetObject");
+    ok(c.delete_object().bucket("slow").key("k").send().await, "DeleteObject");
+    assert_same_bytes(&collect_body(out.body).await, &new, "GET begun before the delete");
+    assert_shard_sets_converge(&srv, 0, "after the delete").await;
+}
+
 #[tokio::test]
 async fn reuploading_a_part_replaces_it() {
     let (srv, c) = server_with_bucket("reup").await;

@@ -5,6 +5,7 @@
 //! - [`read`]: a byte range of an object is rebuilt from any k verified shards per block.
 //! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
 
+pub mod pins;
 pub mod read;
 pub mod sweep;
 pub mod write;
@@ -16,6 +17,7 @@ use crate::meta::Catalog;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+pub use pins::Pins;
 pub use read::ObjectReader;
 pub use write::{BodyHasher, WrittenSet};
 
@@ -29,6 +31,7 @@ struct Inner {
     catalog: Catalog,
     backends: Vec<Backend>,
     reaper: mpsc::UnboundedSender<DoomedSet>,
+    pins: Arc<pins::PinTable>,
 }
 
 impl Engine {
@@ -39,6 +42,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 catalog,
                 backends,
+                pins: Arc::new(pins::PinTable::new(tx.clone())),
                 reaper: tx,
             }),
         };
@@ -65,6 +69,10 @@ impl Engine {
             .iter()
             .find(|b| b.id() == id)
             .ok_or_else(|| Error::Config(format!("backend {id:?} is named in metadata but not configured")))
+    }
+
+    fn pins(&self) -> &Arc<pins::PinTable> {
+        &self.inner.pins
     }
 
     /// Hands unreferenced shard sets to the reaper for deletion.

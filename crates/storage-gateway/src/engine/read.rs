@@ -5,7 +5,7 @@
 //! missing. Shards found missing or corrupt are queued for repair; backends that failed are
 //! skipped for the rest of the read.
 
-use super::Engine;
+use super::{Engine, Pins};
 use crate::backend::Backend;
 use crate::codec::{verify_shard_block, Codec, Layout};
 use crate::error::{Error, Result};
@@ -23,6 +23,8 @@ pub struct ObjectReader {
     /// (segment, plaintext range within it) still to read, in order.
     pending: std::collections::VecDeque<(Segment, Range<u64>)>,
     current: Option<SegmentCursor>,
+    /// Keeps the sets being read from deletion by a concurrent overwrite or delete.
+    _pins: Pins,
 }
 
 struct SegmentCursor {
@@ -35,9 +37,17 @@ struct SegmentCursor {
 }
 
 impl Engine {
-    /// A reader for `range` of the object described by `manifest`.
+    /// A reader for `range` of the object described by `manifest`, whose sets `pins` holds
+    /// (see [`Engine::pinned_object`]).
     #[must_use]
-    pub fn reader(&self, bucket: &str, key: &str, manifest: &ObjectManifest, range: Range<u64>) -> ObjectReader {
+    pub fn reader(
+        &self,
+        bucket: &str,
+        key: &str,
+        manifest: &ObjectManifest,
+        pins: Pins,
+        range: Range<u64>,
+    ) -> ObjectReader {
         let mut pending = std::collections::VecDeque::new();
         let mut seg_start = 0u64;
         for seg in &manifest.segments {
@@ -54,6 +64,7 @@ impl Engine {
             what: format!("{bucket}/{key}"),
             pending,
             current: None,
+            _pins: pins,
         }
     }
 }

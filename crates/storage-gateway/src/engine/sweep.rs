@@ -19,14 +19,18 @@ pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<Doome
     loop {
         tokio::select! {
             d = rx.recv() => match d {
-                Some((set, rec)) => { delete_set(&engine, set, &rec.backends).await; }
+                Some(doomed) => {
+                    if engine.pins().release_for_deletion(&doomed) {
+                        delete_set(&engine, doomed.0, &doomed.1.backends).await;
+                    }
+                }
                 None => return,
             },
             _ = retry.tick() => {
                 match engine.catalog().sets() {
-                    Ok(sets) => for (set, rec) in sets {
-                        if rec.state == SetState::Deleting {
-                            delete_set(&engine, set, &rec.backends).await;
+                    Ok(sets) => for doomed in sets {
+                        if doomed.1.state == SetState::Deleting && engine.pins().release_for_deletion(&doomed) {
+                            delete_set(&engine, doomed.0, &doomed.1.backends).await;
                         }
                     },
                     Err(e) => tracing::warn!(error = %e, "reaper could not list shard sets"),

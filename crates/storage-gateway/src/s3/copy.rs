@@ -61,7 +61,7 @@ impl Gateway {
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let dst = self.engine.catalog().require_bucket(&input.bucket)?;
-        let src = self.manifest(&src_bucket, &src_key)?;
+        let (src, pins) = self.pinned_manifest(&src_bucket, &src_key)?;
         check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
@@ -98,7 +98,7 @@ impl Gateway {
         } else {
             src.headers.clone()
         };
-        let reader = self.engine.reader(&src_bucket, &src_key, &src, 0..src.size);
+        let reader = self.engine.reader(&src_bucket, &src_key, &src, pins, 0..src.size);
         let WrittenSet {
             segment,
             failed,

@@ -146,7 +146,7 @@ impl Gateway {
         self.engine
             .catalog()
             .upload(&input.bucket, &input.key, &input.upload_id)?;
-        let src = self.manifest(&src_bucket, &src_key)?;
+        let (src, pins) = self.pinned_manifest(&src_bucket, &src_key)?;
         check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
@@ -161,7 +161,7 @@ impl Gateway {
         if range.end - range.start > MAX_PART_SIZE as u64 {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
         }
-        let reader = self.engine.reader(&src_bucket, &src_key, &src, range);
+        let reader = self.engine.reader(&src_bucket, &src_key, &src, pins, range);
         let hasher = BodyHasher::new(Default::default());
         let WrittenSet {
             segment,

@@ -5,7 +5,7 @@ use super::headers::{
     provided_checksums, ts, verify_body,
 };
 use super::Gateway;
-use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
+use crate::engine::{BodyHasher, ObjectReader, Pins, WrittenSet};
 use crate::manifest::{now_ms, Checksums, ContentHeaders, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
@@ -213,9 +213,24 @@ impl Gateway {
         }
     }
 
+    /// Like [`Self::manifest`], with the object's shard sets pinned for reading.
+    pub(super) fn pinned_manifest(&self, bucket: &str, key: &str) -> S3Result<(ObjectManifest, Pins)> {
+        match self.engine.pinned_object(bucket, key)? {
+            Some(found) => Ok(found),
+            None => {
+                self.engine.catalog().require_bucket(bucket)?;
+                Err(crate::error::Error::NoSuchKey {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }
+                .into())
+            }
+        }
+    }
+
     pub(super) async fn get_object_op(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let m = self.manifest(&input.bucket, &input.key)?;
+        let (m, pins) = self.pinned_manifest(&input.bucket, &input.key)?;
         check_read_conditions(
             &m,
             input.if_match.as_ref(),
@@ -242,7 +257,7 @@ impl Gateway {
             }
         };
         let full = range.start == 0 && range.end == m.size;
-        let mut reader = self.engine.reader(&input.bucket, &input.key, &m, range.clone());
+        let mut reader = self.engine.reader(&input.bucket, &input.key, &m, pins, range.clone());
         // Read the first window before answering, so an unreadable object gets a proper S3
         // error instead of a 200 with a truncated body.
         let first = reader.next_chunk().await?;
