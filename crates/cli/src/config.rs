@@ -6,6 +6,7 @@ use placement::BucketPolicy;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use storage_gateway::backend::BackendSpec;
 use storage_gateway::{Credentials, GatewayConfig};
 
 /// Name of the generated credentials file inside the data dir.
@@ -49,6 +50,9 @@ struct FileConfig {
     domains: Option<Vec<String>>,
     access_key: Option<String>,
     secret_key: Option<String>,
+    /// `[[backend]]` tables; when present they replace the local default.
+    #[serde(default)]
+    backend: Vec<BackendSpec>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,10 +76,20 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
         .s3_addr
         .or(file.s3_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)));
-    let local_backends = args.local_backends.or(file.local_backends).unwrap_or(6);
-    if local_backends == 0 {
-        bail!("local_backends must be at least 1");
-    }
+    let backends = if file.backend.is_empty() {
+        let n = args.local_backends.or(file.local_backends).unwrap_or(6);
+        if n == 0 {
+            bail!("local_backends must be at least 1");
+        }
+        (0..n)
+            .map(|i| BackendSpec::local(format!("local{i}"), data_dir.join("backends").join(format!("local{i}"))))
+            .collect()
+    } else {
+        if args.local_backends.is_some() || file.local_backends.is_some() {
+            bail!("local_backends and [[backend]] tables exclude each other: list local directories as [[backend]] tables with kind = \"local\"");
+        }
+        file.backend
+    };
     let policy_name = args
         .default_policy
         .or(file.default_policy)
@@ -89,7 +103,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
         .and_then(|p| p.with_block_size(block_size))
         .with_context(|| format!("default policy {policy_name:?}"))?;
     default_policy
-        .check_backends(local_backends)
+        .check_backends(backends.len())
         .context("default policy")?;
     let domains = if !args.domains.is_empty() {
         args.domains
@@ -108,7 +122,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
         GatewayConfig {
             data_dir,
             s3_addr,
-            local_backends,
+            backends,
             default_policy,
             domains,
             credentials,

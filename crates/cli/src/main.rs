@@ -54,7 +54,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             println!("secret key: {}", config.credentials.secret_key);
             println!("(generated; stored in {})", config.data_dir.join(config::CREDENTIALS_FILE).display());
         }
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.local_backends, policy = %config.default_policy, "serving S3");
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, "serving S3");
         server.serve(shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())

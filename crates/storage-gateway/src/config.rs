@@ -11,8 +11,8 @@ pub struct GatewayConfig {
     pub data_dir: PathBuf,
     /// Address the S3 API listens on.
     pub s3_addr: SocketAddr,
-    /// Number of local-directory backends under `data_dir/backends/local{i}`.
-    pub local_backends: usize,
+    /// The backends, in configuration order (ids are unique).
+    pub backends: Vec<crate::backend::BackendSpec>,
     /// Policy of buckets created without a preset.
     pub default_policy: BucketPolicy,
     /// Base domains for virtual-host-style addressing (`bucket.domain`).

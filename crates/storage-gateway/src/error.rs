@@ -48,6 +48,20 @@ pub enum Error {
         #[source]
         source: Box<object_store::Error>,
     },
+    /// A backend is being routed around after failures; the call was not attempted.
+    #[error("backend {backend}: {op} {path}: skipped, backend suspect for {retry_in:.1?} more after: {last_error}")]
+    BackendDown {
+        /// Backend id.
+        backend: String,
+        /// Operation not attempted.
+        op: &'static str,
+        /// Object path on the backend.
+        path: String,
+        /// Until the next trial call.
+        retry_in: std::time::Duration,
+        /// The failure that made it suspect.
+        last_error: String,
+    },
     /// The metadata store failed.
     #[error("metadata store: {op}: {message}")]
     Meta {

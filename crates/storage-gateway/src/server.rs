@@ -18,6 +18,25 @@ use tokio::net::TcpListener;
 /// How long in-flight requests get to finish after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// How long the start-up probe waits for a backend before marking it down.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Probes every backend at once; one that does not answer is marked down (suspect), reported,
+/// and routed around: the gateway still starts.
+async fn probe_all(backends: &[Backend]) {
+    let probes = backends.iter().map(|b| async move {
+        match tokio::time::timeout(PROBE_TIMEOUT, b.probe()).await {
+            Ok(Ok(())) => tracing::info!(backend = %b.id(), local = b.is_local(), "backend reachable"),
+            Ok(Err(e)) => tracing::error!(backend = %b.id(), error = %e, "backend unreachable at start; marked down"),
+            Err(_) => {
+                b.health().failure(&format!("no answer to the start-up probe within {PROBE_TIMEOUT:?}"));
+                tracing::error!(backend = %b.id(), "backend did not answer within {PROBE_TIMEOUT:?} at start; marked down");
+            }
+        }
+    });
+    futures::future::join_all(probes).await;
+}
+
 /// A gateway bound to its port, swept, ready to serve.
 pub struct Server {
     listener: TcpListener,
@@ -28,15 +47,17 @@ pub struct Server {
 impl Server {
     /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
-        let backends = (0..config.local_backends)
-            .map(|i| {
-                Backend::local(
-                    format!("local{i}"),
-                    config.data_dir.join("backends").join(format!("local{i}")),
-                )
-            })
+        let backends = config
+            .backends
+            .iter()
+            .map(crate::backend::BackendSpec::build)
             .collect::<Result<Vec<_>>>()?;
+        let mut ids = std::collections::HashSet::new();
+        if let Some(dup) = backends.iter().find(|b| !ids.insert(b.id())) {
+            return Err(Error::Config(format!("backend id {:?} is configured twice", dup.id())));
+        }
         config.default_policy.check_backends(backends.len())?;
+        probe_all(&backends).await;
         let meta_dir = config.data_dir.join("meta");
         std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
         let store = RocksStore::open(&meta_dir)?;

@@ -27,6 +27,7 @@ impl From<Error> for S3Error {
                 }
             },
             Error::Backend { .. }
+            | Error::BackendDown { .. }
             | Error::Meta { .. }
             | Error::Corrupt { .. }
             | Error::Io { .. }

@@ -2,7 +2,16 @@
 //!
 //! A backend stores, for every shard set (one PUT, or one multipart part), one object
 //! `shards/<set-id>/<shard-index>`. Everything above this module speaks in shard sets and
-//! indices; which store sits below (local directory now, S3/GCS/Azure next) is invisible to it.
+//! indices; which store sits below (local directory, S3, GCS, Azure, memory) is invisible to it.
+//!
+//! - [`spec`]: `[[backend]]` configuration and the object_store builders.
+//! - [`health`]: the circuit breaker that routes around failing backends.
+
+pub mod health;
+pub mod spec;
+
+pub use health::{Health, HealthStatus};
+pub use spec::{BackendKind, BackendSpec};
 
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
@@ -10,6 +19,7 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, PutPayload};
+use placement::BackendLabels;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,6 +38,8 @@ pub struct Backend {
     local_root: Option<PathBuf>,
     /// Writes are coalesced into parts of this size before they reach the store.
     part_size: usize,
+    labels: BackendLabels,
+    health: Arc<Health>,
 }
 
 impl Backend {
@@ -47,6 +59,11 @@ impl Backend {
             store: Arc::new(store),
             local_root: Some(root),
             part_size: 1 << 20,
+            labels: BackendLabels {
+                provider: "local".into(),
+                ..BackendLabels::default()
+            },
+            health: Arc::default(),
         })
     }
 
@@ -57,6 +74,65 @@ impl Backend {
             store,
             local_root: None,
             part_size: 8 << 20,
+            labels: BackendLabels::default(),
+            health: Arc::default(),
+        }
+    }
+
+    /// The same backend with `labels`.
+    #[must_use]
+    pub fn with_labels(mut self, labels: BackendLabels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// What placement knows about this backend.
+    #[must_use]
+    pub fn labels(&self) -> &BackendLabels {
+        &self.labels
+    }
+
+    /// Whether shards live in a local directory (as opposed to a remote or in-memory store).
+    #[must_use]
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
+    /// The backend's health tracker.
+    #[must_use]
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Refuses the call at once while the backend is suspect.
+    fn admit(&self, op: &'static str, path: &Path) -> Result<()> {
+        self.health
+            .admit()
+            .map_err(|(retry_in, last_error)| Error::BackendDown {
+                backend: self.id.clone(),
+                op,
+                path: path.to_string(),
+                retry_in,
+                last_error,
+            })
+    }
+
+    /// Feeds a call's outcome to the health tracker; "not found" is an answer, not a fault.
+    fn observe<T>(&self, res: &std::result::Result<T, object_store::Error>) {
+        match res {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => self.health.success(),
+            Err(e) => self.health.failure(&e.to_string()),
+        }
+    }
+
+    /// Checks that the backend answers (a HEAD of a path that need not exist).
+    pub async fn probe(&self) -> Result<()> {
+        let path = Path::from(".mlsysops-probe");
+        let res = self.store.head(&path).await;
+        self.observe(&res);
+        match res {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("probe", &path, e)),
         }
     }
 
@@ -98,10 +174,10 @@ impl Backend {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        self.store
-            .get_range(path, range)
-            .await
-            .map_err(|e| self.err("get_range", path, e))
+        self.admit("get_range", path)?;
+        let res = self.store.get_range(path, range).await;
+        self.observe(&res);
+        res.map_err(|e| self.err("get_range", path, e))
     }
 
     /// Deletes every shard object of a set; a set that is already gone is not an error.
@@ -116,7 +192,10 @@ impl Backend {
         }
         for idx in shard_indices {
             let path = Self::shard_path(set, idx);
-            match self.store.delete(&path).await {
+            self.admit("delete", &path)?;
+            let res = self.store.delete(&path).await;
+            self.observe(&res);
+            match res {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.err("delete", &path, e)),
             }
@@ -146,12 +225,10 @@ impl Backend {
             return Ok(out);
         }
         let prefix = Path::from(SHARDS_PREFIX);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| self.err("list", &prefix, e))?;
+        self.admit("list", &prefix)?;
+        let res = self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await;
+        self.observe(&res);
+        let metas = res.map_err(|e| self.err("list", &prefix, e))?;
         let mut out: Vec<Uuid> = metas
             .iter()
             .filter_map(|m| m.location.parts().nth(1).and_then(|p| Uuid::parse_str(p.as_ref()).ok()))
@@ -186,31 +263,28 @@ impl ShardWriter {
 
     async fn put_part(&mut self, part: Bytes) -> Result<()> {
         if self.upload.is_none() {
-            let up = self
-                .backend
-                .store
-                .put_multipart(&self.path)
-                .await
-                .map_err(|e| self.backend.err("put_multipart", &self.path, e))?;
-            self.upload = Some(up);
+            self.backend.admit("put_multipart", &self.path)?;
+            let res = self.backend.store.put_multipart(&self.path).await;
+            self.backend.observe(&res);
+            self.upload = Some(res.map_err(|e| self.backend.err("put_multipart", &self.path, e))?);
         }
         let Some(up) = self.upload.as_mut() else {
             unreachable!("upload was just created")
         };
-        up.put_part(PutPayload::from(part))
-            .await
-            .map_err(|e| self.backend.err("put_part", &self.path, e))
+        self.backend.admit("put_part", &self.path)?;
+        let res = up.put_part(PutPayload::from(part)).await;
+        self.backend.observe(&res);
+        res.map_err(|e| self.backend.err("put_part", &self.path, e))
     }
 
     /// Makes the shard object durable and visible; returns its length.
     pub async fn finish(mut self) -> Result<u64> {
         if self.upload.is_none() {
             let data = self.buf.split().freeze();
-            self.backend
-                .store
-                .put(&self.path, PutPayload::from(data))
-                .await
-                .map_err(|e| self.backend.err("put", &self.path, e))?;
+            self.backend.admit("put", &self.path)?;
+            let res = self.backend.store.put(&self.path, PutPayload::from(data)).await;
+            self.backend.observe(&res);
+            res.map_err(|e| self.backend.err("put", &self.path, e))?;
             return Ok(self.written);
         }
         if !self.buf.is_empty() {
@@ -220,9 +294,9 @@ impl ShardWriter {
         let Some(mut up) = self.upload.take() else {
             unreachable!("checked above")
         };
-        up.complete()
-            .await
-            .map_err(|e| self.backend.err("complete", &self.path, e))?;
+        let res = up.complete().await;
+        self.backend.observe(&res);
+        res.map_err(|e| self.backend.err("complete", &self.path, e))?;
         Ok(self.written)
     }
 
