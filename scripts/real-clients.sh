@@ -109,7 +109,7 @@ start_server() {
     echo "---- server start $(date -u +%FT%TZ) ----" >>"$SERVER_LOG"
     MLSYSOPS_ACCESS_KEY="$ACCESS_KEY" MLSYSOPS_SECRET_KEY="$SECRET_KEY" \
         RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
-        "$BIN" serve --data-dir "$WORK/data" --s3-addr 127.0.0.1:0 \
+        "$BIN" serve --data-dir "$WORK/data" --s3-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 \
         >>"$SERVER_LOG" 2>&1 </dev/null &
     SERVER_PID=$!
     local from i line

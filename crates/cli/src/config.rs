@@ -6,8 +6,11 @@ use placement::BucketPolicy;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use storage_gateway::backend::BackendSpec;
-use storage_gateway::{Credentials, GatewayConfig};
+use storage_gateway::engine::heal::HealConfig;
+use storage_gateway::engine::scrub::ScrubConfig;
+use storage_gateway::{AdminConfig, Credentials, GatewayConfig};
 
 /// Name of the generated credentials file inside the data dir.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
@@ -36,6 +39,21 @@ pub struct ServeArgs {
     /// Base domain for virtual-host-style requests (repeatable) [default: localhost].
     #[arg(long = "domain", env = "MLSYSOPS_DOMAIN", value_delimiter = ',')]
     domains: Vec<String>,
+    /// Address of the admin REST API [default: 127.0.0.1:9001].
+    #[arg(long, env = "MLSYSOPS_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
+    /// Seconds between healer passes over the repair queue [default: 10].
+    #[arg(long, env = "MLSYSOPS_HEAL_INTERVAL_SECS")]
+    heal_interval_secs: Option<f64>,
+    /// Healer write-rate cap in MiB/s, 0 = none [default: 64].
+    #[arg(long, env = "MLSYSOPS_HEAL_RATE_MIB")]
+    heal_rate_mib: Option<u64>,
+    /// Seconds between scrub passes over every shard [default: 86400].
+    #[arg(long, env = "MLSYSOPS_SCRUB_INTERVAL_SECS")]
+    scrub_interval_secs: Option<f64>,
+    /// Scrubber read-rate cap in MiB/s, 0 = none [default: 32].
+    #[arg(long, env = "MLSYSOPS_SCRUB_RATE_MIB")]
+    scrub_rate_mib: Option<u64>,
 }
 
 /// The TOML file: every key optional.
@@ -50,6 +68,12 @@ struct FileConfig {
     domains: Option<Vec<String>>,
     access_key: Option<String>,
     secret_key: Option<String>,
+    admin_addr: Option<SocketAddr>,
+    admin_token: Option<String>,
+    heal_interval_secs: Option<f64>,
+    heal_rate_mib: Option<u64>,
+    scrub_interval_secs: Option<f64>,
+    scrub_rate_mib: Option<u64>,
     /// `[[backend]]` tables; when present they replace the local default.
     #[serde(default)]
     backend: Vec<BackendSpec>,
@@ -61,8 +85,31 @@ struct StoredCredentials {
     secret_key: String,
 }
 
-/// Resolves the final configuration; the bool says whether credentials were just generated.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
+/// Name of the generated admin token file inside the data dir.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// What `resolve` generated on this start (and so may print once).
+#[derive(Default)]
+pub struct Generated {
+    /// The S3 secret key was generated.
+    pub credentials: bool,
+    /// The admin token was generated.
+    pub admin_token: bool,
+}
+
+fn interval(secs: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{what} must be a positive number of seconds, got {secs}"))
+}
+
+fn rate(mib: u64) -> Option<u64> {
+    (mib > 0).then(|| mib.saturating_mul(1 << 20))
+}
+
+/// Resolves the final configuration and what was generated for it.
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text =
@@ -113,10 +160,33 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
     let env_ak = std::env::var("MLSYSOPS_ACCESS_KEY").ok().filter(|s| !s.is_empty());
     let env_sk = std::env::var("MLSYSOPS_SECRET_KEY").ok().filter(|s| !s.is_empty());
-    let (credentials, generated) = match (env_ak.or(file.access_key), env_sk.or(file.secret_key)) {
+    let (credentials, generated_credentials) = match (env_ak.or(file.access_key), env_sk.or(file.secret_key)) {
         (Some(access_key), Some(secret_key)) => (Credentials { access_key, secret_key }, false),
         (None, None) => load_or_generate(&data_dir)?,
         _ => bail!("set both MLSYSOPS_ACCESS_KEY and MLSYSOPS_SECRET_KEY (or access_key and secret_key in the file), or neither"),
+    };
+    let admin_addr = args
+        .admin_addr
+        .or(file.admin_addr)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9001)));
+    let env_token = std::env::var("MLSYSOPS_ADMIN_TOKEN").ok().filter(|s| !s.is_empty());
+    let (admin_token, generated_token) = match env_token.or(file.admin_token) {
+        Some(t) => (t, false),
+        None => load_or_generate_token(&data_dir)?,
+    };
+    let heal = HealConfig {
+        interval: interval(
+            args.heal_interval_secs.or(file.heal_interval_secs).unwrap_or(10.0),
+            "heal_interval_secs",
+        )?,
+        max_bytes_per_sec: rate(args.heal_rate_mib.or(file.heal_rate_mib).unwrap_or(64)),
+    };
+    let scrub = ScrubConfig {
+        interval: interval(
+            args.scrub_interval_secs.or(file.scrub_interval_secs).unwrap_or(86400.0),
+            "scrub_interval_secs",
+        )?,
+        max_bytes_per_sec: rate(args.scrub_rate_mib.or(file.scrub_rate_mib).unwrap_or(32)),
     };
     Ok((
         GatewayConfig {
@@ -126,8 +196,17 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
             default_policy,
             domains,
             credentials,
+            admin: AdminConfig {
+                addr: admin_addr,
+                token: admin_token,
+            },
+            heal,
+            scrub,
         },
-        generated,
+        Generated {
+            credentials: generated_credentials,
+            admin_token: generated_token,
+        },
     ))
 }
 
@@ -159,6 +238,22 @@ fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {
         },
         true,
     ))
+}
+
+fn load_or_generate_token(data_dir: &Path) -> anyhow::Result<(String, bool)> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        let t = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let t = t.trim().to_owned();
+        if t.is_empty() {
+            bail!("{} is empty: delete it to generate a new admin token", path.display());
+        }
+        return Ok((t, false));
+    }
+    use rand::distributions::{Alphanumeric, DistString};
+    let t = Alphanumeric.sample_string(&mut rand::thread_rng(), 40);
+    write_private(&path, t.as_bytes())?;
+    Ok((t, true))
 }
 
 /// Writes a file readable only by its owner.

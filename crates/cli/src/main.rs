@@ -50,9 +50,14 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         // when it was just generated, and only here.
         println!("S3 endpoint: http://{addr}");
         println!("access key: {}", config.credentials.access_key);
-        if generated {
+        if generated.credentials {
             println!("secret key: {}", config.credentials.secret_key);
             println!("(generated; stored in {})", config.data_dir.join(config::CREDENTIALS_FILE).display());
+        }
+        println!("admin endpoint: http://{}", server.admin_addr()?);
+        if generated.admin_token {
+            println!("admin token: {}", config.admin.token);
+            println!("(generated; stored in {})", config.data_dir.join(config::ADMIN_TOKEN_FILE).display());
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, "serving S3");
         server.serve(shutdown_signal()).await?;

@@ -36,6 +36,9 @@ pub const REGION: &str = "us-east-1";
 pub const MIB: usize = 1024 * 1024;
 
 const ENDPOINT_MARKER: &str = "S3 endpoint: ";
+const ADMIN_MARKER: &str = "admin endpoint: ";
+/// Bearer token of the admin API of every test server.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,6 +49,10 @@ pub struct ServerOptions {
     pub default_policy: Option<String>,
     pub block_size: Option<u64>,
     pub domain: Option<String>,
+    /// Further `--flag value` pairs.
+    pub extra: Vec<String>,
+    /// Contents of a TOML config file passed with `--config`.
+    pub config_toml: Option<String>,
 }
 
 impl ServerOptions {
@@ -73,6 +80,18 @@ impl ServerOptions {
         self
     }
 
+    /// Adds `--flag value`.
+    pub fn flag(mut self, flag: &str, value: impl ToString) -> Self {
+        self.extra.extend([flag.to_owned(), value.to_string()]);
+        self
+    }
+
+    /// Serves with this TOML config file.
+    pub fn config_toml(mut self, text: impl Into<String>) -> Self {
+        self.config_toml = Some(text.into());
+        self
+    }
+
     fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(n) = self.local_backends {
@@ -87,6 +106,7 @@ impl ServerOptions {
         if let Some(d) = &self.domain {
             args.extend(["--domain".to_owned(), d.clone()]);
         }
+        args.extend(self.extra.iter().cloned());
         args
     }
 
@@ -114,6 +134,7 @@ type SharedLog = Arc<Mutex<fs::File>>;
 struct Running {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
 }
 
 /// Why a spawn did not produce a listening server.
@@ -123,7 +144,12 @@ pub struct SpawnFailure {
     pub reason: String,
 }
 
-fn pump<R: Read + Send + 'static>(stream: R, log: SharedLog, tag: String, ready: Option<mpsc::Sender<String>>) {
+fn pump<R: Read + Send + 'static>(
+    stream: R,
+    log: SharedLog,
+    tag: String,
+    ready: Option<mpsc::Sender<(&'static str, String)>>,
+) {
     std::thread::spawn(move || {
         let mut ready = ready;
         let mut reader = BufReader::new(stream);
@@ -139,9 +165,15 @@ fn pump<R: Read + Send + 'static>(stream: R, log: SharedLog, tag: String, ready:
             if let Ok(mut f) = log.lock() {
                 let _ = writeln!(f, "[{tag}] {text}");
             }
-            if let Some(pos) = text.find(ENDPOINT_MARKER) {
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(text[pos + ENDPOINT_MARKER.len()..].trim().to_owned());
+            for marker in [ENDPOINT_MARKER, ADMIN_MARKER] {
+                if let Some(pos) = text.find(marker) {
+                    if let Some(tx) = &ready {
+                        let _ = tx.send((marker, text[pos + marker.len()..].trim().to_owned()));
+                    }
+                    if marker == ADMIN_MARKER {
+                        // The admin line comes last: the server is ready.
+                        ready = None;
+                    }
                 }
             }
         }
@@ -187,12 +219,19 @@ fn spawn_server(data_dir: &Path, opts: &ServerOptions, log: &SharedLog, tag: &st
             opts.args()
         );
     }
-    let mut child = Command::new(&bin)
-        .arg("serve")
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--s3-addr", "127.0.0.1:0"])
-        .args(opts.args())
+        .args(["--s3-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+        .args(opts.args());
+    if let Some(text) = &opts.config_toml {
+        let path = data_dir.with_file_name("config.toml");
+        fs::write(&path, text).expect("write config file");
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd
+        .env("MLSYSOPS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("MLSYSOPS_ACCESS_KEY", ACCESS_KEY)
         .env("MLSYSOPS_SECRET_KEY", SECRET_KEY)
         .stdin(Stdio::null())
@@ -216,15 +255,25 @@ fn spawn_server(data_dir: &Path, opts: &ServerOptions, log: &SharedLog, tag: &st
         format!("{tag} err"),
         None,
     );
-    match rx.recv_timeout(READY_TIMEOUT) {
-        Ok(url) => match parse_endpoint(&url) {
-            Some(addr) => Ok(Running { child, addr }),
-            None => {
+    let mut s3 = None;
+    let waited = loop {
+        match rx.recv_timeout(READY_TIMEOUT) {
+            Ok((ENDPOINT_MARKER, url)) => s3 = Some(url),
+            Ok((_, admin)) => break Ok((s3.clone().unwrap_or_default(), admin)),
+            Err(e) => break Err(e),
+        }
+    };
+    match waited {
+        Ok((url, admin_url)) => match (parse_endpoint(&url), parse_endpoint(&admin_url)) {
+            (Some(addr), Some(admin)) => Ok(Running { child, addr, admin }),
+            _ => {
                 let _ = child.kill();
                 let status = child.wait().ok();
                 Err(SpawnFailure {
                     exit_status: status,
-                    reason: format!("unparseable endpoint line `{ENDPOINT_MARKER}{url}`"),
+                    reason: format!(
+                        "unparseable endpoint lines `{ENDPOINT_MARKER}{url}` / `{ADMIN_MARKER}{admin_url}`"
+                    ),
                 })
             }
         },
@@ -256,6 +305,7 @@ pub struct TestServer {
     opts: ServerOptions,
     running: Option<Running>,
     addr: SocketAddr,
+    admin: SocketAddr,
     log: SharedLog,
     incarnation: u32,
 }
@@ -277,6 +327,7 @@ impl TestServer {
             opts,
             running: None,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             log: Arc::new(Mutex::new(log)),
             incarnation: 0,
         };
@@ -292,6 +343,7 @@ impl TestServer {
         match spawn_server(&self.data_dir(), &self.opts, &self.log, &tag) {
             Ok(running) => {
                 self.addr = running.addr;
+                self.admin = running.admin;
                 self.running = Some(running);
             }
             Err(failure) => panic!(
@@ -359,6 +411,40 @@ impl TestServer {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Calls the admin API: `method path` with the test token (or `token`); returns the status
+    /// and the JSON body.
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
+        self.admin_with_token(method, path, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Like [`Self::admin`] with a chosen bearer token (or none).
+    pub async fn admin_with_token(&self, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(self.admin)
+            .await
+            .expect("connect to admin port");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("admin HTTP handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.admin.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = send
+            .send_request(req.body(http_body_util::Empty::<Bytes>::new()).expect("admin request"))
+            .await
+            .expect("admin request sent");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("admin body").to_bytes();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {status}, body is not JSON ({e}): {body:?}"));
+        (status, json)
     }
 
     pub fn endpoint(&self) -> String {

@@ -19,6 +19,30 @@ pub struct GatewayConfig {
     pub domains: Vec<String>,
     /// Credentials accepted by SigV4.
     pub credentials: Credentials,
+    /// The admin REST API.
+    pub admin: AdminConfig,
+    /// The healer.
+    pub heal: crate::engine::heal::HealConfig,
+    /// The scrubber.
+    pub scrub: crate::engine::scrub::ScrubConfig,
+}
+
+/// Where the admin API listens and the bearer token it wants.
+#[derive(Clone)]
+pub struct AdminConfig {
+    /// Address of the admin API.
+    pub addr: SocketAddr,
+    /// Bearer token; never logged.
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 /// One access key / secret key pair.

@@ -7,14 +7,17 @@
 //!                            engine ── write: blocks -> codec -> k+m shard streams -> backends
 //!                               │      read:  k verified shards per block -> decode -> stream
 //!                               │      sweep: reaper + startup orphan sweep
+//!                               │      heal/scrub: rebuild queued shards / verify all shards
 //!                               ▼
 //!        meta (Catalog over MetaStore: RocksDB)      backend (any object_store::ObjectStore)
 //! ```
 //!
 //! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
 //! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
+//! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers).
 //! - [`server`]: wires it all and serves HTTP until told to stop.
 
+pub mod admin;
 pub mod backend;
 pub mod codec;
 pub mod config;
@@ -25,7 +28,7 @@ pub mod meta;
 pub mod s3;
 pub mod server;
 
-pub use config::{Credentials, GatewayConfig};
+pub use config::{AdminConfig, Credentials, GatewayConfig};
 pub use error::{Error, Result};
 
 /// Upper bound on shards per set, used where a sweep must cover any shard index.

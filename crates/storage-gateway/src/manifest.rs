@@ -155,6 +155,10 @@ pub struct SetRecord {
     pub state: SetState,
     /// Backend id of each shard, in shard order.
     pub backends: Vec<String>,
+    /// The segment, once Live: what the healer and scrubber need to rebuild or verify shards
+    /// without finding the manifest that names the set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<Segment>,
 }
 
 /// An in-progress multipart upload.
@@ -214,6 +218,7 @@ mod tests {
         let r = SetRecord {
             state: SetState::Pending,
             backends: vec!["a".into()],
+            segment: None,
         };
         let bytes = encode(&r);
         let back: SetRecord = decode(|| "set".into(), &bytes).unwrap();

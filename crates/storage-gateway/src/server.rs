@@ -40,6 +40,8 @@ async fn probe_all(backends: &[Backend]) {
 /// A gateway bound to its port, swept, ready to serve.
 pub struct Server {
     listener: TcpListener,
+    admin_listener: TcpListener,
+    admin: axum::Router,
     service: S3Service,
     engine: Engine,
 }
@@ -80,8 +82,15 @@ impl Server {
         let listener = TcpListener::bind(config.s3_addr)
             .await
             .map_err(|e| Error::io(format!("binding S3 port {}", config.s3_addr), e))?;
+        let admin_listener = TcpListener::bind(config.admin.addr)
+            .await
+            .map_err(|e| Error::io(format!("binding admin port {}", config.admin.addr), e))?;
+        tokio::spawn(crate::engine::heal::healer(engine.clone(), config.heal));
+        tokio::spawn(crate::engine::scrub::scrubber(engine.clone(), config.scrub));
         Ok(Self {
             listener,
+            admin_listener,
+            admin: crate::admin::router(engine.clone(), &config.admin.token),
             service,
             engine,
         })
@@ -94,6 +103,13 @@ impl Server {
             .map_err(|e| Error::io("reading listener address", e))
     }
 
+    /// The address the admin API listens on.
+    pub fn admin_addr(&self) -> Result<SocketAddr> {
+        self.admin_listener
+            .local_addr()
+            .map_err(|e| Error::io("reading admin listener address", e))
+    }
+
     /// The engine, for in-process callers.
     #[must_use]
     pub fn engine(&self) -> &Engine {
@@ -103,6 +119,15 @@ impl Server {
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to a grace
     /// period).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin = axum::serve(self.admin_listener, self.admin).with_graceful_shutdown(async {
+            let _ = admin_stopped.await;
+        });
+        let admin = tokio::spawn(async move {
+            if let Err(e) = admin.await {
+                tracing::error!(error = %e, "admin API stopped");
+            }
+        });
         let http = ConnBuilder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -126,6 +151,8 @@ impl Server {
             });
         }
         tracing::info!("shutting down: waiting for in-flight requests");
+        let _ = stop_admin.send(());
+        let _ = admin.await;
         tokio::select! {
             () = graceful.shutdown() => {},
             () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; closing remaining connections"),

@@ -3,10 +3,15 @@
 //! - [`write`]: a body stream becomes one shard set (blocks -> Reed-Solomon -> k + m shard
 //!   streams, quorum-acknowledged).
 //! - [`read`]: a byte range of an object is rebuilt from any k verified shards per block.
+//! - [`heal`]: the healer that rebuilds queued shards from k others.
+//! - [`scrub`]: the scrubber that verifies every shard at a bounded rate.
+//! - [`pins`]: sets held by readers, which the reaper must not delete yet.
 //! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
 
+pub mod heal;
 pub mod pins;
 pub mod read;
+pub mod scrub;
 pub mod sweep;
 pub mod write;
 
@@ -32,6 +37,8 @@ struct Inner {
     backends: Vec<Backend>,
     reaper: mpsc::UnboundedSender<DoomedSet>,
     pins: Arc<pins::PinTable>,
+    heal: heal::HealCounters,
+    scrub: scrub::ScrubCounters,
 }
 
 impl Engine {
@@ -44,6 +51,8 @@ impl Engine {
                 backends,
                 pins: Arc::new(pins::PinTable::new(tx.clone())),
                 reaper: tx,
+                heal: heal::HealCounters::default(),
+                scrub: scrub::ScrubCounters::default(),
             }),
         };
         tokio::spawn(sweep::reaper(engine.clone(), rx));
@@ -73,6 +82,18 @@ impl Engine {
 
     fn pins(&self) -> &Arc<pins::PinTable> {
         &self.inner.pins
+    }
+
+    /// The healer's counters.
+    #[must_use]
+    pub fn heal_counters(&self) -> &heal::HealCounters {
+        &self.inner.heal
+    }
+
+    /// The scrubber's counters.
+    #[must_use]
+    pub fn scrub_counters(&self) -> &scrub::ScrubCounters {
+        &self.inner.scrub
     }
 
     /// Hands unreferenced shard sets to the reaper for deletion.

@@ -60,7 +60,7 @@ impl PinTable {
         }
     }
 
-    fn pin(self: &Arc<Self>, sets: Vec<Uuid>) -> Pins {
+    pub(super) fn pin(self: &Arc<Self>, sets: Vec<Uuid>) -> Pins {
         let mut map = self.lock();
         for s in &sets {
             map.entry(*s).or_default().count += 1;

@@ -58,6 +58,7 @@ fn doom(batch: &mut Batch, seg: &crate::manifest::Segment) -> DoomedSet {
     let rec = SetRecord {
         state: SetState::Deleting,
         backends: seg.backends.clone(),
+        segment: None,
     };
     batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
     (seg.set, rec)
@@ -181,6 +182,7 @@ impl Catalog {
         let rec = SetRecord {
             state: SetState::Pending,
             backends: backends.to_vec(),
+            segment: None,
         };
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
         self.store.write(b)
@@ -191,6 +193,7 @@ impl Catalog {
         let rec = SetRecord {
             state: SetState::Deleting,
             backends: backends.to_vec(),
+            segment: None,
         };
         let mut b = Batch::default();
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
@@ -226,6 +229,7 @@ impl Catalog {
             let rec = SetRecord {
                 state: SetState::Live,
                 backends: seg.backends.clone(),
+                segment: Some(seg.clone()),
             };
             b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
         }
@@ -287,6 +291,7 @@ impl Catalog {
         let rec = SetRecord {
             state: SetState::Live,
             backends: part.segment.backends.clone(),
+            segment: Some(part.segment.clone()),
         };
         b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
         b.put(Table::Parts, pk, encode(part));
@@ -428,6 +433,31 @@ impl Catalog {
         };
         let mut b = Batch::default();
         b.put(Table::Repair, repair_key(set, idx), encode(&rec));
+        self.store.write(b)
+    }
+
+    /// Removes a repair once the shard was rebuilt, unless it was queued again after `since_ms`
+    /// (then the shard went bad again and the next pass looks at it).
+    pub fn finish_repair(&self, set: Uuid, idx: usize, since_ms: i64) -> Result<bool> {
+        let _g = self.lock();
+        let key = repair_key(set, idx);
+        match self.get_record::<RepairRecord>(Table::Repair, &key)? {
+            Some(r) if r.noticed_ms <= since_ms => {
+                let mut b = Batch::default();
+                b.delete(Table::Repair, key);
+                self.store.write(b)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Drops repairs of a set that is gone or going (nothing left to repair).
+    pub fn drop_repairs(&self, set: Uuid, shards: impl IntoIterator<Item = usize>) -> Result<()> {
+        let mut b = Batch::default();
+        for idx in shards {
+            b.delete(Table::Repair, repair_key(set, idx));
+        }
         self.store.write(b)
     }
 

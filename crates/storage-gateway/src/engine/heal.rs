@@ -1,0 +1,335 @@
+//! The healer: drains the repair queue by rebuilding missing or corrupt shards.
+//!
+//! A queued shard is rebuilt from any k verified shards of the same set, block by block (decode,
+//! re-encode, keep the lost shard's block), and written whole to its backend, replacing what is
+//! there. Work is resumable because the queue lives in RocksDB and an entry is removed only after
+//! the shard is durable again. The set is pinned while it is rebuilt, so a concurrent overwrite
+//! cannot have it deleted underneath (which would leave the rebuilt shard an orphan).
+
+use super::Engine;
+use crate::backend::Backend;
+use crate::codec::{verify_shard_block, Codec, Layout};
+use crate::error::{Error, Result};
+use crate::manifest::{now_ms, Segment, SetState};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Blocks rebuilt per backend round trip.
+const WINDOW_BLOCKS: u64 = 4;
+
+/// Counters of the healer since start.
+#[derive(Debug, Default)]
+pub struct HealCounters {
+    /// Shards rebuilt and written back.
+    pub shards_repaired: AtomicU64,
+    /// Bytes of shard data written back.
+    pub bytes_written: AtomicU64,
+    /// Rebuild attempts that failed (too few shards, target backend down); retried later.
+    pub failures: AtomicU64,
+    /// Queue entries dropped because their set no longer exists.
+    pub dropped: AtomicU64,
+    /// Completed passes over the queue.
+    pub passes: AtomicU64,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HealPass {
+    /// Shards rebuilt.
+    pub repaired: usize,
+    /// Shards that could not be rebuilt this time.
+    pub failed: usize,
+    /// Entries dropped (set deleted meanwhile).
+    pub dropped: usize,
+}
+
+/// Healer settings.
+#[derive(Debug, Clone, Copy)]
+pub struct HealConfig {
+    /// Pause between passes when the queue is empty or only holds failures.
+    pub interval: Duration,
+    /// Upper bound on shard bytes written per second (None: unlimited).
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+impl Default for HealConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            max_bytes_per_sec: Some(64 << 20),
+        }
+    }
+}
+
+/// Keeps a rate: sleeps whenever more bytes went out than the rate allows so far.
+struct Throttle {
+    start: Instant,
+    bytes: u64,
+    rate: Option<u64>,
+}
+
+impl Throttle {
+    async fn spent(&mut self, n: u64) {
+        self.bytes += n;
+        if let Some(rate) = self.rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(self.bytes as f64 / rate as f64);
+            let elapsed = self.start.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+    }
+}
+
+/// Runs passes forever (until the runtime stops).
+pub async fn healer(engine: Engine, config: HealConfig) {
+    loop {
+        match engine.heal_pass(config.max_bytes_per_sec).await {
+            Ok(p) if p.repaired + p.failed + p.dropped > 0 => {
+                tracing::info!(
+                    repaired = p.repaired,
+                    failed = p.failed,
+                    dropped = p.dropped,
+                    "heal pass done"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "heal pass failed"),
+        }
+        tokio::time::sleep(config.interval).await;
+    }
+}
+
+impl Engine {
+    /// One pass over the repair queue.
+    pub async fn heal_pass(&self, max_bytes_per_sec: Option<u64>) -> Result<HealPass> {
+        let mut by_set: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
+        for (set, idx, _) in self.catalog().repairs()? {
+            by_set.entry(set).or_default().push(idx);
+        }
+        let mut pass = HealPass::default();
+        let mut throttle = Throttle {
+            start: Instant::now(),
+            bytes: 0,
+            rate: max_bytes_per_sec,
+        };
+        for (set, targets) in by_set {
+            let started = now_ms();
+            let pins = self.pins().pin(vec![set]);
+            // Re-read after pinning: a set still Live now stays until the pin drops.
+            let segment = match self.catalog().set(set)? {
+                Some(rec) if rec.state == SetState::Live => rec.segment,
+                Some(rec) if rec.state == SetState::Pending => continue,
+                _ => {
+                    self.catalog().drop_repairs(set, targets.iter().copied())?;
+                    pass.dropped += targets.len();
+                    self.heal_counters()
+                        .dropped
+                        .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                    continue;
+                }
+            };
+            let Some(segment) = segment else {
+                // Written before set records carried their segment: nothing to rebuild from.
+                tracing::warn!(%set, "queued repair of a set without a segment record; skipped");
+                continue;
+            };
+            match self.rebuild(&segment, &targets, &mut throttle).await {
+                Ok(written) => {
+                    for &idx in &written {
+                        self.catalog().finish_repair(set, idx, started)?;
+                    }
+                    pass.repaired += written.len();
+                    pass.failed += targets.len() - written.len();
+                    let c = self.heal_counters();
+                    c.shards_repaired.fetch_add(written.len() as u64, Ordering::Relaxed);
+                    c.failures
+                        .fetch_add((targets.len() - written.len()) as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(%set, shards = ?targets, error = %e, "shard rebuild failed; will retry");
+                    pass.failed += targets.len();
+                    self.heal_counters()
+                        .failures
+                        .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                }
+            }
+            drop(pins);
+        }
+        self.heal_counters().passes.fetch_add(1, Ordering::Relaxed);
+        Ok(pass)
+    }
+
+    /// Rebuilds shards `targets` of `segment`; returns those written back.
+    async fn rebuild(&self, segment: &Segment, targets: &[usize], throttle: &mut Throttle) -> Result<Vec<usize>> {
+        let layout = segment.layout();
+        let n = layout.k + layout.m;
+        let mut codec = Codec::new(layout.k, layout.m)?;
+        // Targets whose backend is gone or suspect wait for a later pass.
+        let mut writers = Vec::new();
+        for &idx in targets {
+            if idx >= n {
+                continue;
+            }
+            let backend = self.backend(&segment.backends[idx])?;
+            if backend.health().admit().is_err() {
+                continue;
+            }
+            writers.push((idx, backend.writer(Backend::shard_path(segment.set, idx))));
+        }
+        if writers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sources: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
+        let blocks = layout.blocks();
+        let mut first = 0;
+        let res: Result<()> = async {
+            while first < blocks {
+                let last = (first + WINDOW_BLOCKS - 1).min(blocks - 1);
+                let window = self.fetch_window(segment, &layout, &sources, first, last).await?;
+                for (b, shards) in window.iter().enumerate() {
+                    let j = first + b as u64;
+                    let block = codec.decode(&layout, layout.block_len(j) as usize, shards)?;
+                    let coded = codec.encode(&layout, &block)?;
+                    for (idx, w) in &mut writers {
+                        w.write(&coded[*idx]).await?;
+                        throttle.spent(coded[*idx].len() as u64).await;
+                    }
+                }
+                first = last + 1;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            for (_, w) in writers {
+                w.abort().await;
+            }
+            return Err(e);
+        }
+        let mut done = Vec::new();
+        for (idx, w) in writers {
+            match w.finish().await {
+                Ok(len) => {
+                    self.heal_counters().bytes_written.fetch_add(len, Ordering::Relaxed);
+                    tracing::info!(set = %segment.set, shard = idx, backend = %segment.backends[idx], bytes = len, "shard rebuilt");
+                    done.push(idx);
+                }
+                Err(e) => tracing::warn!(set = %segment.set, shard = idx, error = %e, "writing rebuilt shard failed"),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Verified shard payloads of blocks `first..=last` from `sources`: `out[b][i]`.
+    /// Corrupt or missing source shards are queued for repair themselves.
+    async fn fetch_window(
+        &self,
+        segment: &Segment,
+        layout: &Layout,
+        sources: &[usize],
+        first: u64,
+        last: u64,
+    ) -> Result<Vec<Vec<Option<Bytes>>>> {
+        let n = layout.k + layout.m;
+        let nblocks = (last - first + 1) as usize;
+        let start = layout.shard_offset(first);
+        let end = layout.shard_offset(last) + layout.stored_len(last);
+        let fetches = sources.iter().map(|&i| async move {
+            let backend = self.backend(&segment.backends[i])?;
+            backend
+                .read_range(&Backend::shard_path(segment.set, i), start..end)
+                .await
+        });
+        let results = futures::future::join_all(fetches).await;
+        let mut out = vec![vec![None; n]; nblocks];
+        for (&i, res) in sources.iter().zip(results) {
+            let reason = match res {
+                Ok(bytes) if bytes.len() as u64 == end - start => {
+                    let mut corrupt = 0;
+                    for (b, row) in out.iter_mut().enumerate() {
+                        let j = first + b as u64;
+                        let off = (layout.shard_offset(j) - start) as usize;
+                        match verify_shard_block(&bytes.slice(off..off + layout.stored_len(j) as usize)) {
+                            Some(p) => row[i] = Some(p),
+                            None => corrupt += 1,
+                        }
+                    }
+                    (corrupt > 0).then(|| format!("checksum mismatch in {corrupt} blocks (found while healing)"))
+                }
+                Ok(_) => Some("short shard (found while healing)".to_owned()),
+                Err(Error::Backend { source, .. }) if matches!(*source, object_store::Error::NotFound { .. }) => {
+                    Some("shard missing (found while healing)".to_owned())
+                }
+                Err(_) => None,
+            };
+            if let Some(reason) = reason {
+                self.catalog()
+                    .queue_repair(segment.set, i, &segment.backends[i], &reason)?;
+            }
+        }
+        for (b, row) in out.iter().enumerate() {
+            let have = row.iter().filter(|s| s.is_some()).count();
+            if have < layout.k {
+                return Err(Error::Unavailable(format!(
+                    "healing shard set {}: block {} has {have} verified shards, {} needed",
+                    segment.set,
+                    first + b as u64,
+                    layout.k
+                )));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Objects of one bucket by how much redundancy they have left.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Redundancy {
+    /// Every shard of every segment present and verified as far as known.
+    pub full: u64,
+    /// Some shards queued for repair, still readable (at most m lost in every segment).
+    pub degraded: u64,
+    /// More than m shards of some segment queued for repair.
+    pub unreadable: u64,
+}
+
+impl Engine {
+    /// Per bucket, how many objects are at full redundancy, degraded or unreadable, judged by
+    /// the repair queue (what reads, writes and scrubs have found).
+    pub fn redundancy(&self) -> Result<BTreeMap<String, Redundancy>> {
+        let mut lost: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        for (set, _, _) in self.catalog().repairs()? {
+            *lost.entry(set).or_default() += 1;
+        }
+        let mut out = BTreeMap::new();
+        for (bucket, _) in self.catalog().list_buckets()? {
+            let mut r = Redundancy::default();
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let page = self.catalog().list_objects(&bucket, &from, "", 1000)?;
+                let Some(last) = page.last() else { break };
+                from = last.key.as_bytes().to_vec();
+                from.push(0);
+                for obj in &page {
+                    let worst = obj
+                        .manifest
+                        .segments
+                        .iter()
+                        .map(|s| (lost.get(&s.set).copied().unwrap_or(0), usize::from(s.m)))
+                        .max_by_key(|&(l, m)| (l > m, l));
+                    match worst {
+                        Some((l, m)) if l > m => r.unreadable += 1,
+                        Some((l, _)) if l > 0 => r.degraded += 1,
+                        _ => r.full += 1,
+                    }
+                }
+            }
+            out.insert(bucket, r);
+        }
+        Ok(out)
+    }
+}
