@@ -66,6 +66,12 @@ impl Backend {
         &self.id
     }
 
+    /// Whether the backend is a directory of this machine (its bytes never leave it).
+    #[must_use]
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// Where shard `idx` of set `set` lives.
     #[must_use]
     pub fn shard_path(set: Uuid, idx: usize) -> Path {

@@ -35,9 +35,10 @@ impl Gateway {
             created_ms: now_ms(),
             policy,
             policy_epoch: 1,
+            encrypted: self.encrypt_new_buckets,
         };
         self.engine.catalog().create_bucket(&input.bucket, &rec)?;
-        tracing::info!(bucket = %input.bucket, %policy, "bucket created");
+        tracing::info!(bucket = %input.bucket, %policy, encrypted = rec.encrypted, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }))

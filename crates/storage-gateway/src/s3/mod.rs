@@ -10,6 +10,7 @@ mod host;
 mod list;
 mod multipart;
 mod object;
+mod sse;
 
 pub use auth::StaticAuth;
 pub use host::GatewayHost;
@@ -24,13 +25,26 @@ use s3s::{S3Request, S3Response, S3Result, S3};
 pub struct Gateway {
     engine: Engine,
     default_policy: BucketPolicy,
+    /// Whether new buckets encrypt at rest.
+    encrypt_new_buckets: bool,
 }
 
 impl Gateway {
     /// A gateway over `engine`; buckets created without a preset get `default_policy`.
     #[must_use]
     pub fn new(engine: Engine, default_policy: BucketPolicy) -> Self {
-        Self { engine, default_policy }
+        Self {
+            engine,
+            default_policy,
+            encrypt_new_buckets: false,
+        }
+    }
+
+    /// Sets whether buckets created from now on encrypt their objects at rest.
+    #[must_use]
+    pub fn encrypt_new_buckets(mut self, on: bool) -> Self {
+        self.encrypt_new_buckets = on;
+        self
     }
 }
 
