@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// Base domain for virtual-host-style requests (repeatable) [default: localhost].
     #[arg(long = "domain", env = "MLSYSOPS_DOMAIN", value_delimiter = ',')]
     domains: Vec<String>,
+    /// Encrypt new buckets at rest: auto (when any backend is remote), on, off [default: auto].
+    #[arg(long, env = "MLSYSOPS_ENCRYPTION")]
+    encryption: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -49,6 +52,7 @@ struct FileConfig {
     domains: Option<Vec<String>>,
     access_key: Option<String>,
     secret_key: Option<String>,
+    encryption: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -104,6 +108,14 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
         (None, None) => load_or_generate(&data_dir)?,
         _ => bail!("set both MLSYSOPS_ACCESS_KEY and MLSYSOPS_SECRET_KEY (or access_key and secret_key in the file), or neither"),
     };
+    let encryption = args
+        .encryption
+        .or(file.encryption)
+        .map(|e| e.parse())
+        .transpose()
+        .context("encryption")?
+        .unwrap_or_default();
+    let master_keys = master_keys_from_env()?;
     Ok((
         GatewayConfig {
             data_dir,
@@ -112,9 +124,29 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, bool)> {
             default_policy,
             domains,
             credentials,
+            encryption,
+            master_keys,
         },
         generated,
     ))
+}
+
+/// Master keys from `MLSYSOPS_MASTER_KEY` (with `MLSYSOPS_MASTER_KEY_ID` naming a single
+/// bare key), or `None` to use the data dir's key file. Never from a flag or the TOML file:
+/// secrets in argv or config files leak too easily.
+pub fn master_keys_from_env() -> anyhow::Result<Option<storage_gateway::crypto::KeyRing>> {
+    use storage_gateway::crypto::keys::KEY_ENV;
+    let Some(value) = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let value = match std::env::var("MLSYSOPS_MASTER_KEY_ID").ok().filter(|v| !v.is_empty()) {
+        Some(_) if value.contains(',') => {
+            bail!("MLSYSOPS_MASTER_KEY_ID names one key, but {KEY_ENV} lists several: write them as id=key")
+        }
+        Some(id) => format!("{id}={}", value.trim()),
+        None => value,
+    };
+    Ok(Some(storage_gateway::crypto::KeyRing::from_env(&value)?))
 }
 
 fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {

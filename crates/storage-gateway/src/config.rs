@@ -19,6 +19,10 @@ pub struct GatewayConfig {
     pub domains: Vec<String>,
     /// Credentials accepted by SigV4.
     pub credentials: Credentials,
+    /// Whether new buckets encrypt at rest (auto: when any backend is remote).
+    pub encryption: crate::crypto::EncryptionMode,
+    /// Master keys given by the environment; `None` uses (or creates) `DATA/master-keys.json`.
+    pub master_keys: Option<crate::crypto::KeyRing>,
 }
 
 /// One access key / secret key pair.
