@@ -337,7 +337,7 @@ mod tests {
     fn env_keys_parse_with_and_without_ids() {
         let a = Secret([1; 32]).to_base64();
         let b = Secret([2; 32]).to_base64();
-        let ring = KeyRing::from_env(&format!("{a}")).unwrap();
+        let ring = KeyRing::from_env(&a).unwrap();
         assert!(ring.active().unwrap().id.starts_with("mk-"));
         let ring = KeyRing::from_env(&format!("new={a}, old={b}")).unwrap();
         assert_eq!(ring.active().unwrap().id, "new");
