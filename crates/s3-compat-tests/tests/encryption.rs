@@ -10,6 +10,7 @@ use std::path::Path;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
 };
 use aws_sdk_s3::Client;
 use base64::Engine as _;
@@ -350,6 +351,89 @@ async fn copies_between_encrypted_and_plain_buckets() {
     assert_eq!(out.server_side_encryption(), sse_s3());
     assert_same_bytes(&get_bytes(&c2, "plain", "asked").await, &data, "plain/asked");
     let _ = c;
+}
+
+#[tokio::test]
+async fn bucket_encryption_switches_new_objects() {
+    let srv = TestServer::start(ServerOptions::new());
+    let c = srv.client();
+    create_bucket(&c, "switch").await;
+    let e = expect_err(
+        c.get_bucket_encryption().bucket("switch").send().await,
+        404,
+        Some("ServerSideEncryptionConfigurationNotFoundError"),
+    );
+    assert!(e.message.is_some());
+    let data = counter_pattern(256 * 1024);
+    put_bytes(&c, "switch", "before", &data).await;
+    let per_plain_object = plaintext_windows(&srv.data_dir().join("backends"), &data);
+    assert!(
+        per_plain_object >= data.len() / WINDOW,
+        "control found {per_plain_object}"
+    );
+
+    let config = |alg: ServerSideEncryption| {
+        ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(
+                        ServerSideEncryptionByDefault::builder()
+                            .sse_algorithm(alg)
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    };
+    expect_err(
+        c.put_bucket_encryption()
+            .bucket("switch")
+            .server_side_encryption_configuration(config(ServerSideEncryption::AwsKms))
+            .send()
+            .await,
+        501,
+        Some("NotImplemented"),
+    );
+    ok(
+        c.put_bucket_encryption()
+            .bucket("switch")
+            .server_side_encryption_configuration(config(ServerSideEncryption::Aes256))
+            .send()
+            .await,
+        "PutBucketEncryption",
+    );
+    let got = ok(
+        c.get_bucket_encryption().bucket("switch").send().await,
+        "GetBucketEncryption",
+    );
+    let rule = &got.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm(),
+        &ServerSideEncryption::Aes256
+    );
+    let put = put_bytes(&c, "switch", "after", &data).await;
+    assert_eq!(put.server_side_encryption(), sse_s3());
+
+    ok(
+        c.delete_bucket_encryption().bucket("switch").send().await,
+        "DeleteBucketEncryption",
+    );
+    expect_err(c.get_bucket_encryption().bucket("switch").send().await, 404, None);
+    let put = put_bytes(&c, "switch", "later", &data).await;
+    assert_eq!(put.server_side_encryption(), None);
+
+    // Existing objects keep how they were stored; all read back.
+    for (key, sse) in [("before", None), ("after", sse_s3()), ("later", None)] {
+        let head = ok(c.head_object().bucket("switch").key(key).send().await, "HeadObject");
+        assert_eq!(head.server_side_encryption(), sse, "{key}");
+        assert_same_bytes(&get_bytes(&c, "switch", key).await, &data, key);
+    }
+    // Two plaintext objects show the pattern (in data shards, and with this pattern in
+    // parity too); the encrypted one adds nothing.
+    let windows = plaintext_windows(&srv.data_dir().join("backends"), &data);
+    assert_eq!(windows, 2 * per_plain_object, "the encrypted object shows plaintext");
 }
 
 // ---------------------------------------------------------------- master keys

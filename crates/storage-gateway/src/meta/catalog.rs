@@ -116,6 +116,16 @@ impl Catalog {
         self.store.write(b)
     }
 
+    /// Sets whether the bucket encrypts new objects at rest.
+    pub fn set_bucket_encrypted(&self, name: &str, on: bool) -> Result<()> {
+        let _g = self.lock();
+        let mut rec = self.require_bucket(name)?;
+        rec.encrypted = on;
+        let mut b = Batch::default();
+        b.put(Table::Buckets, name.as_bytes(), encode(&rec));
+        self.store.write(b)
+    }
+
     /// Deletes an empty bucket, aborting its multipart uploads; returns their shard sets.
     pub fn delete_bucket(&self, name: &str) -> Result<Vec<DoomedSet>> {
         let _g = self.lock();
