@@ -962,3 +962,75 @@ async fn sse_c_multipart_upload() {
         Some("InvalidRequest"),
     );
 }
+
+// ---------------------------------------------------------------- measurement
+
+/// PUT and GET MiB/s of one large object, encrypted and not, on the same server and run.
+/// Not a regular test (slow, and timing on shared machines is noise); run with
+/// `cargo test -p s3-compat-tests --test encryption throughput -- --ignored --nocapture`
+/// (`MLSYSOPS_BENCH_MIB` sets the size, default 256).
+#[tokio::test]
+#[ignore]
+async fn throughput_encrypted_vs_plain() {
+    let mib: usize = std::env::var("MLSYSOPS_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let srv = TestServer::start(ServerOptions::new().encryption("off"));
+    let c = srv.client();
+    create_bucket(&c, "plain").await;
+    create_bucket(&c, "crypt").await;
+    ok(
+        c.put_bucket_encryption()
+            .bucket("crypt")
+            .server_side_encryption_configuration(
+                ServerSideEncryptionConfiguration::builder()
+                    .rules(
+                        ServerSideEncryptionRule::builder()
+                            .apply_server_side_encryption_by_default(
+                                ServerSideEncryptionByDefault::builder()
+                                    .sse_algorithm(ServerSideEncryption::Aes256)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await,
+        "PutBucketEncryption",
+    );
+    let data = bytes::Bytes::from(random_bytes(mib * MIB));
+    let rate = |d: std::time::Duration| mib as f64 / d.as_secs_f64();
+    for round in 1..=2 {
+        for bucket in ["plain", "crypt"] {
+            let t = std::time::Instant::now();
+            ok(
+                c.put_object()
+                    .bucket(bucket)
+                    .key("big")
+                    .body(ByteStream::from(data.clone()))
+                    .send()
+                    .await,
+                "PUT big",
+            );
+            let put = t.elapsed();
+            let t = std::time::Instant::now();
+            let out = ok(c.get_object().bucket(bucket).key("big").send().await, "GET big");
+            let mut body = out.body;
+            let mut n = 0usize;
+            while let Some(chunk) = body.try_next().await.expect("body") {
+                n += chunk.len();
+            }
+            let get = t.elapsed();
+            assert_eq!(n, data.len());
+            eprintln!(
+                "round {round} {bucket:>5}: PUT {:7.1} MiB/s  GET {:7.1} MiB/s ({mib} MiB)",
+                rate(put),
+                rate(get)
+            );
+        }
+    }
+}
