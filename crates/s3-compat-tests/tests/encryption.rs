@@ -436,6 +436,53 @@ async fn bucket_encryption_switches_new_objects() {
     assert_eq!(windows, 2 * per_plain_object, "the encrypted object shows plaintext");
 }
 
+#[tokio::test]
+async fn altered_ciphertext_is_refused_not_returned() {
+    let srv = TestServer::start(ServerOptions::new().encryption("on").block_size(4096));
+    let c = srv.client();
+    create_bucket(&c, "enc").await;
+    let data = random_bytes(3 * 4096);
+    put_bytes(&c, "enc", "obj", &data).await;
+    // Flip a bit in block 1 of data shard 0 and fix the shard block's CRC32C, as a
+    // backend that rewrites data on purpose would: only the GCM tag can notice.
+    let set = srv.distinct_shard_sets().into_iter().next().unwrap();
+    let shard = srv
+        .backend_dirs()
+        .into_iter()
+        .map(|d| d.join("shards").join(&set).join("0"))
+        .find(|p| p.exists())
+        .expect("shard 0 on some backend");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let stored = 1088 + 4; // (4096 + 16) / 4 = 1028 -> 1088 aligned, + CRC
+    let block = &mut bytes[stored..2 * stored];
+    block[10] ^= 0x01;
+    let crc = crc32c::crc32c(&block[..stored - 4]);
+    block[stored - 4..].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&shard, &bytes).unwrap();
+
+    let e = expect_err(
+        c.get_object().bucket("enc").key("obj").send().await,
+        500,
+        Some("InternalError"),
+    );
+    let msg = e.message.unwrap_or_default();
+    assert!(
+        msg.contains("block 1") && msg.contains("failed authentication"),
+        "unclear: {msg}"
+    );
+    // Blocks the change does not touch still read.
+    assert_same_bytes(
+        &get_range(&c, "enc", "obj", "bytes=0-4095").await,
+        &data[..4096],
+        "block 0",
+    );
+    assert_same_bytes(
+        &get_range(&c, "enc", "obj", "bytes=8192-12287").await,
+        &data[8192..],
+        "block 2",
+    );
+}
+
 // ---------------------------------------------------------------- master keys
 
 #[tokio::test]

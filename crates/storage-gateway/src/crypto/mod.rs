@@ -508,6 +508,20 @@ mod tests {
     }
 
     #[test]
+    fn auto_encrypts_when_any_backend_is_remote() {
+        use crate::backend::Backend;
+        let dir = tempfile::tempdir().unwrap();
+        let local = Backend::local("l0", dir.path().join("l0")).unwrap();
+        let remote = Backend::remote("r0", Arc::new(object_store::memory::InMemory::new()));
+        assert!(!EncryptionMode::Auto.resolve(std::slice::from_ref(&local)));
+        assert!(EncryptionMode::Auto.resolve(&[local.clone(), remote.clone()]));
+        assert!(EncryptionMode::On.resolve(std::slice::from_ref(&local)));
+        assert!(!EncryptionMode::Off.resolve(&[remote]));
+        assert_eq!("ON".parse::<EncryptionMode>().unwrap(), EncryptionMode::On);
+        assert!("maybe".parse::<EncryptionMode>().is_err());
+    }
+
+    #[test]
     fn customer_keys_are_checked() {
         use md5::Digest;
         let b64 = base64::engine::general_purpose::STANDARD;
