@@ -950,9 +950,11 @@ async fn sse_c_multipart_upload() {
             .part_number(n)
             .body(ByteStream::from(body))
     };
-    expect_err(part(1, parts[0].clone()).send().await, 400, Some("InvalidRequest"));
+    // Refusals come before the body is read; a small body keeps the client from still
+    // writing when the server answers and closes (EPIPE instead of the 400).
+    expect_err(part(1, vec![1; 1024]).send().await, 400, Some("InvalidRequest"));
     expect_err(
-        part(1, parts[0].clone())
+        part(1, vec![1; 1024])
             .sse_customer_algorithm("AES256")
             .sse_customer_key(&kb)
             .sse_customer_key_md5(&mb)
