@@ -8,7 +8,7 @@
 //!   the first active. An operator who injects secrets this way rotates by listing the new key
 //!   first and the old one after it, running `rotate-key`, then dropping the old one.
 
-use super::{Secret, KEY_LEN};
+use super::Secret;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -288,8 +288,6 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
-
-const _: () = assert!(KEY_LEN == 32);
 
 #[cfg(test)]
 mod tests {
