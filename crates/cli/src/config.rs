@@ -54,6 +54,9 @@ pub struct ServeArgs {
     /// Scrubber read-rate cap in MiB/s, 0 = none [default: 32].
     #[arg(long, env = "MLSYSOPS_SCRUB_RATE_MIB")]
     scrub_rate_mib: Option<u64>,
+    /// Encrypt new buckets at rest: auto (when any backend is remote), on, off [default: auto].
+    #[arg(long, env = "MLSYSOPS_ENCRYPTION")]
+    encryption: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -77,6 +80,7 @@ struct FileConfig {
     /// `[[backend]]` tables; when present they replace the local default.
     #[serde(default)]
     backend: Vec<BackendSpec>,
+    encryption: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -188,6 +192,14 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
         )?,
         max_bytes_per_sec: rate(args.scrub_rate_mib.or(file.scrub_rate_mib).unwrap_or(32)),
     };
+    let encryption = args
+        .encryption
+        .or(file.encryption)
+        .map(|e| e.parse())
+        .transpose()
+        .context("encryption")?
+        .unwrap_or_default();
+    let master_keys = master_keys_from_env()?;
     Ok((
         GatewayConfig {
             data_dir,
@@ -202,12 +214,32 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
             },
             heal,
             scrub,
+            encryption,
+            master_keys,
         },
         Generated {
             credentials: generated_credentials,
             admin_token: generated_token,
         },
     ))
+}
+
+/// Master keys from `MLSYSOPS_MASTER_KEY` (with `MLSYSOPS_MASTER_KEY_ID` naming a single
+/// bare key), or `None` to use the data dir's key file. Never from a flag or the TOML file:
+/// secrets in argv or config files leak too easily.
+pub fn master_keys_from_env() -> anyhow::Result<Option<storage_gateway::crypto::KeyRing>> {
+    use storage_gateway::crypto::keys::KEY_ENV;
+    let Some(value) = std::env::var(KEY_ENV).ok().filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let value = match std::env::var("MLSYSOPS_MASTER_KEY_ID").ok().filter(|v| !v.is_empty()) {
+        Some(_) if value.contains(',') => {
+            bail!("MLSYSOPS_MASTER_KEY_ID names one key, but {KEY_ENV} lists several: write them as id=key")
+        }
+        Some(id) => format!("{id}={}", value.trim()),
+        None => value,
+    };
+    Ok(Some(storage_gateway::crypto::KeyRing::from_env(&value)?))
 }
 
 fn load_or_generate(data_dir: &Path) -> anyhow::Result<(Credentials, bool)> {

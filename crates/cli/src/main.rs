@@ -1,5 +1,6 @@
 //! `mlsysops`: wires configuration, logging and signals to the gateway library.
 
+mod admin;
 mod config;
 
 use anyhow::Context;
@@ -18,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run the gateway (S3 API) until SIGTERM or Ctrl-C.
     Serve(config::ServeArgs),
+    /// Offline maintenance of a data dir (the gateway must be stopped).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Admin(cmd) => admin::run(cmd),
     }
 }
 

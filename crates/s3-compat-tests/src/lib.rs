@@ -53,6 +53,10 @@ pub struct ServerOptions {
     pub extra: Vec<String>,
     /// Contents of a TOML config file passed with `--config`.
     pub config_toml: Option<String>,
+    /// `--encryption auto|on|off`.
+    pub encryption: Option<String>,
+    /// Extra environment variables for the process (e.g. `MLSYSOPS_MASTER_KEY`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerOptions {
@@ -92,6 +96,18 @@ impl ServerOptions {
         self
     }
 
+    pub fn encryption(mut self, mode: &str) -> Self {
+        self.encryption = Some(mode.to_owned());
+        self
+    }
+
+    /// Sets (or replaces) an environment variable of the server process.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
     fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(n) = self.local_backends {
@@ -107,6 +123,9 @@ impl ServerOptions {
             args.extend(["--domain".to_owned(), d.clone()]);
         }
         args.extend(self.extra.iter().cloned());
+        if let Some(e) = &self.encryption {
+            args.extend(["--encryption".to_owned(), e.clone()]);
+        }
         args
     }
 
@@ -234,6 +253,7 @@ fn spawn_server(data_dir: &Path, opts: &ServerOptions, log: &SharedLog, tag: &st
         .env("MLSYSOPS_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("MLSYSOPS_ACCESS_KEY", ACCESS_KEY)
         .env("MLSYSOPS_SECRET_KEY", SECRET_KEY)
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -453,6 +473,35 @@ impl TestServer {
 
     pub fn options(&self) -> &ServerOptions {
         &self.opts
+    }
+
+    /// The options the next `start_again` uses (the server must be stopped to matter).
+    pub fn options_mut(&mut self) -> &mut ServerOptions {
+        &mut self.opts
+    }
+
+    /// Runs `mlsysops admin <args> --data-dir <data>` with the server's env and waits for
+    /// it; its output goes to the server log too.
+    pub fn run_admin(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(binary_path())
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {} admin: {e}", binary_path().display()));
+        if let Ok(mut f) = self.log.lock() {
+            let _ = writeln!(
+                f,
+                "[admin {args:?}] {}\n[admin out] {}\n[admin err] {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                String::from_utf8_lossy(&out.stderr).trim_end()
+            );
+        }
+        out
     }
 
     /// The directory passed as `--data-dir`.

@@ -25,6 +25,10 @@ pub struct GatewayConfig {
     pub heal: crate::engine::heal::HealConfig,
     /// The scrubber.
     pub scrub: crate::engine::scrub::ScrubConfig,
+    /// Whether new buckets encrypt at rest (auto: when any backend is remote).
+    pub encryption: crate::crypto::EncryptionMode,
+    /// Master keys given by the environment; `None` uses (or creates) `DATA/master-keys.json`.
+    pub master_keys: Option<crate::crypto::KeyRing>,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -90,6 +90,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Encryption failed: a missing or wrong master key, or a block that fails authentication.
+    #[error("encryption: {0}")]
+    Crypto(String),
+    /// The SSE-C key given does not match the object's.
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    /// An SSE-C object was addressed without its key, or a key was given where none applies.
+    #[error("{0}")]
+    CustomerKey(String),
     /// Invalid configuration.
     #[error("configuration: {0}")]
     Config(String),

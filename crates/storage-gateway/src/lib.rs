@@ -13,6 +13,8 @@
 //! ```
 //!
 //! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
+//! - [`crypto`]: AES-256-GCM sealing of blocks, data keys wrapped by rotatable master keys
+//!   or SSE-C customer keys.
 //! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
 //! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers).
 //! - [`server`]: wires it all and serves HTTP until told to stop.
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod backend;
 pub mod codec;
 pub mod config;
+pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod manifest;

@@ -48,6 +48,9 @@ pub struct BucketRecord {
     pub policy: placement::BucketPolicy,
     /// Bumped on every policy change; manifests record the epoch they were written under.
     pub policy_epoch: u64,
+    /// New objects are encrypted at rest (absent in records written before encryption).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// HTTP headers stored with an object and returned on GET/HEAD.
@@ -99,17 +102,90 @@ pub struct Segment {
     pub block_size: u32,
     /// Backend id holding each shard, in shard order.
     pub backends: Vec<String>,
+    /// The wrapped data key when the set is encrypted (absent: plaintext shards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<SegmentKey>,
+}
+
+/// Which key wraps a set's data key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyWrap {
+    /// A master key of the gateway's key ring.
+    Master {
+        /// Id of the master key.
+        key_id: String,
+    },
+    /// An SSE-C key the client sends with every request; only its MD5 is kept.
+    Customer {
+        /// Base64 MD5 of the customer key.
+        key_md5: String,
+    },
+}
+
+/// The data key of an encrypted shard set, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentKey {
+    /// The wrapping key.
+    pub wrapped_by: KeyWrap,
+    /// Base64 of nonce ‖ AES-256-GCM(data key) ‖ tag, bound to the set id.
+    pub wrapped_key: String,
 }
 
 impl Segment {
-    /// Geometry of the segment.
+    /// Geometry of the segment's *stored* stream: what the shards hold and the codec sees.
+    ///
+    /// For an encrypted set every stored block is its plaintext block plus the GCM tag, so
+    /// `decode(&layout, layout.block_len(j), ..)` yields stored block j and `encode` of it
+    /// reproduces every shard block of j, with no key involved (the healer relies on this).
     #[must_use]
     pub fn layout(&self) -> crate::codec::Layout {
+        let plain = self.plain_layout();
+        match self.encryption {
+            None => plain,
+            Some(_) => {
+                let tag = crate::crypto::TAG_LEN as u64;
+                crate::codec::Layout {
+                    block_size: plain.block_size + tag,
+                    size: plain.size + tag * plain.blocks(),
+                    ..plain
+                }
+            }
+        }
+    }
+
+    /// The segment without its wrapped data key: what set records keep for the healer and
+    /// scrubber. The key stays only in the manifest, so key rotation rewraps every copy there
+    /// is and a retired master key unwraps nothing.
+    #[must_use]
+    pub fn without_key(&self) -> Self {
+        let mut s = self.clone();
+        if let Some(k) = &mut s.encryption {
+            k.wrapped_key.clear();
+        }
+        s
+    }
+
+    /// Geometry of the plaintext: which object bytes each block holds.
+    #[must_use]
+    pub fn plain_layout(&self) -> crate::codec::Layout {
         crate::codec::Layout {
             k: usize::from(self.k),
             m: usize::from(self.m),
             block_size: u64::from(self.block_size),
             size: self.size,
+        }
+    }
+
+    /// The SSE-C key MD5 when the set is encrypted with a customer key.
+    #[must_use]
+    pub fn customer_key_md5(&self) -> Option<&str> {
+        match &self.encryption {
+            Some(SegmentKey {
+                wrapped_by: KeyWrap::Customer { key_md5 },
+                ..
+            }) => Some(key_md5),
+            _ => None,
         }
     }
 }
@@ -172,6 +248,9 @@ pub struct UploadRecord {
     pub headers: ContentHeaders,
     /// Checksum algorithm the client announced, if any.
     pub checksum_algorithm: Option<String>,
+    /// SSE-C key MD5 every part must be uploaded with, when the upload uses SSE-C.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sse_customer_key_md5: Option<String>,
 }
 
 /// One uploaded part of a multipart upload.
@@ -212,6 +291,54 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn segment(size: u64, encryption: Option<SegmentKey>) -> Segment {
+        Segment {
+            set: Uuid::now_v7(),
+            size,
+            k: 4,
+            m: 2,
+            block_size: 4096,
+            backends: vec!["a".into(); 6],
+            encryption,
+        }
+    }
+
+    #[test]
+    fn stored_layout_adds_a_tag_per_block() {
+        let key = SegmentKey {
+            wrapped_by: KeyWrap::Master { key_id: "mk".into() },
+            wrapped_key: String::new(),
+        };
+        let plain = segment(4096 * 2 + 10, None);
+        assert_eq!(plain.layout(), plain.plain_layout());
+        let enc = segment(4096 * 2 + 10, Some(key));
+        let l = enc.layout();
+        assert_eq!(l.block_size, 4096 + 16);
+        assert_eq!(l.blocks(), 3);
+        assert_eq!(l.block_len(0), 4096 + 16);
+        assert_eq!(l.block_len(2), 10 + 16);
+        assert_eq!(segment(0, enc.encryption.clone()).layout().size, 0);
+    }
+
+    #[test]
+    fn records_without_encryption_fields_still_decode() {
+        let old = br#"{"set":"0190a0b0-0000-7000-8000-000000000000","size":5,"k":1,"m":0,"block_size":4096,"backends":["a"]}"#;
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend_from_slice(old);
+        let seg: Segment = decode(|| "seg".into(), &bytes).unwrap();
+        assert!(seg.encryption.is_none());
+        let plain_json = String::from_utf8(encode(&seg)).unwrap();
+        assert!(
+            !plain_json.contains("encryption"),
+            "plaintext segments keep the old format"
+        );
+        let old_bucket = br#"{"created_ms":1,"policy":{"k":4,"m":2,"block_size":1048576},"policy_epoch":1}"#;
+        let mut bytes = vec![FORMAT_V1];
+        bytes.extend_from_slice(old_bucket);
+        let b: BucketRecord = decode(|| "bucket".into(), &bytes).unwrap();
+        assert!(!b.encrypted);
+    }
 
     #[test]
     fn records_round_trip_and_reject_unknown_versions() {

@@ -2,6 +2,7 @@
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
+use crate::crypto::KeyRing;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::meta::{Catalog, RocksStore};
@@ -63,7 +64,19 @@ impl Server {
         let meta_dir = config.data_dir.join("meta");
         std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
         let store = RocksStore::open(&meta_dir)?;
-        let engine = Engine::new(Catalog::new(Arc::new(store)), backends);
+        let keys = match &config.master_keys {
+            Some(ring) => ring.clone(),
+            None => {
+                let (ring, created) = KeyRing::open(&config.data_dir, None)?;
+                if created {
+                    tracing::info!(keys = %ring.describe(), "generated a master key; back this file up with the metadata");
+                }
+                ring
+            }
+        };
+        let encrypt = config.encryption.resolve(&backends);
+        tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
+        let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys));
         let report = engine.startup_sweep().await?;
         tracing::info!(
             pending = report.pending,
@@ -71,7 +84,7 @@ impl Server {
             orphans = report.orphans,
             "startup sweep done"
         );
-        let gateway = Gateway::new(engine.clone(), config.default_policy);
+        let gateway = Gateway::new(engine.clone(), config.default_policy).encrypt_new_buckets(encrypt);
         let mut builder = S3ServiceBuilder::new(gateway);
         builder.set_auth(StaticAuth::new(
             config.credentials.access_key.clone(),

@@ -16,6 +16,7 @@ pub mod sweep;
 pub mod write;
 
 use crate::backend::Backend;
+use crate::crypto::KeyRing;
 use crate::error::{Error, Result};
 use crate::meta::catalog::DoomedSet;
 use crate::meta::Catalog;
@@ -34,6 +35,7 @@ pub struct Engine {
 
 struct Inner {
     catalog: Catalog,
+    keys: Arc<KeyRing>,
     backends: Vec<Backend>,
     reaper: mpsc::UnboundedSender<DoomedSet>,
     pins: Arc<pins::PinTable>,
@@ -42,12 +44,19 @@ struct Inner {
 }
 
 impl Engine {
-    /// An engine over `backends` and `catalog`; spawns the reaper (needs a Tokio runtime).
+    /// An engine over `backends` and `catalog` without master keys (encrypted writes and
+    /// reads of master-key-encrypted sets fail); spawns the reaper (needs a Tokio runtime).
     pub fn new(catalog: Catalog, backends: Vec<Backend>) -> Self {
+        Self::with_keys(catalog, backends, Arc::new(KeyRing::empty()))
+    }
+
+    /// An engine whose encrypted sets use the master keys of `keys`.
+    pub fn with_keys(catalog: Catalog, backends: Vec<Backend>, keys: Arc<KeyRing>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Self {
             inner: Arc::new(Inner {
                 catalog,
+                keys,
                 backends,
                 pins: Arc::new(pins::PinTable::new(tx.clone())),
                 reaper: tx,
@@ -63,6 +72,12 @@ impl Engine {
     #[must_use]
     pub fn catalog(&self) -> &Catalog {
         &self.inner.catalog
+    }
+
+    /// The master key ring.
+    #[must_use]
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.inner.keys
     }
 
     /// All configured backends.

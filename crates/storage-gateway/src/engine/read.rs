@@ -8,6 +8,7 @@
 use super::{Engine, Pins};
 use crate::backend::Backend;
 use crate::codec::{verify_shard_block, Codec, Layout};
+use crate::crypto::{open_set_key, CustomerKey, SetCipher};
 use crate::error::{Error, Result};
 use crate::manifest::{ObjectManifest, Segment};
 use bytes::Bytes;
@@ -23,13 +24,20 @@ pub struct ObjectReader {
     /// (segment, plaintext range within it) still to read, in order.
     pending: std::collections::VecDeque<(Segment, Range<u64>)>,
     current: Option<SegmentCursor>,
+    /// The SSE-C key the request carried, for sets wrapped by one.
+    customer: Option<CustomerKey>,
     /// Keeps the sets being read from deletion by a concurrent overwrite or delete.
     _pins: Pins,
 }
 
 struct SegmentCursor {
     segment: Segment,
+    /// Geometry of the stored (possibly sealed) blocks: shard offsets and decoding.
     layout: Layout,
+    /// Block size of the plaintext: which object bytes a block holds.
+    plain_block: u64,
+    /// Opens sealed blocks; `None` for plaintext sets.
+    cipher: Option<SetCipher>,
     codec: Codec,
     range: Range<u64>,
     /// Shards that failed earlier in this read.
@@ -64,12 +72,20 @@ impl Engine {
             what: format!("{bucket}/{key}"),
             pending,
             current: None,
+            customer: None,
             _pins: pins,
         }
     }
 }
 
 impl ObjectReader {
+    /// Gives the reader the SSE-C key for sets encrypted with a customer key.
+    #[must_use]
+    pub fn with_customer_key(mut self, key: Option<CustomerKey>) -> Self {
+        self.customer = key;
+        self
+    }
+
     /// The next chunk of plaintext, or `None` at the end of the range.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         loop {
@@ -79,8 +95,17 @@ impl ObjectReader {
                 };
                 let layout = segment.layout();
                 let n = layout.k + layout.m;
+                let cipher = match &segment.encryption {
+                    None => None,
+                    Some(rec) => Some(
+                        open_set_key(segment.set, rec, self.engine.keys(), self.customer.as_ref())
+                            .map_err(|e| in_object(&self.what, e))?,
+                    ),
+                };
                 self.current = Some(SegmentCursor {
                     codec: Codec::new(layout.k, layout.m)?,
+                    plain_block: segment.block_size.into(),
+                    cipher,
                     segment,
                     layout,
                     range,
@@ -91,7 +116,7 @@ impl ObjectReader {
             if cur.range.is_empty() {
                 continue;
             }
-            let bs = cur.layout.block_size;
+            let bs = cur.plain_block;
             let first = cur.range.start / bs;
             let window_blocks = (WINDOW_BYTES / bs).max(1);
             let last = ((cur.range.end - 1) / bs).min(first + window_blocks - 1);
@@ -218,9 +243,21 @@ async fn read_blocks(
     for b in 0..nblocks {
         let j = first + b as u64;
         let block_shards: Vec<Option<Bytes>> = shards.iter_mut().map(|s| s[b].take()).collect();
-        out.push(cur.codec.decode(&layout, layout.block_len(j) as usize, &block_shards)?);
+        let stored = cur.codec.decode(&layout, layout.block_len(j) as usize, &block_shards)?;
+        out.push(match &cur.cipher {
+            None => stored,
+            Some(c) => c.open(j, &stored).map_err(|e| in_object(what, e))?,
+        });
     }
     Ok(out)
+}
+
+/// Names the object in an encryption error, which otherwise only names the shard set.
+fn in_object(what: &str, e: Error) -> Error {
+    match e {
+        Error::Crypto(m) => Error::Crypto(format!("object {what}: {m}")),
+        other => other,
+    }
 }
 
 /// Marks a shard bad for this read and queues it for repair.

@@ -8,8 +8,9 @@
 use super::Engine;
 use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
+use crate::crypto::{Encryption, SetCipher};
 use crate::error::{Error, Result};
-use crate::manifest::Segment;
+use crate::manifest::{Segment, SegmentKey};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use md5::Digest;
@@ -96,7 +97,7 @@ impl Engine {
             .collect())
     }
 
-    /// Streams `body` into a new shard set coded with `policy`.
+    /// Streams `body` into a new plaintext shard set coded with `policy`.
     pub async fn write_set<S, E>(
         &self,
         key: &str,
@@ -108,8 +109,27 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        self.write_set_with(key, policy, body, hasher, &Encryption::None).await
+    }
+
+    /// Streams `body` into a new shard set coded with `policy`, its blocks sealed with a
+    /// fresh data key when `encryption` asks for it.
+    pub async fn write_set_with<S, E>(
+        &self,
+        key: &str,
+        policy: BucketPolicy,
+        body: S,
+        hasher: BodyHasher,
+        encryption: &Encryption,
+    ) -> Result<WrittenSet>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let backends = self.place(key, &policy)?;
         let set = Uuid::now_v7();
+        // Before anything is recorded: a missing master key fails the request cleanly.
+        let sealing = crate::crypto::new_set_key(encryption, set)?;
         self.catalog().begin_set(set, &backends)?;
         let mut guard = PendingGuard {
             engine: self.clone(),
@@ -117,7 +137,7 @@ impl Engine {
             backends: backends.clone(),
             armed: true,
         };
-        let written = self.write_shards(set, &backends, policy, body, hasher).await?;
+        let written = self.write_shards(set, &backends, policy, body, hasher, sealing).await?;
         guard.armed = false;
         Ok(written)
     }
@@ -129,6 +149,7 @@ impl Engine {
         policy: BucketPolicy,
         mut body: S,
         hasher: BodyHasher,
+        sealing: Option<(SetCipher, SegmentKey)>,
     ) -> Result<WrittenSet>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -154,6 +175,8 @@ impl Engine {
             size: 0,
         };
         let mut state = Some((Codec::new(layout.k, layout.m)?, hasher));
+        let (cipher, segment_key) = sealing.unzip();
+        let mut next_block = 0u64;
         let mut block = BytesMut::with_capacity(block_size);
         let mut failures: Vec<Option<String>> = vec![None; n];
 
@@ -162,9 +185,20 @@ impl Engine {
                               failures: &mut Vec<Option<String>>|
                -> Result<()> {
             let (mut codec, mut hasher) = state.take().ok_or_else(|| Error::Internal("codec state lost".into()))?;
+            let j = next_block;
+            next_block += 1;
+            let cipher = cipher.clone();
             let (codec, hasher, shards) = tokio::task::spawn_blocking(move || {
                 hasher.update(&block);
-                let shards = codec.encode(&layout, &block);
+                // Sealed before coding: the shards, parity included, derive from ciphertext.
+                let shards = match &cipher {
+                    None => codec.encode(&layout, &block),
+                    Some(c) => {
+                        let mut sealed = Vec::with_capacity(block.len() + crate::crypto::TAG_LEN);
+                        sealed.extend_from_slice(&block);
+                        c.seal(j, &mut sealed).and_then(|()| codec.encode(&layout, &sealed))
+                    }
+                };
                 (codec, hasher, shards)
             })
             .await
@@ -240,6 +274,7 @@ impl Engine {
             m: policy.m,
             block_size: policy.block_size,
             backends: backend_ids.to_vec(),
+            encryption: segment_key,
         };
         Ok(WrittenSet {
             segment,

@@ -117,6 +117,16 @@ impl Catalog {
         self.store.write(b)
     }
 
+    /// Sets whether the bucket encrypts new objects at rest.
+    pub fn set_bucket_encrypted(&self, name: &str, on: bool) -> Result<()> {
+        let _g = self.lock();
+        let mut rec = self.require_bucket(name)?;
+        rec.encrypted = on;
+        let mut b = Batch::default();
+        b.put(Table::Buckets, name.as_bytes(), encode(&rec));
+        self.store.write(b)
+    }
+
     /// Deletes an empty bucket, aborting its multipart uploads; returns their shard sets.
     pub fn delete_bucket(&self, name: &str) -> Result<Vec<DoomedSet>> {
         let _g = self.lock();
@@ -229,7 +239,7 @@ impl Catalog {
             let rec = SetRecord {
                 state: SetState::Live,
                 backends: seg.backends.clone(),
-                segment: Some(seg.clone()),
+                segment: Some(seg.without_key()),
             };
             b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
         }
@@ -291,7 +301,7 @@ impl Catalog {
         let rec = SetRecord {
             state: SetState::Live,
             backends: part.segment.backends.clone(),
-            segment: Some(part.segment.clone()),
+            segment: Some(part.segment.without_key()),
         };
         b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
         b.put(Table::Parts, pk, encode(part));

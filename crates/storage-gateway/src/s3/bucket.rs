@@ -5,7 +5,7 @@ use super::Gateway;
 use crate::manifest::{now_ms, BucketRecord};
 use placement::BucketPolicy;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 impl Gateway {
     pub(super) async fn create_bucket_op(
@@ -35,9 +35,10 @@ impl Gateway {
             created_ms: now_ms(),
             policy,
             policy_epoch: 1,
+            encrypted: self.encrypt_new_buckets,
         };
         self.engine.catalog().create_bucket(&input.bucket, &rec)?;
-        tracing::info!(bucket = %input.bucket, %policy, "bucket created");
+        tracing::info!(bucket = %input.bucket, %policy, encrypted = rec.encrypted, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }))
@@ -93,6 +94,82 @@ impl Gateway {
         // Clients use the answer as the signing region, so it must stay a region name
         // (empty = us-east-1); the bucket's policy is not a region.
         Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+}
+
+impl Gateway {
+    pub(super) async fn put_bucket_encryption_op(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        let input = req.input;
+        let rules = &input.server_side_encryption_configuration.rules;
+        let [rule] = rules.as_slice() else {
+            return Err(s3_error!(
+                MalformedXML,
+                "ServerSideEncryptionConfiguration needs exactly one Rule, got {}",
+                rules.len()
+            ));
+        };
+        let algorithm = rule
+            .apply_server_side_encryption_by_default
+            .as_ref()
+            .map(|d| d.sse_algorithm.as_str().to_owned());
+        match algorithm.as_deref() {
+            Some(ServerSideEncryption::AES256) => {}
+            Some(other) => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "SSEAlgorithm {other:?} is not supported; only AES256 (keys managed by the gateway)"
+                ))
+            }
+            None => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "the Rule needs ApplyServerSideEncryptionByDefault with an SSEAlgorithm"
+                ))
+            }
+        }
+        self.engine.catalog().set_bucket_encrypted(&input.bucket, true)?;
+        tracing::info!(bucket = %input.bucket, "bucket encryption on for new objects");
+        Ok(S3Response::new(PutBucketEncryptionOutput {}))
+    }
+
+    pub(super) async fn get_bucket_encryption_op(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        let rec = self.engine.catalog().require_bucket(&req.input.bucket)?;
+        if !rec.encrypted {
+            let mut e = s3_error!(
+                ServerSideEncryptionConfigurationNotFoundError,
+                "bucket {} does not encrypt new objects at rest",
+                req.input.bucket
+            );
+            e.set_status_code(http::StatusCode::NOT_FOUND);
+            return Err(e);
+        }
+        Ok(S3Response::new(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+                rules: vec![ServerSideEncryptionRule {
+                    apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                        kms_master_key_id: None,
+                        sse_algorithm: ServerSideEncryption::from_static(ServerSideEncryption::AES256),
+                    }),
+                    bucket_key_enabled: Some(false),
+                }],
+            }),
+        }))
+    }
+
+    pub(super) async fn delete_bucket_encryption_op(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        // Objects already stored stay encrypted: only new writes change.
+        self.engine.catalog().set_bucket_encrypted(&req.input.bucket, false)?;
+        tracing::info!(bucket = %req.input.bucket, "bucket encryption off for new objects");
+        Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::headers::{check_copy_source_conditions, checksum_hasher, content_headers, ts, verify_body};
 use super::object::Stored;
-use super::Gateway;
+use super::{sse, Gateway};
 use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
 use crate::manifest::{Checksums, ObjectManifest};
 use bytes::Bytes;
@@ -61,7 +61,19 @@ impl Gateway {
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let dst = self.engine.catalog().require_bucket(&input.bucket)?;
+        let src_customer = sse::customer_key(
+            input.copy_source_sse_customer_algorithm.as_ref(),
+            input.copy_source_sse_customer_key.as_ref(),
+            input.copy_source_sse_customer_key_md5.as_ref(),
+        )?;
+        let dst_customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        let encryption = self.encryption_for(&dst, dst_customer, input.server_side_encryption.as_ref())?;
         let (src, pins) = self.pinned_manifest(&src_bucket, &src_key)?;
+        sse::check_read_key(&src, src_customer.as_ref())?;
         check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
@@ -73,7 +85,11 @@ impl Gateway {
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        if src_bucket == input.bucket && src_key == input.key && !replace {
+        // Copying onto itself is how S3 clients change an object's encryption, so that is
+        // allowed; anything else unchanged is refused as S3 does.
+        let reencrypts =
+            src_customer.is_some() || input.sse_customer_key.is_some() || input.server_side_encryption.is_some();
+        if src_bucket == input.bucket && src_key == input.key && !replace && !reencrypts {
             return Err(s3_error!(
                 InvalidRequest,
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
@@ -98,14 +114,23 @@ impl Gateway {
         } else {
             src.headers.clone()
         };
-        let reader = self.engine.reader(&src_bucket, &src_key, &src, pins, 0..src.size);
+        let reader = self
+            .engine
+            .reader(&src_bucket, &src_key, &src, pins, 0..src.size)
+            .with_customer_key(src_customer);
         let WrittenSet {
             segment,
             failed,
             hasher,
         } = self
             .engine
-            .write_set(&input.key, dst.policy, reader_stream(reader), hasher_like(&src)?)
+            .write_set_with(
+                &input.key,
+                dst.policy,
+                reader_stream(reader),
+                hasher_like(&src)?,
+                &encryption,
+            )
             .await?;
         let stored = Stored { segment, failed };
         let (md5, checksums) = match verify_body(hasher, None, Checksums::default(), None) {
@@ -125,7 +150,11 @@ impl Gateway {
             dst.policy_epoch,
             |_| Ok(()),
         )?;
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         Ok(S3Response::new(CopyObjectOutput {
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(ETag::Strong(m.etag.clone())),
                 last_modified: Some(ts(m.last_modified_ms)),

@@ -20,6 +20,8 @@ impl From<Error> for S3Error {
                 tracing::warn!(error = %e, "request failed: not enough shards");
                 s3_error!(ServiceUnavailable, "{e}")
             }
+            Error::AccessDenied(_) => s3_error!(AccessDenied, "{e}"),
+            Error::CustomerKey(_) => s3_error!(InvalidRequest, "{e}"),
             Error::Body(source) => match source.downcast::<S3Error>() {
                 Ok(s3) => *s3,
                 Err(other) => {
@@ -32,6 +34,7 @@ impl From<Error> for S3Error {
             | Error::Corrupt { .. }
             | Error::Io { .. }
             | Error::Config(_)
+            | Error::Crypto(_)
             | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
                 s3_error!(InternalError, "{e}")

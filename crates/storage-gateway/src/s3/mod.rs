@@ -10,6 +10,7 @@ mod host;
 mod list;
 mod multipart;
 mod object;
+mod sse;
 
 pub use auth::StaticAuth;
 pub use host::GatewayHost;
@@ -24,13 +25,26 @@ use s3s::{S3Request, S3Response, S3Result, S3};
 pub struct Gateway {
     engine: Engine,
     default_policy: BucketPolicy,
+    /// Whether new buckets encrypt at rest.
+    encrypt_new_buckets: bool,
 }
 
 impl Gateway {
     /// A gateway over `engine`; buckets created without a preset get `default_policy`.
     #[must_use]
     pub fn new(engine: Engine, default_policy: BucketPolicy) -> Self {
-        Self { engine, default_policy }
+        Self {
+            engine,
+            default_policy,
+            encrypt_new_buckets: false,
+        }
+    }
+
+    /// Sets whether buckets created from now on encrypt their objects at rest.
+    #[must_use]
+    pub fn encrypt_new_buckets(mut self, on: bool) -> Self {
+        self.encrypt_new_buckets = on;
+        self
     }
 }
 
@@ -53,6 +67,24 @@ impl S3 for Gateway {
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.get_bucket_location_op(req).await
+    }
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        self.put_bucket_encryption_op(req).await
+    }
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        self.get_bucket_encryption_op(req).await
+    }
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        self.delete_bucket_encryption_op(req).await
     }
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         self.put_object_op(req).await

@@ -5,7 +5,8 @@
 use super::copy::{copy_source, reader_stream};
 use super::headers::{check_copy_source_conditions, check_write_conditions, content_headers, provided_checksums, ts};
 use super::object::{IncomingBody, Stored};
-use super::Gateway;
+use super::{sse, Gateway};
+use crate::crypto::Encryption;
 use crate::engine::{BodyHasher, WrittenSet};
 use crate::manifest::{now_ms, Checksums, ObjectManifest, PartRecord, UploadRecord};
 use md5::Digest;
@@ -39,8 +40,17 @@ impl Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
+        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        // Checked now so a bad combination fails before any part is uploaded.
+        let encryption = self.encryption_for(&bucket, customer.clone(), input.server_side_encryption.as_ref())?;
         let upload_id = Uuid::new_v4().simple().to_string();
         let rec = UploadRecord {
+            sse_customer_key_md5: customer.as_ref().map(|c| c.key_md5.clone()),
             upload_id: upload_id.clone(),
             created_ms: now_ms(),
             headers: content_headers(
@@ -56,6 +66,10 @@ impl Gateway {
         };
         self.engine.catalog().create_upload(&input.bucket, &input.key, &rec)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
+            server_side_encryption: matches!(encryption, Encryption::Master(_))
+                .then(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
+            sse_customer_algorithm: customer.as_ref().map(|_| "AES256".to_owned()),
+            sse_customer_key_md5: customer.map(|c| c.key_md5),
             bucket: Some(input.bucket),
             key: Some(input.key),
             upload_id: Some(upload_id),
@@ -94,9 +108,16 @@ impl Gateway {
             return Err(s3_error!(EntityTooLarge, "parts are limited to 5 GiB"));
         }
         let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
-        self.engine
+        let upload = self
+            .engine
             .catalog()
             .upload(&input.bucket, &input.key, &input.upload_id)?;
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        let encryption = self.part_encryption(&bucket, &upload, customer)?;
         let (stored, md5, checksums) = self
             .store_body(
                 &input.key,
@@ -110,6 +131,7 @@ impl Gateway {
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
+                &encryption,
             )
             .await?;
         let Stored { segment, failed } = stored;
@@ -124,7 +146,11 @@ impl Gateway {
             checksums: checksums.clone(),
         };
         self.commit_part(&input.bucket, &input.key, &input.upload_id, &part)?;
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartOutput {
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             e_tag: Some(ETag::Strong(part.etag)),
             checksum_crc32: checksums.crc32,
             checksum_crc32c: checksums.crc32c,
@@ -143,10 +169,23 @@ impl Gateway {
         let n = part_number(input.part_number)?;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
-        self.engine
+        let upload = self
+            .engine
             .catalog()
             .upload(&input.bucket, &input.key, &input.upload_id)?;
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        let encryption = self.part_encryption(&bucket, &upload, customer)?;
+        let src_customer = sse::customer_key(
+            input.copy_source_sse_customer_algorithm.as_ref(),
+            input.copy_source_sse_customer_key.as_ref(),
+            input.copy_source_sse_customer_key_md5.as_ref(),
+        )?;
         let (src, pins) = self.pinned_manifest(&src_bucket, &src_key)?;
+        sse::check_read_key(&src, src_customer.as_ref())?;
         check_copy_source_conditions(
             &src,
             input.copy_source_if_match.as_ref(),
@@ -161,7 +200,10 @@ impl Gateway {
         if range.end - range.start > MAX_PART_SIZE as u64 {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
         }
-        let reader = self.engine.reader(&src_bucket, &src_key, &src, pins, range);
+        let reader = self
+            .engine
+            .reader(&src_bucket, &src_key, &src, pins, range)
+            .with_customer_key(src_customer);
         let hasher = BodyHasher::new(Default::default());
         let WrittenSet {
             segment,
@@ -169,7 +211,7 @@ impl Gateway {
             hasher,
         } = self
             .engine
-            .write_set(&input.key, bucket.policy, reader_stream(reader), hasher)
+            .write_set_with(&input.key, bucket.policy, reader_stream(reader), hasher, &encryption)
             .await?;
         for (set, idx, backend, reason) in &failed {
             let _ = self.engine.catalog().queue_repair(*set, *idx, backend, reason);
@@ -183,7 +225,11 @@ impl Gateway {
             checksums: Checksums::default(),
         };
         self.commit_part(&input.bucket, &input.key, &input.upload_id, &part)?;
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartCopyOutput {
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(ETag::Strong(part.etag)),
                 last_modified: Some(ts(part.last_modified_ms)),
@@ -287,7 +333,9 @@ impl Gateway {
             Ok(doomed) => self.engine.reap(doomed),
             Err(e) => return Err(refused.unwrap_or_else(|| e.into())),
         }
+        let (server_side_encryption, _, _) = sse::echo(&manifest);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
+            server_side_encryption,
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
@@ -431,6 +479,46 @@ impl Gateway {
             common_prefixes: Some(common.into_iter().map(|p| CommonPrefix { prefix: Some(p) }).collect()),
             ..Default::default()
         }))
+    }
+}
+
+impl Gateway {
+    /// How a part of `upload` is stored: with the upload's SSE-C key, which the part request
+    /// must repeat, else as the bucket says.
+    fn part_encryption(
+        &self,
+        bucket: &crate::manifest::BucketRecord,
+        upload: &UploadRecord,
+        customer: Option<crate::crypto::CustomerKey>,
+    ) -> S3Result<Encryption> {
+        match (&upload.sse_customer_key_md5, &customer) {
+            (Some(_), None) => Err(s3_error!(
+                InvalidRequest,
+                "The multipart upload was initiated with SSE-C; every part needs the same customer key"
+            )),
+            (Some(want), Some(c)) if *want != c.key_md5 => Err(s3_error!(
+                InvalidArgument,
+                "The customer-provided key differs from the one the multipart upload was initiated with"
+            )),
+            (None, Some(_)) => Err(s3_error!(
+                InvalidRequest,
+                "The multipart upload was initiated without SSE-C; parts cannot use a customer key"
+            )),
+            _ => self.encryption_for(bucket, customer, None),
+        }
+    }
+}
+
+/// Encryption headers for a part response.
+fn part_echo(part: &PartRecord) -> (Option<ServerSideEncryption>, Option<String>, Option<String>) {
+    match (&part.segment.encryption, part.segment.customer_key_md5()) {
+        (_, Some(md5)) => (None, Some("AES256".to_owned()), Some(md5.to_owned())),
+        (Some(_), None) => (
+            Some(ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
+            None,
+            None,
+        ),
+        (None, None) => (None, None, None),
     }
 }
 

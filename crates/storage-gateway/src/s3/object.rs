@@ -4,7 +4,8 @@ use super::headers::{
     check_read_conditions, check_write_conditions, checksum_hasher, content_headers, etag, metadata,
     provided_checksums, ts, verify_body,
 };
-use super::Gateway;
+use super::{sse, Gateway};
+use crate::crypto::Encryption;
 use crate::engine::{BodyHasher, ObjectReader, Pins, WrittenSet};
 use crate::manifest::{now_ms, Checksums, ContentHeaders, ObjectManifest};
 use bytes::Bytes;
@@ -105,6 +106,7 @@ impl Gateway {
         incoming: IncomingBody<'_>,
         headers: &http::HeaderMap,
         trailers: Option<&s3s::TrailingHeaders>,
+        encryption: &Encryption,
     ) -> S3Result<(Stored, [u8; 16], Checksums)> {
         let hasher = BodyHasher::new(checksum_hasher(incoming.algorithm, &incoming.provided, headers)?);
         let body = incoming.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
@@ -112,7 +114,10 @@ impl Gateway {
             segment,
             failed,
             hasher,
-        } = self.engine.write_set(key, policy, body, hasher).await?;
+        } = self
+            .engine
+            .write_set_with(key, policy, body, hasher, encryption)
+            .await?;
         let written = Stored { segment, failed };
         let size = written.segment.size;
         let verified = if incoming
@@ -149,6 +154,12 @@ impl Gateway {
             let cur = self.engine.catalog().object(&input.bucket, &input.key)?;
             check_write_conditions(cur.as_ref(), input.if_match.as_ref(), input.if_none_match.as_ref())?;
         }
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        let encryption = self.encryption_for(&bucket, customer, input.server_side_encryption.as_ref())?;
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
@@ -162,6 +173,7 @@ impl Gateway {
                 },
                 &req.headers,
                 req.trailing_headers.as_ref(),
+                &encryption,
             )
             .await?;
         let size = written.segment.size;
@@ -186,8 +198,12 @@ impl Gateway {
             |cur| check_write_conditions(cur, if_match.as_ref(), if_none_match.as_ref()),
         )?;
         tracing::debug!(bucket = %input.bucket, key = %input.key, size, "object stored");
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         Ok(S3Response::new(PutObjectOutput {
             e_tag: Some(etag(&m)),
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             checksum_crc32: checksums.crc32,
             checksum_crc32c: checksums.crc32c,
             checksum_sha1: checksums.sha1,
@@ -238,6 +254,12 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        sse::check_read_key(&m, customer.as_ref())?;
         let whole = part_range(&m, input.part_number)?;
         let (range, content_range) = match &input.range {
             None if input.part_number.is_some() && m.parts_count.is_some() => (
@@ -257,7 +279,10 @@ impl Gateway {
             }
         };
         let full = range.start == 0 && range.end == m.size;
-        let mut reader = self.engine.reader(&input.bucket, &input.key, &m, pins, range.clone());
+        let mut reader = self
+            .engine
+            .reader(&input.bucket, &input.key, &m, pins, range.clone())
+            .with_customer_key(customer);
         // Read the first window before answering, so an unreadable object gets a proper S3
         // error instead of a 200 with a truncated body.
         let first = reader.next_chunk().await?;
@@ -273,8 +298,12 @@ impl Gateway {
         } else {
             Checksums::default()
         };
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         let output = GetObjectOutput {
             body: Some(body),
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             accept_ranges: Some("bytes".into()),
             content_length: i64::try_from(range.end - range.start).ok(),
             content_range,
@@ -313,6 +342,12 @@ impl Gateway {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
+        let customer = sse::customer_key(
+            input.sse_customer_algorithm.as_ref(),
+            input.sse_customer_key.as_ref(),
+            input.sse_customer_key_md5.as_ref(),
+        )?;
+        sse::check_read_key(&m, customer.as_ref())?;
         let range = part_range(&m, input.part_number)?;
         let h = &m.headers;
         let want_checksums = input
@@ -324,7 +359,11 @@ impl Gateway {
         } else {
             Checksums::default()
         };
+        let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         Ok(S3Response::new(HeadObjectOutput {
+            server_side_encryption,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             accept_ranges: Some("bytes".into()),
             content_length: i64::try_from(range.end - range.start).ok(),
             e_tag: Some(etag(&m)),
