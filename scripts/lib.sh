@@ -82,3 +82,17 @@ ensure_rust_components() {
         rustup component add "${want[@]}"
     fi
 }
+
+# s3s-fs: a real S3 server (files on disk) that the multi-backend tests start six
+# of. Built once into target/tools; a debug build is plenty for loopback tests
+# and compiles in about half the time of a release build.
+S3S_FS_VERSION=0.14.1
+ensure_s3s_fs() {
+    local bin="$ROOT/target/tools/bin/s3s-fs"
+    if [[ -x "$bin" ]] && "$bin" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+        return 0
+    fi
+    info "cargo install s3s-fs $S3S_FS_VERSION (into target/tools)"
+    cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --debug \
+        --root "$ROOT/target/tools" --target-dir "$ROOT/target/tools-build"
+}

@@ -38,6 +38,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 stage "cargo build --bin mlsysops"
 cargo build --bin mlsysops
 
+stage "s3s-fs (S3 servers used as backends by the tests)"
+ensure_s3s_fs
+export S3S_FS_BIN="$ROOT/target/tools/bin/s3s-fs"
+
 stage "cargo test --workspace"
 test_log=$(mktemp)
 trap 'rm -f "$test_log"' EXIT

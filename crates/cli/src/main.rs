@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway (S3 API) until SIGTERM or Ctrl-C.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// Offline maintenance of a data dir (the gateway must be stopped).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Admin(cmd) => admin::run(cmd),
     }
 }
