@@ -277,6 +277,10 @@ pub struct RepairRecord {
     pub reason: String,
     /// When it was noticed, Unix milliseconds.
     pub noticed_ms: i64,
+    /// Set by the healer when too few shards were left to rebuild it: the data is unreadable
+    /// until a backend comes back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrecoverable: bool,
 }
 
 /// Current time in Unix milliseconds.

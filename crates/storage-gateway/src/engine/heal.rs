@@ -150,6 +150,9 @@ impl Engine {
                         .fetch_add((targets.len() - written.len()) as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
+                    if matches!(e, Error::Unavailable(_)) {
+                        self.catalog().mark_unrecoverable(set, &targets)?;
+                    }
                     tracing::warn!(%set, shards = ?targets, error = %e, "shard rebuild failed; will retry");
                     pass.failed += targets.len();
                     self.heal_counters()
@@ -183,13 +186,15 @@ impl Engine {
         if writers.is_empty() {
             return Ok(Vec::new());
         }
-        let sources: Vec<usize> = (0..n).filter(|i| !targets.contains(i)).collect();
+        // Every shard is a source, the damaged ones too: bitrot usually hits a few blocks of a
+        // shard, and its good blocks may be what a block needs to reach k.
+        let sources: Vec<usize> = (0..n).collect();
         let blocks = layout.blocks();
         let mut first = 0;
         let res: Result<()> = async {
             while first < blocks {
                 let last = (first + WINDOW_BLOCKS - 1).min(blocks - 1);
-                let window = self.fetch_window(segment, &layout, &sources, first, last).await?;
+                let window = self.fetch_window(segment, &layout, &sources, targets, first, last).await?;
                 for (b, shards) in window.iter().enumerate() {
                     let j = first + b as u64;
                     let block = codec.decode(&layout, layout.block_len(j) as usize, shards)?;
@@ -225,12 +230,13 @@ impl Engine {
     }
 
     /// Verified shard payloads of blocks `first..=last` from `sources`: `out[b][i]`.
-    /// Corrupt or missing source shards are queued for repair themselves.
+    /// Corrupt or missing sources not already being rebuilt (`targets`) are queued for repair.
     async fn fetch_window(
         &self,
         segment: &Segment,
         layout: &Layout,
         sources: &[usize],
+        targets: &[usize],
         first: u64,
         last: u64,
     ) -> Result<Vec<Vec<Option<Bytes>>>> {
@@ -266,7 +272,7 @@ impl Engine {
                 }
                 Err(_) => None,
             };
-            if let Some(reason) = reason {
+            if let Some(reason) = reason.filter(|_| !targets.contains(&i)) {
                 self.catalog()
                     .queue_repair(segment.set, i, &segment.backends[i], &reason)?;
             }
@@ -291,19 +297,23 @@ impl Engine {
 pub struct Redundancy {
     /// Every shard of every segment present and verified as far as known.
     pub full: u64,
-    /// Some shards queued for repair, still readable (at most m lost in every segment).
+    /// Some shards queued for repair, still rebuildable.
     pub degraded: u64,
-    /// More than m shards of some segment queued for repair.
+    /// Some segment that the healer found too few shards to rebuild (until a backend returns).
     pub unreadable: u64,
 }
 
 impl Engine {
     /// Per bucket, how many objects are at full redundancy, degraded or unreadable, judged by
-    /// the repair queue (what reads, writes and scrubs have found).
+    /// the repair queue (what reads, writes and scrubs have found, and what the healer could
+    /// not rebuild). Shard-level: a shard with one bad block counts as needing repair.
     pub fn redundancy(&self) -> Result<BTreeMap<String, Redundancy>> {
-        let mut lost: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
-        for (set, _, _) in self.catalog().repairs()? {
-            *lost.entry(set).or_default() += 1;
+        // Per set: (shards queued, any found unrecoverable).
+        let mut lost: std::collections::HashMap<Uuid, (usize, bool)> = std::collections::HashMap::new();
+        for (set, _, rec) in self.catalog().repairs()? {
+            let e = lost.entry(set).or_default();
+            e.0 += 1;
+            e.1 |= rec.unrecoverable;
         }
         let mut out = BTreeMap::new();
         for (bucket, _) in self.catalog().list_buckets()? {
@@ -315,15 +325,15 @@ impl Engine {
                 from = last.key.as_bytes().to_vec();
                 from.push(0);
                 for obj in &page {
-                    let worst = obj
-                        .manifest
-                        .segments
-                        .iter()
-                        .map(|s| (lost.get(&s.set).copied().unwrap_or(0), usize::from(s.m)))
-                        .max_by_key(|&(l, m)| (l > m, l));
-                    match worst {
-                        Some((l, m)) if l > m => r.unreadable += 1,
-                        Some((l, _)) if l > 0 => r.degraded += 1,
+                    let states = obj.manifest.segments.iter().filter_map(|s| lost.get(&s.set));
+                    let (mut any, mut dead) = (false, false);
+                    for &(n, unrecoverable) in states {
+                        any |= n > 0;
+                        dead |= unrecoverable;
+                    }
+                    match (any, dead) {
+                        (_, true) => r.unreadable += 1,
+                        (true, false) => r.degraded += 1,
                         _ => r.full += 1,
                     }
                 }

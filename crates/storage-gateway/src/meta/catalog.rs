@@ -248,6 +248,7 @@ impl Catalog {
                 backend: backend.clone(),
                 reason: reason.clone(),
                 noticed_ms: now_ms(),
+                unrecoverable: false,
             };
             b.put(Table::Repair, repair_key(*set, *idx), encode(&rec));
         }
@@ -440,6 +441,7 @@ impl Catalog {
             backend: backend.to_owned(),
             reason: reason.to_owned(),
             noticed_ms: now_ms(),
+            unrecoverable: false,
         };
         let mut b = Batch::default();
         b.put(Table::Repair, repair_key(set, idx), encode(&rec));
@@ -460,6 +462,20 @@ impl Catalog {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Marks queued repairs of `set` as impossible for now (too few shards left).
+    pub fn mark_unrecoverable(&self, set: Uuid, shards: &[usize]) -> Result<()> {
+        let _g = self.lock();
+        let mut b = Batch::default();
+        for &idx in shards {
+            let key = repair_key(set, idx);
+            if let Some(mut r) = self.get_record::<RepairRecord>(Table::Repair, &key)? {
+                r.unrecoverable = true;
+                b.put(Table::Repair, key, encode(&r));
+            }
+        }
+        self.store.write(b)
     }
 
     /// Drops repairs of a set that is gone or going (nothing left to repair).
