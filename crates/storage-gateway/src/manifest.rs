@@ -51,6 +51,20 @@ pub struct BucketRecord {
     /// New objects are encrypted at rest (absent in records written before encryption).
     #[serde(default)]
     pub encrypted: bool,
+    /// Backends new objects may be placed on (absent: all of them).
+    #[serde(default, skip_serializing_if = "placement::BackendSelector::is_all")]
+    pub backends: placement::BackendSelector,
+}
+
+impl BucketRecord {
+    /// Where and how the bucket's new shard sets are written.
+    #[must_use]
+    pub fn target(&self) -> crate::engine::write::Target<'_> {
+        crate::engine::write::Target {
+            policy: self.policy,
+            eligible: &self.backends,
+        }
+    }
 }
 
 /// HTTP headers stored with an object and returned on GET/HEAD.

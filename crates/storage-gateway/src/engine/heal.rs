@@ -194,7 +194,9 @@ impl Engine {
         let res: Result<()> = async {
             while first < blocks {
                 let last = (first + WINDOW_BLOCKS - 1).min(blocks - 1);
-                let window = self.fetch_window(segment, &layout, &sources, targets, first, last).await?;
+                let window = self
+                    .fetch_window(segment, &layout, &sources, targets, first, last)
+                    .await?;
                 for (b, shards) in window.iter().enumerate() {
                     let j = first + b as u64;
                     let block = codec.decode(&layout, layout.block_len(j) as usize, shards)?;

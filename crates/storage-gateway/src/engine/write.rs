@@ -14,13 +14,22 @@ use crate::manifest::{Segment, SegmentKey};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use md5::Digest;
-use placement::BucketPolicy;
+use placement::{BackendSelector, BucketPolicy};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// Shard blocks buffered per shard writer.
 const CHANNEL_DEPTH: usize = 4;
+
+/// Where and how a new shard set is written: the bucket's policy and the backends it may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// k, m and block size.
+    pub policy: BucketPolicy,
+    /// Backends eligible for the shards.
+    pub eligible: &'a BackendSelector,
+}
 
 /// Hashes of the plaintext, computed while it streams through.
 pub struct BodyHasher {
@@ -88,16 +97,28 @@ impl Drop for PendingGuard {
 
 impl Engine {
     /// Chooses the backends for an object's shards under `policy`, in shard order.
-    pub fn place(&self, key: &str, policy: &BucketPolicy) -> Result<Vec<String>> {
-        let ids: Vec<&str> = self.backends().iter().map(Backend::id).collect();
-        policy.check_backends(ids.len())?;
-        Ok(placement::place_shards(&ids, key.as_bytes(), policy.shards())
+    pub fn place(&self, key: &str, target: Target<'_>) -> Result<Vec<String>> {
+        let ids = self.eligible(target.eligible);
+        target.policy.check_backends(ids.len()).map_err(|e| {
+            Error::Unavailable(format!("placing {key}: backends {{{}}} eligible: {e}", target.eligible))
+        })?;
+        Ok(placement::place_shards(&ids, key.as_bytes(), target.policy.shards())
             .into_iter()
             .map(|i| ids[i].to_owned())
             .collect())
     }
 
-    /// Streams `body` into a new plaintext shard set coded with `policy`.
+    /// Ids of the configured backends `selector` admits, in configuration order.
+    #[must_use]
+    pub fn eligible(&self, selector: &BackendSelector) -> Vec<String> {
+        self.backends()
+            .iter()
+            .filter(|b| selector.matches(b.id(), b.labels()))
+            .map(|b| b.id().to_owned())
+            .collect()
+    }
+
+    /// Streams `body` into a new plaintext shard set coded with `policy` on any backends.
     pub async fn write_set<S, E>(
         &self,
         key: &str,
@@ -109,15 +130,20 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        self.write_set_with(key, policy, body, hasher, &Encryption::None).await
+        const ALL: BackendSelector = BackendSelector {
+            labels: Vec::new(),
+            ids: Vec::new(),
+        };
+        let target = Target { policy, eligible: &ALL };
+        self.write_set_with(key, target, body, hasher, &Encryption::None).await
     }
 
-    /// Streams `body` into a new shard set coded with `policy`, its blocks sealed with a
-    /// fresh data key when `encryption` asks for it.
+    /// Streams `body` into a new shard set placed and coded as `target` says, its blocks
+    /// sealed with a fresh data key when `encryption` asks for it.
     pub async fn write_set_with<S, E>(
         &self,
         key: &str,
-        policy: BucketPolicy,
+        target: Target<'_>,
         body: S,
         hasher: BodyHasher,
         encryption: &Encryption,
@@ -126,7 +152,8 @@ impl Engine {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
-        let backends = self.place(key, &policy)?;
+        let policy = target.policy;
+        let backends = self.place(key, target)?;
         let set = Uuid::now_v7();
         // Before anything is recorded: a missing master key fails the request cleanly.
         let sealing = crate::crypto::new_set_key(encryption, set)?;

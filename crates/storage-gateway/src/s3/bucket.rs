@@ -3,7 +3,7 @@
 use super::headers::ts;
 use super::Gateway;
 use crate::manifest::{now_ms, BucketRecord};
-use placement::BucketPolicy;
+use placement::{BackendSelector, BucketPolicy};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 
@@ -20,25 +20,47 @@ impl Gateway {
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default();
         // Region names (what stock clients send) mean "the default policy"; anything else must
-        // be a policy preset.
-        let policy = if constraint.is_empty() || looks_like_region(&constraint) {
+        // be `PRESET`, `PRESET@SELECTOR` or `@SELECTOR` (default policy on selected backends).
+        let (preset, selector) = match constraint.split_once('@') {
+            Some((p, s)) => (p, Some(s)),
+            None => (constraint.as_str(), None),
+        };
+        let policy = if preset.is_empty() || (selector.is_none() && looks_like_region(preset)) {
             self.default_policy
         } else {
-            let p: BucketPolicy = constraint.parse().map_err(crate::error::Error::from)?;
+            let p: BucketPolicy = preset.parse().map_err(crate::error::Error::from)?;
             p.with_block_size(self.default_policy.block_size)
                 .map_err(crate::error::Error::from)?
         };
-        policy
-            .check_backends(self.engine.backends().len())
-            .map_err(crate::error::Error::from)?;
+        let backends: BackendSelector = match selector {
+            None => BackendSelector::default(),
+            Some(s) => s.parse().map_err(|e| s3_error!(InvalidLocationConstraint, "{e}"))?,
+        };
+        let eligible = self.engine.eligible(&backends);
+        policy.check_backends(eligible.len()).map_err(|e| {
+            if backends.is_all() {
+                crate::error::Error::from(e).into()
+            } else {
+                s3_error!(
+                    InvalidLocationConstraint,
+                    "{e} (backends matching {backends}: {})",
+                    if eligible.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        eligible.join(", ")
+                    }
+                )
+            }
+        })?;
         let rec = BucketRecord {
             created_ms: now_ms(),
             policy,
             policy_epoch: 1,
             encrypted: self.encrypt_new_buckets,
+            backends,
         };
         self.engine.catalog().create_bucket(&input.bucket, &rec)?;
-        tracing::info!(bucket = %input.bucket, %policy, encrypted = rec.encrypted, "bucket created");
+        tracing::info!(bucket = %input.bucket, %policy, backends = %rec.backends, encrypted = rec.encrypted, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         }))

@@ -126,7 +126,7 @@ impl Gateway {
             .engine
             .write_set_with(
                 &input.key,
-                dst.policy,
+                dst.target(),
                 reader_stream(reader),
                 hasher_like(&src)?,
                 &encryption,

@@ -121,7 +121,7 @@ impl Gateway {
         let (stored, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.policy,
+                bucket.target(),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
@@ -211,7 +211,7 @@ impl Gateway {
             hasher,
         } = self
             .engine
-            .write_set_with(&input.key, bucket.policy, reader_stream(reader), hasher, &encryption)
+            .write_set_with(&input.key, bucket.target(), reader_stream(reader), hasher, &encryption)
             .await?;
         for (set, idx, backend, reason) in &failed {
             let _ = self.engine.catalog().queue_repair(*set, *idx, backend, reason);

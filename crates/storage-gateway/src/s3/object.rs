@@ -102,7 +102,7 @@ impl Gateway {
     pub(super) async fn store_body(
         &self,
         key: &str,
-        policy: placement::BucketPolicy,
+        target: crate::engine::write::Target<'_>,
         incoming: IncomingBody<'_>,
         headers: &http::HeaderMap,
         trailers: Option<&s3s::TrailingHeaders>,
@@ -116,7 +116,7 @@ impl Gateway {
             hasher,
         } = self
             .engine
-            .write_set_with(key, policy, body, hasher, encryption)
+            .write_set_with(key, target, body, hasher, encryption)
             .await?;
         let written = Stored { segment, failed };
         let size = written.segment.size;
@@ -163,7 +163,7 @@ impl Gateway {
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.policy,
+                bucket.target(),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
