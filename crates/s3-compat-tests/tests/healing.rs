@@ -89,7 +89,11 @@ async fn bitrot_in_100_shard_blocks_is_read_around_scrubbed_and_healed() {
     }
 
     for (i, data) in objects.iter().enumerate() {
-        assert_same_bytes(&get_bytes(&c, "rot", &format!("o{i}")).await, data, &format!("o{i} with bitrot"));
+        assert_same_bytes(
+            &get_bytes(&c, "rot", &format!("o{i}")).await,
+            data,
+            &format!("o{i} with bitrot"),
+        );
     }
     let ranged = ok(
         c.get_object()
@@ -110,7 +114,11 @@ async fn bitrot_in_100_shard_blocks_is_read_around_scrubbed_and_healed() {
     assert_eq!(scrub["shards"], OBJECTS * 6, "scrub pass: {scrub}");
     assert_eq!(scrub["queued"], damaged_shards, "scrub pass: {scrub}");
     let view = admin_json(&srv, "GET", "/api/v1/redundancy").await;
-    assert_eq!(view["scrubber"]["corrupt_blocks"], OBJECTS * DAMAGED_PER_OBJECT, "{view}");
+    assert_eq!(
+        view["scrubber"]["corrupt_blocks"],
+        OBJECTS * DAMAGED_PER_OBJECT,
+        "{view}"
+    );
     assert_eq!(view["scrubber"]["blocks_checked"], OBJECTS * 6 * BLOCKS, "{view}");
     assert_eq!(view["repair_queue"], damaged_shards, "{view}");
     assert_eq!(view["buckets"]["rot"]["degraded"], OBJECTS, "{view}");
@@ -130,7 +138,11 @@ async fn bitrot_in_100_shard_blocks_is_read_around_scrubbed_and_healed() {
     let again = admin_json(&srv, "POST", "/api/v1/scrub").await;
     assert_eq!(again["queued"], 0, "scrub after healing: {again}");
     for (i, data) in objects.iter().enumerate() {
-        assert_same_bytes(&get_bytes(&c, "rot", &format!("o{i}")).await, data, &format!("o{i} healed"));
+        assert_same_bytes(
+            &get_bytes(&c, "rot", &format!("o{i}")).await,
+            data,
+            &format!("o{i} healed"),
+        );
     }
 }
 
@@ -152,7 +164,11 @@ async fn a_deleted_shard_is_rebuilt_by_the_background_healer() {
         fs::read(&victim).is_ok_and(|b| b == original)
     })
     .await;
-    assert!(back, "shard {victim:?} was not rebuilt within 20 s\n{}", srv.log_contents());
+    assert!(
+        back,
+        "shard {victim:?} was not rebuilt within 20 s\n{}",
+        srv.log_contents()
+    );
     let view = admin_json(&srv, "GET", "/api/v1/redundancy").await;
     assert_eq!(view["repair_queue"], 0, "{view}");
     assert_eq!(view["buckets"]["gone"]["full"], 1, "{view}");
