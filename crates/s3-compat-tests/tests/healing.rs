@@ -188,3 +188,164 @@ async fn the_admin_api_wants_its_token() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["backends"].as_array().map(Vec::len), Some(6), "{body}");
 }
+
+/// `[[backend]]` tables for local backends `l{i}` under `root`, for each i in `ids`.
+fn local_backends_toml(root: &std::path::Path, ids: &[usize]) -> String {
+    ids.iter()
+        .map(|i| {
+            format!(
+                "[[backend]]\nid = \"l{i}\"\nkind = \"local\"\npath = {:?}\n\n",
+                root.join(format!("l{i}"))
+            )
+        })
+        .collect()
+}
+
+/// Shard files per set under backends `l{i}` of `root`: set -> count.
+fn shards_by_set(root: &std::path::Path) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for b in fs::read_dir(root).expect("backends root") {
+        let b = b.expect("entry");
+        let Ok(sets) = fs::read_dir(b.path().join("shards")) else {
+            continue;
+        };
+        for set in sets {
+            let set = set.expect("entry");
+            for shard in fs::read_dir(set.path()).expect("set dir") {
+                out.entry(set.file_name().to_string_lossy().into_owned())
+                    .or_default()
+                    .push(format!(
+                        "{}:{}",
+                        b.file_name().to_string_lossy(),
+                        shard.expect("entry").file_name().to_string_lossy()
+                    ));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn shards_of_a_removed_backend_are_rebuilt_on_another_and_recorded() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let all: Vec<usize> = (0..7).collect();
+    let mut srv = TestServer::start(
+        ServerOptions::new()
+            .config_toml(local_backends_toml(root.path(), &all))
+            .flag("--heal-interval-secs", 3600)
+            .flag("--heal-rate-mib", 0),
+    );
+    let c = srv.client();
+    create_bucket(&c, "moved").await;
+    let mut objects = BTreeMap::new();
+    for i in 0..6 {
+        let data = random_bytes(i * MIB / 2 + 17);
+        put_bytes(&c, "moved", &format!("o{i}"), &data).await;
+        objects.insert(format!("o{i}"), data);
+    }
+    // An upload still in progress: its parts are owned by the upload until completed.
+    let upload = ok(
+        c.create_multipart_upload().bucket("moved").key("mp").send().await,
+        "CreateMultipartUpload",
+    )
+    .upload_id()
+    .expect("upload id")
+    .to_owned();
+    let parts = [random_bytes(5 * MIB), random_bytes(MIB + 1)];
+    let mut etags = Vec::new();
+    for (n, p) in parts.iter().enumerate() {
+        let out = ok(
+            c.upload_part()
+                .bucket("moved")
+                .key("mp")
+                .upload_id(&upload)
+                .part_number(n as i32 + 1)
+                .body(p.clone().into())
+                .send()
+                .await,
+            "UploadPart",
+        );
+        etags.push(out.e_tag().expect("part etag").to_owned());
+    }
+
+    let before = shards_by_set(root.path());
+    assert_eq!(before.len(), 8, "six objects and two parts: {before:?}");
+    // Remove the backend holding the most shards.
+    let mut per_backend: BTreeMap<String, usize> = BTreeMap::new();
+    for shards in before.values() {
+        for s in shards {
+            *per_backend.entry(s.split(':').next().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    let (gone, lost) = per_backend
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(b, n)| (b.clone(), *n))
+        .unwrap();
+    let gone_idx: usize = gone[1..].parse().unwrap();
+    srv.stop();
+    let kept: Vec<usize> = all.iter().copied().filter(|&i| i != gone_idx).collect();
+    srv.options_mut().config_toml = Some(local_backends_toml(root.path(), &kept));
+    fs::remove_dir_all(root.path().join(&gone)).expect("remove the backend's data");
+    srv.start_again();
+    let c = srv.client();
+    for (k, data) in &objects {
+        assert_same_bytes(
+            &get_bytes(&c, "moved", k).await,
+            data,
+            &format!("{k} with {gone} removed"),
+        );
+    }
+
+    let scrub = admin_json(&srv, "POST", "/api/v1/scrub").await;
+    assert_eq!(scrub["queued"], lost, "scrub with {gone} removed: {scrub}");
+    let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
+    assert_eq!(heal["repaired"], lost, "heal with {gone} removed: {heal}");
+    let view = admin_json(&srv, "GET", "/api/v1/redundancy").await;
+    assert_eq!(view["repair_queue"], 0, "{view}");
+    assert_eq!(view["buckets"]["moved"]["full"], objects.len(), "{view}");
+
+    let after = shards_by_set(root.path());
+    for (set, shards) in &after {
+        let mut homes: Vec<&str> = shards.iter().map(|s| s.split(':').next().unwrap()).collect();
+        homes.sort_unstable();
+        homes.dedup();
+        assert_eq!(shards.len(), 6, "set {set} after the move: {shards:?}");
+        assert_eq!(homes.len(), 6, "set {set} has two shards on one backend: {shards:?}");
+    }
+    assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+
+    // The moves are in the metadata: they survive a restart and the parts complete.
+    srv.restart();
+    let c = srv.client();
+    let completed = aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .set_parts(Some(
+            etags
+                .iter()
+                .enumerate()
+                .map(|(n, e)| {
+                    aws_sdk_s3::types::CompletedPart::builder()
+                        .part_number(n as i32 + 1)
+                        .e_tag(e)
+                        .build()
+                })
+                .collect(),
+        ))
+        .build();
+    ok(
+        c.complete_multipart_upload()
+            .bucket("moved")
+            .key("mp")
+            .upload_id(&upload)
+            .multipart_upload(completed)
+            .send()
+            .await,
+        "CompleteMultipartUpload",
+    );
+    objects.insert("mp".into(), parts.concat());
+    for (k, data) in &objects {
+        assert_same_bytes(&get_bytes(&c, "moved", k).await, data, &format!("{k} after the move"));
+    }
+    let again = admin_json(&srv, "POST", "/api/v1/scrub").await;
+    assert_eq!(again["queued"], 0, "scrub after the move: {again}");
+}

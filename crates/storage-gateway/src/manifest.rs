@@ -249,6 +249,30 @@ pub struct SetRecord {
     /// without finding the manifest that names the set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<Segment>,
+    /// The record naming the set once Live, so a shard moved to another backend can be
+    /// recorded there too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<SetOwner>,
+}
+
+/// The record whose segment list names a shard set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetOwner {
+    /// An object's manifest.
+    Object {
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+    /// A part of a multipart upload in progress.
+    Part {
+        /// Upload id.
+        upload_id: String,
+        /// Part number.
+        part_number: u32,
+    },
 }
 
 /// An in-progress multipart upload.
@@ -364,6 +388,7 @@ mod tests {
             state: SetState::Pending,
             backends: vec!["a".into()],
             segment: None,
+            owner: None,
         };
         let bytes = encode(&r);
         let back: SetRecord = decode(|| "set".into(), &bytes).unwrap();

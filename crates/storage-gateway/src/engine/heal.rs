@@ -10,7 +10,7 @@ use super::Engine;
 use crate::backend::Backend;
 use crate::codec::{verify_shard_block, Codec, Layout};
 use crate::error::{Error, Result};
-use crate::manifest::{now_ms, Segment, SetState};
+use crate::manifest::{now_ms, Segment, SetOwner, SetState};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,6 +140,7 @@ impl Engine {
             match self.rebuild(&segment, &targets, &mut throttle).await {
                 Ok(written) => {
                     for &idx in &written {
+                        // (Moved shards had their repair cleared with the move.)
                         self.catalog().finish_repair(set, idx, started)?;
                     }
                     pass.repaired += written.len();
@@ -171,17 +172,29 @@ impl Engine {
         let layout = segment.layout();
         let n = layout.k + layout.m;
         let mut codec = Codec::new(layout.k, layout.m)?;
-        // Targets whose backend is gone or suspect wait for a later pass.
+        // Shards go back to their backend; one whose backend is no longer configured goes to
+        // a replacement (recorded only once written); one whose backend is suspect waits.
         let mut writers = Vec::new();
+        let mut taken: Vec<String> = segment.backends.clone();
         for &idx in targets {
             if idx >= n {
                 continue;
             }
-            let backend = self.backend(&segment.backends[idx])?;
-            if backend.health().admit().is_err() {
-                continue;
+            let path = Backend::shard_path(segment.set, idx);
+            match self.backend(&segment.backends[idx]) {
+                Ok(b) if b.health().admit().is_ok() => writers.push((idx, b.writer(path), None)),
+                Ok(_) => {}
+                Err(_) => match self.replacement(segment, idx, &taken)? {
+                    Some(b) => {
+                        taken.push(b.id().to_owned());
+                        tracing::info!(set = %segment.set, shard = idx, gone = %segment.backends[idx], to = %b.id(), "backend no longer configured; rebuilding the shard elsewhere");
+                        writers.push((idx, b.writer(path), Some(b.clone())));
+                    }
+                    None => {
+                        tracing::warn!(set = %segment.set, shard = idx, gone = %segment.backends[idx], "backend no longer configured and no replacement available")
+                    }
+                },
             }
-            writers.push((idx, backend.writer(Backend::shard_path(segment.set, idx))));
         }
         if writers.is_empty() {
             return Ok(Vec::new());
@@ -201,7 +214,7 @@ impl Engine {
                     let j = first + b as u64;
                     let block = codec.decode(&layout, layout.block_len(j) as usize, shards)?;
                     let coded = codec.encode(&layout, &block)?;
-                    for (idx, w) in &mut writers {
+                    for (idx, w, _) in &mut writers {
                         w.write(&coded[*idx]).await?;
                         throttle.spent(coded[*idx].len() as u64).await;
                     }
@@ -212,23 +225,59 @@ impl Engine {
         }
         .await;
         if let Err(e) = res {
-            for (_, w) in writers {
+            for (_, w, _) in writers {
                 w.abort().await;
             }
             return Err(e);
         }
         let mut done = Vec::new();
-        for (idx, w) in writers {
-            match w.finish().await {
-                Ok(len) => {
-                    self.heal_counters().bytes_written.fetch_add(len, Ordering::Relaxed);
-                    tracing::info!(set = %segment.set, shard = idx, backend = %segment.backends[idx], bytes = len, "shard rebuilt");
-                    done.push(idx);
+        for (idx, w, moved_to) in writers {
+            let len = match w.finish().await {
+                Ok(len) => len,
+                Err(e) => {
+                    tracing::warn!(set = %segment.set, shard = idx, error = %e, "writing rebuilt shard failed");
+                    continue;
                 }
-                Err(e) => tracing::warn!(set = %segment.set, shard = idx, error = %e, "writing rebuilt shard failed"),
+            };
+            if let Some(to) = moved_to {
+                if !self
+                    .catalog()
+                    .move_shard(segment.set, idx, &segment.backends[idx], to.id())?
+                {
+                    // The set was deleted or rewritten meanwhile: the new shard is nobody's.
+                    to.delete_set(segment.set, [idx]).await?;
+                    continue;
+                }
             }
+            self.heal_counters().bytes_written.fetch_add(len, Ordering::Relaxed);
+            tracing::info!(set = %segment.set, shard = idx, backend = %segment.backends[idx], bytes = len, "shard rebuilt");
+            done.push(idx);
         }
         Ok(done)
+    }
+
+    /// A healthy configured backend to hold shard `idx` of `segment` instead of a backend that
+    /// is gone: eligible for the owning bucket, not holding another shard of the set (`taken`),
+    /// chosen by rendezvous hashing on the set so repeated passes agree.
+    fn replacement(&self, segment: &Segment, idx: usize, taken: &[String]) -> Result<Option<Backend>> {
+        let selector = match self.catalog().set(segment.set)?.and_then(|r| r.owner) {
+            Some(SetOwner::Object { bucket, .. }) => {
+                self.catalog().bucket(&bucket)?.map(|b| b.backends).unwrap_or_default()
+            }
+            _ => placement::BackendSelector::default(),
+        };
+        let candidates: Vec<&Backend> = self
+            .backends()
+            .iter()
+            .filter(|b| !taken.iter().any(|t| t == b.id()))
+            .filter(|b| selector.matches(b.id(), b.labels()))
+            .filter(|b| b.health().admit().is_ok())
+            .collect();
+        let ids: Vec<&str> = candidates.iter().map(|b| b.id()).collect();
+        let key = format!("{}/{idx}", segment.set);
+        Ok(placement::place_shards(&ids, key.as_bytes(), 1)
+            .first()
+            .map(|&i| candidates[i].clone()))
     }
 
     /// Verified shard payloads of blocks `first..=last` from `sources`: `out[b][i]`.

@@ -87,7 +87,14 @@ impl Engine {
             }
             let per_window = (WINDOW_BYTES / layout.stored_len(0)).max(1);
             for (i, id) in segment.backends.iter().enumerate() {
-                let backend = self.backend(id)?;
+                let Ok(backend) = self.backend(id) else {
+                    // Removed from the configuration: the healer rebuilds the shard elsewhere.
+                    c.missing_shards.fetch_add(1, Ordering::Relaxed);
+                    self.catalog()
+                        .queue_repair(set, i, id, "backend no longer configured (found by scrub)")?;
+                    pass.queued += 1;
+                    continue;
+                };
                 let path = Backend::shard_path(set, i);
                 let mut corrupt = 0u64;
                 let mut problem: Option<String> = None;

@@ -46,7 +46,8 @@ async fn delete_set(engine: &Engine, set: Uuid, backends: &[String]) -> bool {
     for (idx, id) in backends.iter().enumerate() {
         let res = match engine.backend(id) {
             Ok(b) => b.delete_set(set, [idx]).await,
-            Err(e) => Err(e),
+            // Removed from the configuration: nothing of ours can be deleted there any more.
+            Err(_) => Ok(()),
         };
         if let Err(e) = res {
             tracing::warn!(%set, backend = %id, error = %e, "deleting shard set failed; will retry");

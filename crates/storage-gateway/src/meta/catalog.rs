@@ -7,7 +7,8 @@
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
 use crate::manifest::{
-    decode, encode, now_ms, BucketRecord, ObjectManifest, PartRecord, RepairRecord, SetRecord, SetState, UploadRecord,
+    decode, encode, now_ms, BucketRecord, ObjectManifest, PartRecord, RepairRecord, SetOwner, SetRecord, SetState,
+    UploadRecord,
 };
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
@@ -59,6 +60,7 @@ fn doom(batch: &mut Batch, seg: &crate::manifest::Segment) -> DoomedSet {
         state: SetState::Deleting,
         backends: seg.backends.clone(),
         segment: None,
+        owner: None,
     };
     batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
     (seg.set, rec)
@@ -193,6 +195,7 @@ impl Catalog {
             state: SetState::Pending,
             backends: backends.to_vec(),
             segment: None,
+            owner: None,
         };
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
         self.store.write(b)
@@ -204,6 +207,7 @@ impl Catalog {
             state: SetState::Deleting,
             backends: backends.to_vec(),
             segment: None,
+            owner: None,
         };
         let mut b = Batch::default();
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
@@ -240,6 +244,10 @@ impl Catalog {
                 state: SetState::Live,
                 backends: seg.backends.clone(),
                 segment: Some(seg.without_key()),
+                owner: Some(SetOwner::Object {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }),
             };
             b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
         }
@@ -303,6 +311,10 @@ impl Catalog {
             state: SetState::Live,
             backends: part.segment.backends.clone(),
             segment: Some(part.segment.without_key()),
+            owner: Some(SetOwner::Part {
+                upload_id: upload_id.to_owned(),
+                part_number: part.part_number,
+            }),
         };
         b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
         b.put(Table::Parts, pk, encode(part));
@@ -357,7 +369,18 @@ impl Catalog {
         prefix.push(0);
         for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
             let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
-            if !used.contains(&part.segment.set) {
+            if used.contains(&part.segment.set) {
+                let rec = SetRecord {
+                    state: SetState::Live,
+                    backends: part.segment.backends.clone(),
+                    segment: Some(part.segment.without_key()),
+                    owner: Some(SetOwner::Object {
+                        bucket: bucket.to_owned(),
+                        key: key.to_owned(),
+                    }),
+                };
+                b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
+            } else {
                 doomed.push(doom(&mut b, &part.segment));
             }
             b.delete(Table::Parts, k);
@@ -462,6 +485,61 @@ impl Catalog {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Records that shard `idx` of `set` now lives on `to` instead of `from` (the healer rebuilt
+    /// it there), in the set record and in its owner's segment, and clears its repair, all in
+    /// one batch. `Ok(false)` when the set changed meanwhile (deleted, or no longer owned):
+    /// then the caller's new shard is unreferenced and must be removed.
+    pub fn move_shard(&self, set: Uuid, idx: usize, from: &str, to: &str) -> Result<bool> {
+        let _g = self.lock();
+        let Some(mut rec) = self.set(set)? else {
+            return Ok(false);
+        };
+        if rec.state != SetState::Live || rec.backends.get(idx).map(String::as_str) != Some(from) {
+            return Ok(false);
+        }
+        let mut b = Batch::default();
+        let moved = |seg: &mut crate::manifest::Segment| -> bool {
+            match seg.backends.get_mut(idx) {
+                Some(id) if seg.set == set && id == from => {
+                    *id = to.to_owned();
+                    true
+                }
+                _ => false,
+            }
+        };
+        match &rec.owner {
+            Some(SetOwner::Object { bucket, key }) => {
+                let ok = object_key(bucket, key);
+                let Some(mut m) = self.get_record::<ObjectManifest>(Table::Objects, &ok)? else {
+                    return Ok(false);
+                };
+                if !m.segments.iter_mut().any(moved) {
+                    return Ok(false);
+                }
+                b.put(Table::Objects, ok, encode(&m));
+            }
+            Some(SetOwner::Part { upload_id, part_number }) => {
+                let pk = part_key(upload_id, *part_number);
+                let Some(mut p) = self.get_record::<PartRecord>(Table::Parts, &pk)? else {
+                    return Ok(false);
+                };
+                if !moved(&mut p.segment) {
+                    return Ok(false);
+                }
+                b.put(Table::Parts, pk, encode(&p));
+            }
+            None => return Ok(false),
+        }
+        rec.backends[idx] = to.to_owned();
+        if let Some(seg) = &mut rec.segment {
+            moved(seg);
+        }
+        b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
+        b.delete(Table::Repair, repair_key(set, idx));
+        self.store.write(b)?;
+        Ok(true)
     }
 
     /// Marks queued repairs of `set` as impossible for now (too few shards left).
