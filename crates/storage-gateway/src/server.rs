@@ -38,6 +38,28 @@ async fn probe_all(backends: &[Backend]) {
     futures::future::join_all(probes).await;
 }
 
+/// How often failing backends are probed, once their backoff allows a trial call.
+const REPROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Probes backends that failed, so one that comes back is used again for new shards even when
+/// no read happens to try it (placement avoids backends that have not succeeded since failing).
+async fn reprobe(backends: Vec<Backend>) {
+    loop {
+        tokio::time::sleep(REPROBE_EVERY).await;
+        for b in &backends {
+            if !b.health().is_healthy() && b.health().admit().is_ok() {
+                match tokio::time::timeout(PROBE_TIMEOUT, b.probe()).await {
+                    Ok(Ok(())) => tracing::info!(backend = %b.id(), "backend answers again"),
+                    Ok(Err(_)) => {}
+                    Err(_) => b
+                        .health()
+                        .failure(&format!("no answer to a probe within {PROBE_TIMEOUT:?}")),
+                }
+            }
+        }
+    }
+}
+
 /// A gateway bound to its port, swept, ready to serve.
 pub struct Server {
     listener: TcpListener,
@@ -98,6 +120,7 @@ impl Server {
         let admin_listener = TcpListener::bind(config.admin.addr)
             .await
             .map_err(|e| Error::io(format!("binding admin port {}", config.admin.addr), e))?;
+        tokio::spawn(reprobe(engine.backends().to_vec()));
         tokio::spawn(crate::engine::heal::healer(engine.clone(), config.heal));
         tokio::spawn(crate::engine::scrub::scrubber(engine.clone(), config.scrub));
         Ok(Self {

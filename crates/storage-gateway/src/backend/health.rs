@@ -72,6 +72,11 @@ impl Health {
         s.last_error = Some(error.to_owned());
     }
 
+    /// No failure since the last success: placement prefers such backends for new shards.
+    pub fn is_healthy(&self) -> bool {
+        self.lock().consecutive_failures == 0
+    }
+
     /// The current state.
     pub fn status(&self) -> HealthStatus {
         let s = self.lock();

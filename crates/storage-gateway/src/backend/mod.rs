@@ -125,14 +125,25 @@ impl Backend {
         }
     }
 
-    /// Checks that the backend answers (a HEAD of a path that need not exist).
+    /// Checks that the backend answers and its bucket/container exists: a listing of the shard
+    /// prefix (a HEAD would take "no such bucket" for "no such key" and pass).
     pub async fn probe(&self) -> Result<()> {
-        let path = Path::from(".mlsysops-probe");
-        let res = self.store.head(&path).await;
-        self.observe(&res);
+        let path = Path::from(SHARDS_PREFIX);
+        let res = self.store.list_with_delimiter(Some(&path)).await;
         match res {
-            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err("probe", &path, e)),
+            Ok(_) => {
+                self.health.success();
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                let msg = "the bucket or container does not exist (or is not visible with these credentials)";
+                self.health.failure(msg);
+                Err(Error::Config(format!("backend {}: {msg}", self.id)))
+            }
+            Err(e) => {
+                self.health.failure(&e.to_string());
+                Err(self.err("probe", &path, e))
+            }
         }
     }
 

@@ -115,6 +115,11 @@ impl BackendSpec {
         }
     }
 
+    fn kind_name(&self) -> String {
+        self.kind
+            .map_or_else(|| "(none)".to_owned(), |k| format!("{k:?}").to_lowercase())
+    }
+
     fn bad(&self, msg: impl std::fmt::Display) -> Error {
         Error::Config(format!("backend {:?}: {msg}", self.id))
     }
@@ -122,7 +127,7 @@ impl BackendSpec {
     fn need<'a>(&self, v: &'a Option<String>, key: &str) -> Result<&'a str> {
         v.as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| self.bad(format!("`{key}` is required for kind {:?}", self.kind)))
+            .ok_or_else(|| self.bad(format!("`{key}` is required for kind {}", self.kind_name())))
     }
 
     /// Refuses keys that mean nothing for this kind.
@@ -147,7 +152,7 @@ impl BackendSpec {
         ];
         for (key, set) in present {
             if set && !allowed.contains(&key) {
-                return Err(self.bad(format!("`{key}` does not apply to kind {:?}", self.kind)));
+                return Err(self.bad(format!("`{key}` does not apply to kind {}", self.kind_name())));
             }
         }
         Ok(())
@@ -297,6 +302,13 @@ impl BackendSpec {
                     b = b.with_access_key(k);
                 }
                 if self.use_emulator == Some(true) {
+                    if self.endpoint.is_some() {
+                        // object_store ignores the endpoint in emulator mode (it reads
+                        // AZURITE_BLOB_STORAGE_URL): refuse rather than silently misdirect.
+                        return Err(self.bad(
+                            "give `use_emulator` (address from AZURITE_BLOB_STORAGE_URL, default http://127.0.0.1:10000) or `endpoint`, not both",
+                        ));
+                    }
                     b = b.with_use_emulator(true);
                 }
                 if let Some(e) = &self.endpoint {
@@ -361,6 +373,11 @@ mod tests {
                 "is not set",
             ),
             (r#"{"id":"","kind":"memory"}"#, "`id` must be"),
+            (
+                r#"{"id":"x","kind":"azure","container":"c","use_emulator":true,"endpoint":"http://h:1"}"#,
+                "not both",
+            ),
+            (r#"{"id":"x","kind":"gcs"}"#, "`bucket` is required for kind gcs"),
         ];
         for (text, want) in bad {
             let err = parse(text).build().expect_err(text).to_string();

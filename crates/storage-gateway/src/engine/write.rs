@@ -102,10 +102,15 @@ impl Engine {
         target.policy.check_backends(ids.len()).map_err(|e| {
             Error::Unavailable(format!("placing {key}: backends {{{}}} eligible: {e}", target.eligible))
         })?;
-        Ok(placement::place_shards(&ids, key.as_bytes(), target.policy.shards())
-            .into_iter()
-            .map(|i| ids[i].to_owned())
-            .collect())
+        // Rendezvous ranks every eligible backend for the key; shards take the best-ranked
+        // healthy ones, falling back to failing ones only when too few are healthy. With all
+        // backends healthy this is plain rendezvous placement.
+        let ranked = placement::place_shards(&ids, key.as_bytes(), ids.len());
+        let healthy = |i: &usize| self.backend(&ids[*i]).is_ok_and(|b| b.health().is_healthy());
+        let (mut chosen, failing): (Vec<usize>, Vec<usize>) = ranked.into_iter().partition(healthy);
+        chosen.extend(failing);
+        chosen.truncate(target.policy.shards());
+        Ok(chosen.into_iter().map(|i| ids[i].clone()).collect())
     }
 
     /// Ids of the configured backends `selector` admits, in configuration order.
