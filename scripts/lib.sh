@@ -96,3 +96,16 @@ ensure_s3s_fs() {
     cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked --debug \
         --root "$ROOT/target/tools" --target-dir "$ROOT/target/tools-build"
 }
+
+# Azurite (Microsoft's Azure Storage emulator, npm) for the Azure backend tests; needs Node.js.
+AZURITE_VERSION=3.37.0
+ensure_azurite() {
+    local bin="$ROOT/target/azurite/node_modules/.bin/azurite-blob"
+    [[ -x "$bin" ]] && return 0
+    if ! command -v npm >/dev/null 2>&1; then
+        info "npm not found: the Azure backend tests will skip (install Node.js >= 18 to run them)"
+        return 0
+    fi
+    info "npm install azurite@$AZURITE_VERSION (into target/azurite)"
+    npm install --silent --no-audit --no-fund --prefix "$ROOT/target/azurite" "azurite@$AZURITE_VERSION"
+}

@@ -38,9 +38,13 @@ cargo clippy --workspace --all-targets -- -D warnings
 stage "cargo build --bin mlsysops"
 cargo build --bin mlsysops
 
-stage "s3s-fs (S3 servers used as backends by the tests)"
+stage "s3s-fs and Azurite (real servers used as backends by the tests)"
 ensure_s3s_fs
 export S3S_FS_BIN="$ROOT/target/tools/bin/s3s-fs"
+ensure_azurite
+if [[ -x "$ROOT/target/azurite/node_modules/.bin/azurite-blob" ]]; then
+    export MLSYSOPS_REQUIRE_AZURITE=1
+fi
 
 stage "cargo test --workspace"
 test_log=$(mktemp)

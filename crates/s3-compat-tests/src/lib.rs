@@ -29,6 +29,7 @@ use rand::RngCore;
 use tempfile::TempDir;
 
 pub use aws_sdk_s3;
+pub mod s3s_fs;
 
 pub const ACCESS_KEY: &str = "testaccess";
 pub const SECRET_KEY: &str = "testsecret-123456";
