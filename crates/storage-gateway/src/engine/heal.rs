@@ -17,8 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Blocks rebuilt per backend round trip.
-const WINDOW_BLOCKS: u64 = 4;
+/// Block bytes rebuilt per window (whole blocks; each shard read is about this / k): remote
+/// backends are latency-bound, so fewer, larger requests. Memory per set in flight is about
+/// twice this.
+const WINDOW_BYTES: u64 = 8 << 20;
+
+/// Sets rebuilt at once: overlaps the round trips of several sets.
+const PARALLEL_SETS: usize = 4;
 
 /// Counters of the healer since start.
 #[derive(Debug, Default)]
@@ -64,22 +69,28 @@ impl Default for HealConfig {
     }
 }
 
-/// Keeps a rate: sleeps whenever more bytes went out than the rate allows so far.
+/// Keeps a rate shared by concurrent rebuilds: a caller sleeps whenever more bytes went out
+/// than the rate allows so far.
 struct Throttle {
     start: Instant,
-    bytes: u64,
+    spent: std::sync::Mutex<u64>,
     rate: Option<u64>,
 }
 
 impl Throttle {
-    async fn spent(&mut self, n: u64) {
-        self.bytes += n;
-        if let Some(rate) = self.rate.filter(|r| *r > 0) {
-            let due = Duration::from_secs_f64(self.bytes as f64 / rate as f64);
-            let elapsed = self.start.elapsed();
-            if due > elapsed {
-                tokio::time::sleep(due - elapsed).await;
-            }
+    async fn spent(&self, n: u64) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else {
+            return;
+        };
+        let total = {
+            let mut s = self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            *s += n;
+            *s
+        };
+        let due = Duration::from_secs_f64(total as f64 / rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
         }
     }
 }
@@ -104,71 +115,86 @@ pub async fn healer(engine: Engine, config: HealConfig) {
 }
 
 impl Engine {
-    /// One pass over the repair queue.
+    /// One pass over the repair queue, [`PARALLEL_SETS`] sets at a time.
     pub async fn heal_pass(&self, max_bytes_per_sec: Option<u64>) -> Result<HealPass> {
+        use futures::StreamExt;
         let mut by_set: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
         for (set, idx, _) in self.catalog().repairs()? {
             by_set.entry(set).or_default().push(idx);
         }
-        let mut pass = HealPass::default();
-        let mut throttle = Throttle {
+        let throttle = Throttle {
             start: Instant::now(),
-            bytes: 0,
+            spent: std::sync::Mutex::new(0),
             rate: max_bytes_per_sec,
         };
-        for (set, targets) in by_set {
-            let started = now_ms();
-            let pins = self.pins().pin(vec![set]);
-            // Re-read after pinning: a set still Live now stays until the pin drops.
-            let segment = match self.catalog().set(set)? {
-                Some(rec) if rec.state == SetState::Live => rec.segment,
-                Some(rec) if rec.state == SetState::Pending => continue,
-                _ => {
-                    self.catalog().drop_repairs(set, targets.iter().copied())?;
-                    pass.dropped += targets.len();
-                    self.heal_counters()
-                        .dropped
-                        .fetch_add(targets.len() as u64, Ordering::Relaxed);
-                    continue;
-                }
-            };
-            let Some(segment) = segment else {
-                // Written before set records carried their segment: nothing to rebuild from.
-                tracing::warn!(%set, "queued repair of a set without a segment record; skipped");
-                continue;
-            };
-            match self.rebuild(&segment, &targets, &mut throttle).await {
-                Ok(written) => {
-                    for &idx in &written {
-                        // (Moved shards had their repair cleared with the move.)
-                        self.catalog().finish_repair(set, idx, started)?;
-                    }
-                    pass.repaired += written.len();
-                    pass.failed += targets.len() - written.len();
-                    let c = self.heal_counters();
-                    c.shards_repaired.fetch_add(written.len() as u64, Ordering::Relaxed);
-                    c.failures
-                        .fetch_add((targets.len() - written.len()) as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    if matches!(e, Error::Unavailable(_)) {
-                        self.catalog().mark_unrecoverable(set, &targets)?;
-                    }
-                    tracing::warn!(%set, shards = ?targets, error = %e, "shard rebuild failed; will retry");
-                    pass.failed += targets.len();
-                    self.heal_counters()
-                        .failures
-                        .fetch_add(targets.len() as u64, Ordering::Relaxed);
-                }
-            }
-            drop(pins);
+        let outcomes: Vec<Result<HealPass>> = futures::stream::iter(by_set)
+            .map(|(set, targets)| self.heal_set(set, targets, &throttle))
+            .buffer_unordered(PARALLEL_SETS)
+            .collect()
+            .await;
+        let mut pass = HealPass::default();
+        for o in outcomes {
+            let o = o?;
+            pass.repaired += o.repaired;
+            pass.failed += o.failed;
+            pass.dropped += o.dropped;
         }
         self.heal_counters().passes.fetch_add(1, Ordering::Relaxed);
         Ok(pass)
     }
 
+    /// Heals the queued shards `targets` of one set.
+    async fn heal_set(&self, set: Uuid, targets: Vec<usize>, throttle: &Throttle) -> Result<HealPass> {
+        let mut pass = HealPass::default();
+        let started = now_ms();
+        let _pins = self.pins().pin(vec![set]);
+        // Re-read after pinning: a set still Live now stays until the pin drops.
+        let segment = match self.catalog().set(set)? {
+            Some(rec) if rec.state == SetState::Live => rec.segment,
+            Some(rec) if rec.state == SetState::Pending => return Ok(pass),
+            _ => {
+                self.catalog().drop_repairs(set, targets.iter().copied())?;
+                pass.dropped += targets.len();
+                self.heal_counters()
+                    .dropped
+                    .fetch_add(targets.len() as u64, Ordering::Relaxed);
+                return Ok(pass);
+            }
+        };
+        let Some(segment) = segment else {
+            // Written before set records carried their segment: nothing to rebuild from.
+            tracing::warn!(%set, "queued repair of a set without a segment record; skipped");
+            return Ok(pass);
+        };
+        match self.rebuild(&segment, &targets, throttle).await {
+            Ok(written) => {
+                for &idx in &written {
+                    // (Moved shards had their repair cleared with the move.)
+                    self.catalog().finish_repair(set, idx, started)?;
+                }
+                pass.repaired += written.len();
+                pass.failed += targets.len() - written.len();
+                let c = self.heal_counters();
+                c.shards_repaired.fetch_add(written.len() as u64, Ordering::Relaxed);
+                c.failures
+                    .fetch_add((targets.len() - written.len()) as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                if matches!(e, Error::Unavailable(_)) {
+                    self.catalog().mark_unrecoverable(set, &targets)?;
+                }
+                tracing::warn!(%set, shards = ?targets, error = %e, "shard rebuild failed; will retry");
+                pass.failed += targets.len();
+                self.heal_counters()
+                    .failures
+                    .fetch_add(targets.len() as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(pass)
+    }
+
     /// Rebuilds shards `targets` of `segment`; returns those written back.
-    async fn rebuild(&self, segment: &Segment, targets: &[usize], throttle: &mut Throttle) -> Result<Vec<usize>> {
+    async fn rebuild(&self, segment: &Segment, targets: &[usize], throttle: &Throttle) -> Result<Vec<usize>> {
         let layout = segment.layout();
         let n = layout.k + layout.m;
         let mut codec = Codec::new(layout.k, layout.m)?;
@@ -206,7 +232,8 @@ impl Engine {
         let mut first = 0;
         let res: Result<()> = async {
             while first < blocks {
-                let last = (first + WINDOW_BLOCKS - 1).min(blocks - 1);
+                let window_blocks = (WINDOW_BYTES / layout.block_size.max(1)).max(1);
+                let last = (first + window_blocks - 1).min(blocks - 1);
                 let window = self
                     .fetch_window(segment, &layout, &sources, targets, first, last)
                     .await?;
