@@ -7,9 +7,11 @@
 //! - [`spec`]: `[[backend]]` configuration and the object_store builders.
 //! - [`health`]: the circuit breaker that routes around failing backends.
 
+pub mod faults;
 pub mod health;
 pub mod spec;
 
+pub use faults::{FaultSpec, FaultyStore};
 pub use health::{Health, HealthStatus};
 pub use spec::{BackendKind, BackendSpec};
 
@@ -77,6 +79,14 @@ impl Backend {
             labels: BackendLabels::default(),
             health: Arc::default(),
         }
+    }
+
+    /// The same backend with faults injected into every call of its store. (Local backends
+    /// still sweep and delete on their directory directly: those paths stay fault-free.)
+    #[must_use]
+    pub fn with_faults(mut self, spec: FaultSpec) -> Self {
+        self.store = Arc::new(FaultyStore::new(self.store, spec));
+        self
     }
 
     /// The same backend with `labels`.

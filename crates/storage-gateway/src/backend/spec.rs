@@ -75,6 +75,9 @@ pub struct BackendSpec {
     /// Labels used by placement.
     #[serde(default)]
     pub labels: BackendLabels,
+    /// Faults to inject (latency, bandwidth, errors, outages, bit flips): tests and simulation.
+    #[serde(default)]
+    pub faults: Option<super::FaultSpec>,
 }
 
 impl std::fmt::Debug for BackendSpec {
@@ -95,6 +98,7 @@ impl std::fmt::Debug for BackendSpec {
             .field("access_key_env", &self.access_key_env)
             .field("secret_key_env", &self.secret_key_env)
             .field("labels", &self.labels)
+            .field("faults", &self.faults)
             .finish_non_exhaustive()
     }
 }
@@ -201,6 +205,9 @@ impl BackendSpec {
         let kind = self
             .kind
             .ok_or_else(|| self.bad("`kind` is required (local, memory, s3, gcs, azure)"))?;
+        if let Some(f) = &self.faults {
+            f.validate().map_err(|e| self.bad(e))?;
+        }
         const REMOTE: [&str; 3] = ["timeout_secs", "max_retries", "prefix"];
         let store: Arc<dyn ObjectStore> = match kind {
             BackendKind::Local => {
@@ -209,7 +216,7 @@ impl BackendSpec {
                     .path
                     .clone()
                     .ok_or_else(|| self.bad("`path` is required for kind local"))?;
-                return Backend::local(&self.id, path).map(|b| b.with_labels(self.labels.clone()));
+                return Backend::local(&self.id, path).map(|b| self.finish(b));
             }
             BackendKind::Memory => {
                 self.only(&[])?;
@@ -321,7 +328,16 @@ impl BackendSpec {
             Some(p) if !p.is_empty() => Arc::new(PrefixStore::new(store, p)),
             _ => store,
         };
-        Ok(Backend::remote(&self.id, store).with_labels(self.labels.clone()))
+        Ok(self.finish(Backend::remote(&self.id, store)))
+    }
+
+    /// Labels and faults, common to every kind.
+    fn finish(&self, backend: Backend) -> Backend {
+        let backend = backend.with_labels(self.labels.clone());
+        match &self.faults {
+            Some(f) => backend.with_faults(f.clone()),
+            None => backend,
+        }
     }
 }
 
