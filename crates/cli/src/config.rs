@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Number of local-directory backends under DATA_DIR/backends [default: 6].
     #[arg(long, env = "MLSYSOPS_LOCAL_BACKENDS")]
     local_backends: Option<usize>,
+    /// A prepared setup: `multicloud-sim` (six local backends that behave like six clouds in
+    /// three regions: injected latency, jitter and bandwidth caps).
+    #[arg(long, env = "MLSYSOPS_PROFILE")]
+    profile: Option<String>,
     /// Policy of buckets created without a preset: ec-K-M or replicate-N [default: ec-4-2].
     #[arg(long, env = "MLSYSOPS_DEFAULT_POLICY")]
     default_policy: Option<String>,
@@ -89,6 +93,41 @@ struct StoredCredentials {
     secret_key: String,
 }
 
+/// Six local backends that behave like six clouds: two providers in each of three regions,
+/// with latency, jitter and bandwidth roughly as seen from a client in the EU.
+fn multicloud_sim(data_dir: &Path) -> Vec<BackendSpec> {
+    /// id, provider, region, latency ms, jitter ms, MiB/s, storage $/GiB-month, egress $/GiB
+    type Cloud = (&'static str, &'static str, &'static str, f64, f64, f64, f64, f64);
+    const CLOUDS: [Cloud; 6] = [
+        ("aws-eu", "aws", "eu", 12.0, 4.0, 80.0, 0.023, 0.09),
+        ("gcp-eu", "gcp", "eu", 18.0, 6.0, 60.0, 0.020, 0.12),
+        ("aws-us", "aws", "us", 85.0, 12.0, 40.0, 0.023, 0.09),
+        ("azure-us", "azure", "us", 95.0, 18.0, 30.0, 0.018, 0.087),
+        ("gcp-asia", "gcp", "asia", 170.0, 25.0, 20.0, 0.023, 0.12),
+        ("azure-asia", "azure", "asia", 190.0, 35.0, 15.0, 0.020, 0.087),
+    ];
+    CLOUDS
+        .iter()
+        .map(|&(id, provider, region, latency_ms, jitter_ms, mib_s, cost, egress)| {
+            let mut spec = BackendSpec::local(id, data_dir.join("backends").join(id));
+            spec.labels = placement::BackendLabels {
+                provider: provider.into(),
+                region: region.into(),
+                gdpr: region == "eu",
+                cost_per_gib_month: cost,
+                egress_per_gib: egress,
+            };
+            spec.faults = Some(storage_gateway::backend::FaultSpec {
+                latency_ms,
+                jitter_ms,
+                bandwidth_mib_s: Some(mib_s),
+                ..Default::default()
+            });
+            spec
+        })
+        .collect()
+}
+
 /// Name of the generated admin token file inside the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
@@ -127,7 +166,15 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
         .s3_addr
         .or(file.s3_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000)));
-    let backends = if file.backend.is_empty() {
+    let backends = if let Some(profile) = &args.profile {
+        if !file.backend.is_empty() || args.local_backends.is_some() || file.local_backends.is_some() {
+            bail!("--profile {profile} brings its own backends: drop local_backends and [[backend]] tables");
+        }
+        match profile.as_str() {
+            "multicloud-sim" => multicloud_sim(&data_dir),
+            other => bail!("unknown profile {other:?}: the one profile is multicloud-sim"),
+        }
+    } else if file.backend.is_empty() {
         let n = args.local_backends.or(file.local_backends).unwrap_or(6);
         if n == 0 {
             bail!("local_backends must be at least 1");
