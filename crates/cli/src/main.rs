@@ -1,6 +1,7 @@
 //! `mlsysops`: wires configuration, logging and signals to the gateway library.
 
 mod admin;
+mod bench;
 mod config;
 
 use anyhow::Context;
@@ -22,6 +23,8 @@ enum Command {
     /// Offline maintenance of a data dir (the gateway must be stopped).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Load generator: PUT/GET/mixed/list/multipart against any S3 endpoint.
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,6 +42,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Admin(cmd) => admin::run(cmd),
+        Command::Bench(args) => bench::run(*args),
     }
 }
 
