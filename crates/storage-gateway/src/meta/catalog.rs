@@ -54,6 +54,24 @@ fn repair_key(set: Uuid, idx: usize) -> Vec<u8> {
     k
 }
 
+/// Queues shard `idx` of `set` for repair in `batch`.
+fn put_repair(batch: &mut Batch, set: Uuid, idx: usize, backend: &str, reason: &str) {
+    let rec = RepairRecord {
+        backend: backend.to_owned(),
+        reason: reason.to_owned(),
+        noticed_ms: now_ms(),
+        unrecoverable: false,
+    };
+    batch.put(Table::Repair, repair_key(set, idx), encode(&rec));
+}
+
+/// Queues the shards a write could not store, as (set, index, backend, reason).
+fn queue_failed(batch: &mut Batch, failed: &[(Uuid, usize, String, String)]) {
+    for (set, idx, backend, reason) in failed {
+        put_repair(batch, *set, *idx, backend, reason);
+    }
+}
+
 /// Marks a live segment's set as Deleting in `batch` and returns it for the reaper.
 fn doom(batch: &mut Batch, seg: &crate::manifest::Segment) -> DoomedSet {
     let rec = SetRecord {
@@ -251,15 +269,7 @@ impl Catalog {
             };
             b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
         }
-        for (set, idx, backend, reason) in failed {
-            let rec = RepairRecord {
-                backend: backend.clone(),
-                reason: reason.clone(),
-                noticed_ms: now_ms(),
-                unrecoverable: false,
-            };
-            b.put(Table::Repair, repair_key(*set, *idx), encode(&rec));
-        }
+        queue_failed(&mut b, failed);
         b.put(Table::Objects, ok, encode(manifest));
         self.store.write(b)?;
         Ok(doomed)
@@ -298,7 +308,15 @@ impl Catalog {
     }
 
     /// Records an uploaded part, replacing (and returning the set of) an earlier same-numbered one.
-    pub fn commit_part(&self, bucket: &str, key: &str, upload_id: &str, part: &PartRecord) -> Result<Vec<DoomedSet>> {
+    /// Shards that failed during the write are queued for repair in the same batch.
+    pub fn commit_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &PartRecord,
+        failed: &[(Uuid, usize, String, String)],
+    ) -> Result<Vec<DoomedSet>> {
         let _g = self.lock();
         self.upload(bucket, key, upload_id)?;
         let pk = part_key(upload_id, part.part_number);
@@ -317,6 +335,7 @@ impl Catalog {
             }),
         };
         b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
+        queue_failed(&mut b, failed);
         b.put(Table::Parts, pk, encode(part));
         self.store.write(b)?;
         Ok(doomed)
@@ -460,14 +479,8 @@ impl Catalog {
 
     /// Queues one shard for repair.
     pub fn queue_repair(&self, set: Uuid, idx: usize, backend: &str, reason: &str) -> Result<()> {
-        let rec = RepairRecord {
-            backend: backend.to_owned(),
-            reason: reason.to_owned(),
-            noticed_ms: now_ms(),
-            unrecoverable: false,
-        };
         let mut b = Batch::default();
-        b.put(Table::Repair, repair_key(set, idx), encode(&rec));
+        put_repair(&mut b, set, idx, backend, reason);
         self.store.write(b)
     }
 

@@ -78,9 +78,17 @@ impl Gateway {
         }))
     }
 
-    /// Commits a stored part, abandoning its set if the upload vanished meanwhile.
-    fn commit_part(&self, bucket: &str, key: &str, upload_id: &str, part: &PartRecord) -> S3Result<()> {
-        match self.engine.catalog().commit_part(bucket, key, upload_id, part) {
+    /// Commits a stored part with its failed shards queued for repair, abandoning its set if
+    /// the upload vanished meanwhile.
+    fn commit_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part: &PartRecord,
+        failed: &[(Uuid, usize, String, String)],
+    ) -> S3Result<()> {
+        match self.engine.catalog().commit_part(bucket, key, upload_id, part, failed) {
             Ok(doomed) => {
                 self.engine.reap(doomed);
                 Ok(())
@@ -135,9 +143,6 @@ impl Gateway {
             )
             .await?;
         let Stored { segment, failed } = stored;
-        for (set, idx, backend, reason) in &failed {
-            let _ = self.engine.catalog().queue_repair(*set, *idx, backend, reason);
-        }
         let part = PartRecord {
             part_number: n,
             etag: hex::encode(md5),
@@ -145,7 +150,7 @@ impl Gateway {
             segment,
             checksums: checksums.clone(),
         };
-        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part)?;
+        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part, &failed)?;
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartOutput {
             server_side_encryption,
@@ -213,9 +218,6 @@ impl Gateway {
             .engine
             .write_set_with(&input.key, bucket.target(), reader_stream(reader), hasher, &encryption)
             .await?;
-        for (set, idx, backend, reason) in &failed {
-            let _ = self.engine.catalog().queue_repair(*set, *idx, backend, reason);
-        }
         let md5: [u8; 16] = hasher.md5.finalize().into();
         let part = PartRecord {
             part_number: n,
@@ -224,7 +226,7 @@ impl Gateway {
             segment,
             checksums: Checksums::default(),
         };
-        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part)?;
+        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part, &failed)?;
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartCopyOutput {
             server_side_encryption,
