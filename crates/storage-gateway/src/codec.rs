@@ -64,6 +64,30 @@ impl Layout {
         self.shard_len_for(self.block_len(j)) + CHECKSUM_LEN
     }
 
+    /// Byte range of blocks `first..=last` in every shard object.
+    #[must_use]
+    pub fn shard_window(&self, first: u64, last: u64) -> std::ops::Range<u64> {
+        self.shard_offset(first)..self.shard_offset(last) + self.stored_len(last)
+    }
+
+    /// Splits one shard's bytes of [`Self::shard_window`]`(first, last)` into the verified
+    /// payload of each block (`None` where the checksum fails); `None` when `bytes` is short.
+    #[must_use]
+    pub fn verify_window(&self, first: u64, last: u64, bytes: &Bytes) -> Option<Vec<Option<Bytes>>> {
+        let start = self.shard_offset(first);
+        if bytes.len() as u64 != self.shard_window(first, last).end - start {
+            return None;
+        }
+        Some(
+            (first..=last)
+                .map(|j| {
+                    let off = (self.shard_offset(j) - start) as usize;
+                    verify_shard_block(&bytes.slice(off..off + self.stored_len(j) as usize))
+                })
+                .collect(),
+        )
+    }
+
     /// Total length of each shard object.
     #[must_use]
     pub fn shard_object_len(&self) -> u64 {

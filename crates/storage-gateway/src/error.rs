@@ -116,6 +116,12 @@ impl Error {
         }
     }
 
+    /// Whether a backend answered that the object does not exist (as opposed to failing).
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Backend { source, .. } if matches!(**source, object_store::Error::NotFound { .. }))
+    }
+
     /// Wraps a metadata store error.
     pub fn meta(op: &'static str, e: impl fmt::Display) -> Self {
         Self::Meta {

@@ -8,7 +8,7 @@
 
 use super::Engine;
 use crate::backend::Backend;
-use crate::codec::{verify_shard_block, Codec, Layout};
+use crate::codec::{Codec, Layout};
 use crate::error::{Error, Result};
 use crate::manifest::{now_ms, Segment, SetOwner, SetState};
 use bytes::Bytes;
@@ -320,34 +320,29 @@ impl Engine {
     ) -> Result<Vec<Vec<Option<Bytes>>>> {
         let n = layout.k + layout.m;
         let nblocks = (last - first + 1) as usize;
-        let start = layout.shard_offset(first);
-        let end = layout.shard_offset(last) + layout.stored_len(last);
-        let fetches = sources.iter().map(|&i| async move {
-            let backend = self.backend(&segment.backends[i])?;
-            backend
-                .read_range(&Backend::shard_path(segment.set, i), start..end)
-                .await
+        let window = layout.shard_window(first, last);
+        let fetches = sources.iter().map(|&i| {
+            let window = window.clone();
+            async move {
+                let backend = self.backend(&segment.backends[i])?;
+                backend.read_range(&Backend::shard_path(segment.set, i), window).await
+            }
         });
         let results = futures::future::join_all(fetches).await;
         let mut out = vec![vec![None; n]; nblocks];
         for (&i, res) in sources.iter().zip(results) {
             let reason = match res {
-                Ok(bytes) if bytes.len() as u64 == end - start => {
-                    let mut corrupt = 0;
-                    for (b, row) in out.iter_mut().enumerate() {
-                        let j = first + b as u64;
-                        let off = (layout.shard_offset(j) - start) as usize;
-                        match verify_shard_block(&bytes.slice(off..off + layout.stored_len(j) as usize)) {
-                            Some(p) => row[i] = Some(p),
-                            None => corrupt += 1,
+                Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                    Some(blocks) => {
+                        let corrupt = blocks.iter().filter(|b| b.is_none()).count();
+                        for (row, block) in out.iter_mut().zip(blocks) {
+                            row[i] = block;
                         }
+                        (corrupt > 0).then(|| format!("checksum mismatch in {corrupt} blocks (found while healing)"))
                     }
-                    (corrupt > 0).then(|| format!("checksum mismatch in {corrupt} blocks (found while healing)"))
-                }
-                Ok(_) => Some("short shard (found while healing)".to_owned()),
-                Err(Error::Backend { source, .. }) if matches!(*source, object_store::Error::NotFound { .. }) => {
-                    Some("shard missing (found while healing)".to_owned())
-                }
+                    None => Some("short shard (found while healing)".to_owned()),
+                },
+                Err(e) if e.is_not_found() => Some("shard missing (found while healing)".to_owned()),
                 Err(_) => None,
             };
             if let Some(reason) = reason.filter(|_| !targets.contains(&i)) {

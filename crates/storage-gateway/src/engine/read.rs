@@ -7,7 +7,7 @@
 
 use super::{Engine, Pins};
 use crate::backend::Backend;
-use crate::codec::{verify_shard_block, Codec, Layout};
+use crate::codec::{Codec, Layout};
 use crate::crypto::{open_set_key, CustomerKey, SetCipher};
 use crate::error::{Error, Result};
 use crate::manifest::{ObjectManifest, Segment};
@@ -155,8 +155,7 @@ async fn read_blocks(
     // shards[i][b]: verified payload of shard i for block first + b.
     let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; nblocks]; n];
     let mut tried = vec![false; n];
-    let start = layout.shard_offset(first);
-    let end = layout.shard_offset(last) + layout.stored_len(last);
+    let window = layout.shard_window(first, last);
     let mut errors: Vec<String> = Vec::new();
     loop {
         let need = (0..nblocks)
@@ -190,44 +189,40 @@ async fn read_blocks(
         let fetches = pick.iter().map(|&i| {
             let backend = engine.backend(&cur.segment.backends[i]).cloned();
             let path = Backend::shard_path(cur.segment.set, i);
+            let window = window.clone();
             async move {
                 let backend = backend?;
-                backend.read_range(&path, start..end).await
+                backend.read_range(&path, window).await
             }
         });
         let results = futures::future::join_all(fetches).await;
         for (&i, res) in pick.iter().zip(results) {
             tried[i] = true;
             match res {
-                Ok(bytes) if bytes.len() as u64 == end - start => {
-                    let mut corrupt = 0;
-                    for (b, slot) in shards[i].iter_mut().enumerate() {
-                        let j = first + b as u64;
-                        let off = (layout.shard_offset(j) - start) as usize;
-                        let len = layout.stored_len(j) as usize;
-                        match verify_shard_block(&bytes.slice(off..off + len)) {
-                            Some(payload) => *slot = Some(payload),
-                            None => corrupt += 1,
+                Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                    Some(blocks) => {
+                        let corrupt = blocks.iter().filter(|b| b.is_none()).count();
+                        for (slot, block) in shards[i].iter_mut().zip(blocks) {
+                            *slot = block;
+                        }
+                        if corrupt > 0 {
+                            errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
+                            note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
+                        } else {
+                            cur.bad[i] = false;
                         }
                     }
-                    if corrupt > 0 {
-                        errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
-                        note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
-                    } else {
-                        cur.bad[i] = false;
+                    None => {
+                        errors.push(format!(
+                            "shard {i}: short read ({} of {} bytes)",
+                            bytes.len(),
+                            window.end - window.start
+                        ));
+                        note_bad(engine, cur, i, "short shard");
                     }
-                }
-                Ok(bytes) => {
-                    errors.push(format!(
-                        "shard {i}: short read ({} of {} bytes)",
-                        bytes.len(),
-                        end - start
-                    ));
-                    note_bad(engine, cur, i, "short shard");
-                }
+                },
                 Err(e) => {
-                    let missing = matches!(&e, Error::Backend { source, .. }
-                        if matches!(**source, object_store::Error::NotFound { .. }));
+                    let missing = e.is_not_found();
                     errors.push(format!("shard {i}: {e}"));
                     cur.bad[i] = true;
                     if missing {

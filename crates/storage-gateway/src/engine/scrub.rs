@@ -3,8 +3,7 @@
 
 use super::Engine;
 use crate::backend::Backend;
-use crate::codec::verify_shard_block;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::manifest::SetState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -101,27 +100,17 @@ impl Engine {
                 let mut first = 0;
                 while first < blocks && problem.is_none() {
                     let last = (first + per_window - 1).min(blocks - 1);
-                    let start = layout.shard_offset(first);
-                    let end = layout.shard_offset(last) + layout.stored_len(last);
-                    match backend.read_range(&path, start..end).await {
-                        Ok(bytes) if bytes.len() as u64 == end - start => {
-                            for j in first..=last {
-                                let off = (layout.shard_offset(j) - start) as usize;
-                                if verify_shard_block(&bytes.slice(off..off + layout.stored_len(j) as usize)).is_none()
-                                {
-                                    corrupt += 1;
-                                }
+                    match backend.read_range(&path, layout.shard_window(first, last)).await {
+                        Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                            Some(blocks) => {
+                                corrupt += blocks.iter().filter(|b| b.is_none()).count() as u64;
+                                c.blocks_checked.fetch_add(last - first + 1, Ordering::Relaxed);
+                                c.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                                read += bytes.len() as u64;
                             }
-                            c.blocks_checked.fetch_add(last - first + 1, Ordering::Relaxed);
-                            c.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            read += bytes.len() as u64;
-                        }
-                        Ok(_) => problem = Some("short shard (found by scrub)".into()),
-                        Err(Error::Backend { source, .. })
-                            if matches!(*source, object_store::Error::NotFound { .. }) =>
-                        {
-                            problem = Some("shard missing (found by scrub)".into());
-                        }
+                            None => problem = Some("short shard (found by scrub)".into()),
+                        },
+                        Err(e) if e.is_not_found() => problem = Some("shard missing (found by scrub)".into()),
                         // Backend down or failing: not the shard's fault; the next pass retries.
                         Err(_) => break,
                     }
