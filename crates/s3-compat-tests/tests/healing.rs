@@ -15,12 +15,14 @@ const BLOCKS: usize = 32;
 /// Damaged shard blocks per object (one shard per block): 4 x 25 = 100 in all.
 const DAMAGED_PER_OBJECT: usize = 25;
 
-/// Shard files of every set: set -> shard index -> path.
-fn shard_files(srv: &TestServer) -> BTreeMap<String, BTreeMap<usize, PathBuf>> {
-    let mut out: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
-    for backend in fs::read_dir(srv.data_dir().join("backends")).expect("backends dir") {
-        let shards = backend.expect("entry").path().join("shards");
-        let Ok(sets) = fs::read_dir(&shards) else { continue };
+/// Every shard file under a directory of backends: set -> [(backend dir name, shard index, path)].
+fn shards_under(root: &std::path::Path) -> BTreeMap<String, Vec<(String, usize, PathBuf)>> {
+    let mut out: BTreeMap<String, Vec<(String, usize, PathBuf)>> = BTreeMap::new();
+    for backend in fs::read_dir(root).expect("backends root") {
+        let backend = backend.expect("entry");
+        let Ok(sets) = fs::read_dir(backend.path().join("shards")) else {
+            continue;
+        };
         for set in sets {
             let set = set.expect("entry");
             for shard in fs::read_dir(set.path()).expect("set dir") {
@@ -28,11 +30,19 @@ fn shard_files(srv: &TestServer) -> BTreeMap<String, BTreeMap<usize, PathBuf>> {
                 let idx: usize = shard.file_name().to_string_lossy().parse().expect("shard index");
                 out.entry(set.file_name().to_string_lossy().into_owned())
                     .or_default()
-                    .insert(idx, shard.path());
+                    .push((backend.file_name().to_string_lossy().into_owned(), idx, shard.path()));
             }
         }
     }
     out
+}
+
+/// Shard files of every set of the server's local backends: set -> shard index -> path.
+fn shard_files(srv: &TestServer) -> BTreeMap<String, BTreeMap<usize, PathBuf>> {
+    shards_under(&srv.data_dir().join("backends"))
+        .into_iter()
+        .map(|(set, shards)| (set, shards.into_iter().map(|(_, idx, path)| (idx, path)).collect()))
+        .collect()
 }
 
 async fn admin_json(srv: &TestServer, method: &str, path: &str) -> Value {
@@ -201,28 +211,17 @@ fn local_backends_toml(root: &std::path::Path, ids: &[usize]) -> String {
         .collect()
 }
 
-/// Shard files per set under backends `l{i}` of `root`: set -> count.
+/// Shard files per set under `root`, as "backend:index".
 fn shards_by_set(root: &std::path::Path) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for b in fs::read_dir(root).expect("backends root") {
-        let b = b.expect("entry");
-        let Ok(sets) = fs::read_dir(b.path().join("shards")) else {
-            continue;
-        };
-        for set in sets {
-            let set = set.expect("entry");
-            for shard in fs::read_dir(set.path()).expect("set dir") {
-                out.entry(set.file_name().to_string_lossy().into_owned())
-                    .or_default()
-                    .push(format!(
-                        "{}:{}",
-                        b.file_name().to_string_lossy(),
-                        shard.expect("entry").file_name().to_string_lossy()
-                    ));
-            }
-        }
-    }
-    out
+    shards_under(root)
+        .into_iter()
+        .map(|(set, shards)| {
+            (
+                set,
+                shards.into_iter().map(|(b, idx, _)| format!("{b}:{idx}")).collect(),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
