@@ -1,0 +1,22 @@
+//! Sliding-window statistics (1 min, 15 min, 1 h) per backend and per bucket.
+//!
+//! The control-plane agents and the hedged reader decide from recent behaviour ("is this
+//! backend slow right now?"), which cumulative counters cannot answer without a time-series
+//! store; so every record lands in a 5-second slot of a one-hour ring and snapshots merge the
+//! slots each window covers. The OpenTelemetry side ([`crate::otel`]) stays cumulative, for
+//! people and their dashboards.
+//!
+//! Every recording and reading function has an `_at(now, ...)` twin taking the clock
+//! explicitly, for tests and for callers that already read it.
+
+pub mod backend;
+pub mod bucket;
+pub mod histogram;
+pub mod window;
+
+pub use backend::{BackendOp, BackendSnapshot, BackendStats, BackendWindow, OpStats, Outcome, Prediction};
+pub use bucket::{
+    prefix_of, Access, BucketSnapshot, BucketStats, BucketWindow, LatencySummary, PrefixCount, Request, SizeBucket,
+};
+pub use histogram::{LatencyHistogram, SizeHistogram};
+pub use window::Window;
