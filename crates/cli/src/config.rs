@@ -61,6 +61,24 @@ pub struct ServeArgs {
     /// Encrypt new buckets at rest: auto (when any backend is remote), on, off [default: auto].
     #[arg(long, env = "MLSYSOPS_ENCRYPTION")]
     encryption: Option<String>,
+    /// OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318) to push metrics and traces to
+    /// [default: none; /metrics on the admin port still works].
+    #[arg(long, env = "MLSYSOPS_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Seconds between OTLP metric pushes [default: 10].
+    #[arg(long, env = "MLSYSOPS_OTLP_INTERVAL_SECS")]
+    otlp_interval_secs: Option<f64>,
+    /// Record telemetry: on, or off (no metrics, no statistics, reads unsteered; for measuring
+    /// what telemetry costs) [default: on].
+    #[arg(long, env = "MLSYSOPS_TELEMETRY")]
+    telemetry: Option<String>,
+    /// Key components that form a prefix in per-prefix access counts, 0 = none [default: 1].
+    #[arg(long, env = "MLSYSOPS_PREFIX_DEPTH")]
+    prefix_depth: Option<usize>,
+    /// How GETs pick shards: hedged (predicted fastest first, a lagging shard hedged with one
+    /// more) or data-first (data shards first, no hedging) [default: hedged].
+    #[arg(long, env = "MLSYSOPS_READ_STRATEGY")]
+    read_strategy: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -85,6 +103,11 @@ struct FileConfig {
     #[serde(default)]
     backend: Vec<BackendSpec>,
     encryption: Option<String>,
+    otlp_endpoint: Option<String>,
+    otlp_interval_secs: Option<f64>,
+    telemetry: Option<String>,
+    prefix_depth: Option<usize>,
+    read_strategy: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,6 +163,20 @@ pub struct Generated {
     pub admin_token: bool,
 }
 
+/// How telemetry is recorded and exported (built into a `Telemetry` by `main`, which owns the
+/// tracing subscriber that the OTLP span exporter joins).
+#[derive(Debug, Clone)]
+pub struct TelemetrySettings {
+    /// Whether anything is recorded.
+    pub enabled: bool,
+    /// OTLP/HTTP collector base URL.
+    pub otlp_endpoint: Option<String>,
+    /// Interval of OTLP metric pushes.
+    pub otlp_interval: Duration,
+    /// Key components per tracked prefix.
+    pub prefix_depth: usize,
+}
+
 fn interval(secs: f64, what: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(secs)
         .ok()
@@ -152,7 +189,7 @@ fn rate(mib: u64) -> Option<u64> {
 }
 
 /// Resolves the final configuration and what was generated for it.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, TelemetrySettings)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text =
@@ -247,6 +284,29 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
         .context("encryption")?
         .unwrap_or_default();
     let master_keys = master_keys_from_env()?;
+    let telemetry = TelemetrySettings {
+        enabled: match args.telemetry.or(file.telemetry).as_deref() {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => bail!("telemetry: {other:?} is neither on nor off"),
+        },
+        otlp_endpoint: args.otlp_endpoint.or(file.otlp_endpoint).filter(|e| !e.is_empty()),
+        otlp_interval: interval(
+            args.otlp_interval_secs.or(file.otlp_interval_secs).unwrap_or(10.0),
+            "otlp_interval_secs",
+        )?,
+        prefix_depth: args.prefix_depth.or(file.prefix_depth).unwrap_or(1),
+    };
+    let hedged_reads = match args.read_strategy.or(file.read_strategy).as_deref() {
+        None | Some("hedged") => true,
+        Some("data-first") => false,
+        Some(other) => bail!("read_strategy: {other:?} is neither hedged nor data-first"),
+    };
+    if let Some(e) = &telemetry.otlp_endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
+        }
+    }
     Ok((
         GatewayConfig {
             data_dir,
@@ -263,11 +323,14 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated)> {
             scrub,
             encryption,
             master_keys,
+            telemetry: None,
+            hedged_reads,
         },
         Generated {
             credentials: generated_credentials,
             admin_token: generated_token,
         },
+        telemetry,
     ))
 }
 

@@ -6,7 +6,10 @@ mod config;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use storage_gateway::server::Server;
+use telemetry::otel::{Otel, OtelConfig};
+use telemetry::Telemetry;
 
 /// S3-compatible gateway that erasure-codes objects across storage backends.
 #[derive(Parser)]
@@ -29,30 +32,57 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // s3s logs every client error (a 404 on HEAD included) at ERROR; our S3 layer
-                // logs the failures that matter, so s3s stays quiet unless asked for.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     match cli.command {
         Command::Serve(args) => serve(*args),
-        Command::Admin(cmd) => admin::run(cmd),
-        Command::Bench(args) => bench::run(*args),
+        Command::Admin(cmd) => {
+            init_logging(None);
+            admin::run(cmd)
+        }
+        Command::Bench(args) => {
+            init_logging(None);
+            bench::run(*args)
+        }
     }
 }
 
+/// Logs to stderr, and exports spans over OTLP when `otel` has an endpoint.
+fn init_logging(otel: Option<&Otel>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        // s3s logs every client error (a 404 on HEAD included) at ERROR; our S3 layer
+        // logs the failures that matter, so s3s stays quiet unless asked for.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,s3s=off"));
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel.and_then(Otel::tracing_layer))
+        .init();
+}
+
 fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
-    let (config, generated) = config::resolve(args)?;
+    let (mut config, generated, settings) = config::resolve(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the Tokio runtime")?;
     rt.block_on(async move {
+        let otel = Otel::init(OtelConfig {
+            service_name: "mlsysops-gateway".into(),
+            otlp_endpoint: settings.otlp_endpoint.clone(),
+            export_interval: settings.otlp_interval,
+            enabled: settings.enabled,
+        })
+        .context("setting up telemetry export")?;
+        init_logging(Some(&otel));
+        let telemetry = Arc::new(Telemetry::new(otel.clone(), settings.prefix_depth, settings.enabled));
+        config.telemetry = Some(telemetry);
+        if let Some(endpoint) = &settings.otlp_endpoint {
+            tracing::info!(%endpoint, interval = ?settings.otlp_interval, "exporting metrics and traces over OTLP");
+        }
         let server = Server::start(&config).await.context("starting the gateway")?;
         let addr = server.local_addr()?;
         // Printed on stdout (not the log) so scripts can read the endpoint; the secret only
@@ -70,6 +100,8 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, "serving S3");
         server.serve(shutdown_signal()).await?;
+        // The last OTLP push: what happened since the previous one would be lost otherwise.
+        otel.shutdown();
         tracing::info!("stopped");
         anyhow::Ok(())
     })

@@ -442,6 +442,14 @@ impl TestServer {
 
     /// Like [`Self::admin`] with a chosen bearer token (or none).
     pub async fn admin_with_token(&self, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let (status, body) = self.admin_raw(method, path, token).await;
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {status}, body is not JSON ({e}): {body:?}"));
+        (status, json)
+    }
+
+    /// Calls the admin API and returns the status and the body as text (e.g. `/metrics`).
+    pub async fn admin_raw(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
         use http_body_util::BodyExt;
         let stream = tokio::net::TcpStream::connect(self.admin)
             .await
@@ -463,9 +471,28 @@ impl TestServer {
             .expect("admin request sent");
         let status = resp.status().as_u16();
         let body = resp.into_body().collect().await.expect("admin body").to_bytes();
-        let json = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("admin {method} {path}: {status}, body is not JSON ({e}): {body:?}"));
-        (status, json)
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Waits until no shard of an acknowledged PUT is still being written (a PUT returns at
+    /// its write quorum; the last shards may land just after), so that what is on the
+    /// backends' disks can be inspected.
+    pub async fn settled(&self) {
+        for _ in 0..300 {
+            let (status, view) = self.admin("GET", "/api/v1/redundancy").await;
+            if status == 200 && view["straggling_shards"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("shards of acknowledged writes still in flight after 30 s");
+    }
+
+    /// The `/metrics` page (Prometheus text), fetched with the test token.
+    pub async fn metrics(&self) -> String {
+        let (status, text) = self.admin_raw("GET", "/metrics", Some(ADMIN_TOKEN)).await;
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text
     }
 
     pub fn endpoint(&self) -> String {
@@ -976,6 +1003,33 @@ pub async fn raw_request(method: &str, url: &str, headers: &[(&str, &str)], body
     let headers = resp.headers().clone();
     let body = resp.into_body().collect().await.expect("read raw body").to_bytes();
     RawResponse { status, headers, body }
+}
+
+/// The value of the Prometheus sample `name` whose labels include every `label=value` pair of
+/// `labels`, summed over the samples that match (e.g. over status codes).
+pub fn prom_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some(rest) = line.strip_prefix(name) else { continue };
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(r) => match r.split_once("} ") {
+                Some((l, v)) => (l, v),
+                None => continue,
+            },
+            None => match rest.strip_prefix(' ') {
+                Some(v) => ("", v),
+                None => continue,
+            },
+        };
+        let matches = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if matches {
+            let v: f64 = value.trim().split(' ').next().unwrap_or("").parse().ok()?;
+            total = Some(total.unwrap_or(0.0) + v);
+        }
+    }
+    total
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ async fn any_two_lost_backends_are_tolerated_and_three_fail_cleanly() {
         });
     }
 
+    srv.settled().await;
     let before = snapshot_backends(&srv);
     assert!(!before.is_empty(), "no shard files under {:?}", srv.backend_dirs());
 
@@ -259,6 +260,7 @@ async fn two_plus_one_on_three_backends_with_small_blocks() {
     create_bucket(&c, "narrow").await;
     let data = random_bytes(MIB + 3);
     put_bytes(&c, "narrow", "obj", &data).await;
+    srv.settled().await;
 
     let backends: Vec<String> = std::fs::read_dir(srv.data_dir().join("backends"))
         .expect("backends dir")
@@ -267,6 +269,7 @@ async fn two_plus_one_on_three_backends_with_small_blocks() {
         .into_iter()
         .collect();
     assert_eq!(backends, ["local0", "local1", "local2"]);
+    srv.settled().await;
     let sets = srv.all_shard_sets();
     assert!(
         sets.iter().all(|s| s.len() == 1) && sets[0] == sets[1] && sets[1] == sets[2],

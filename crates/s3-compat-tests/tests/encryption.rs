@@ -156,6 +156,7 @@ async fn backends_hold_no_window_of_the_plaintext() {
             .await,
         "PutObject SSE-C",
     );
+    srv.settled().await;
     assert_eq!(srv.distinct_shard_sets().len(), 3);
     assert_eq!(
         plaintext_windows(&srv.data_dir().join("backends"), &pattern),
@@ -198,6 +199,7 @@ async fn encrypted_round_trips_at_block_boundaries_and_ranges() {
     let data = random_bytes(100_000);
     let before = srv.distinct_shard_sets();
     put_bytes(&c, "enc", "big", &data).await;
+    srv.settled().await;
     let after = srv.distinct_shard_sets();
     let set = after.difference(&before).next().expect("new shard set").clone();
     for dir in srv.backend_dirs() {
@@ -443,6 +445,7 @@ async fn altered_ciphertext_is_refused_not_returned() {
     create_bucket(&c, "enc").await;
     let data = random_bytes(3 * 4096);
     put_bytes(&c, "enc", "obj", &data).await;
+    srv.settled().await;
     // Flip a bit in block 1 of data shard 0 and fix the shard block's CRC32C, as a
     // backend that rewrites data on purpose would: only the GCM tag can notice.
     let set = srv.distinct_shard_sets().into_iter().next().unwrap();

@@ -158,6 +158,7 @@ async fn the_multicloud_sim_profile_serves_with_six_labelled_slow_clouds() {
         .await
         .expect("replicate-2@gdpr=true");
     put_bytes(&c, "gdpr-only", "k", &data).await;
+    srv.settled().await;
     let backends = srv.data_dir().join("backends");
     for id in ["aws-us", "azure-us", "gcp-asia", "azure-asia"] {
         let sets = std::fs::read_dir(backends.join(id).join("shards"))

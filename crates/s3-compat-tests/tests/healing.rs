@@ -69,6 +69,7 @@ async fn bitrot_in_100_shard_blocks_is_read_around_scrubbed_and_healed() {
     for (i, data) in objects.iter().enumerate() {
         put_bytes(&c, "rot", &format!("o{i}"), data).await;
     }
+    srv.settled().await;
 
     let files = shard_files(&srv);
     assert_eq!(files.len(), OBJECTS, "one shard set per object: {files:?}");
@@ -163,6 +164,7 @@ async fn a_deleted_shard_is_rebuilt_by_the_background_healer() {
     create_bucket(&c, "gone").await;
     let data = random_bytes(3 * MIB + 5);
     put_bytes(&c, "gone", "k", &data).await;
+    srv.settled().await;
     let files = shard_files(&srv);
     let (_, shards) = files.iter().next().expect("one set");
     let victim = shards[&0].clone();
@@ -267,6 +269,7 @@ async fn shards_of_a_removed_backend_are_rebuilt_on_another_and_recorded() {
         etags.push(out.e_tag().expect("part etag").to_owned());
     }
 
+    srv.settled().await;
     let before = shards_by_set(root.path());
     assert_eq!(before.len(), 8, "six objects and two parts: {before:?}");
     // Remove the backend holding the most shards.

@@ -161,6 +161,7 @@ async fn six_s3s_fs_backends_lose_three_servers_and_heal() {
     put_multipart(&c, BUCKET, "multipart", &parts).await;
     objects.insert("multipart".to_owned(), parts.concat());
     assert_all_read(&c, BUCKET, &objects, "all backends up").await;
+    srv.settled().await;
 
     // The shards are files on the s3s-fs roots: every set has one shard on each server, the
     // six indices distinct and the six files of equal length.

@@ -67,6 +67,7 @@ async fn buckets_keep_their_shards_on_the_selected_backends() {
     for i in 0..40 {
         put_bytes(&c, "eu-only", &format!("k{i}"), &random_bytes(1000 + i)).await;
     }
+    srv.settled().await;
     let counts = shards_per_backend(backends.path());
     for (id, n) in &counts {
         let eu = id.as_str() < "l5";
@@ -84,6 +85,7 @@ async fn buckets_keep_their_shards_on_the_selected_backends() {
         .expect("ec-2-1@l5,l6,l7");
     let before = shards_per_backend(backends.path());
     put_bytes(&c, "by-id", "k", &random_bytes(3 * MIB)).await;
+    srv.settled().await;
     let after = shards_per_backend(backends.path());
     for id in ["l5", "l6", "l7"] {
         assert_eq!(

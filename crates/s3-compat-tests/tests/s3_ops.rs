@@ -88,6 +88,7 @@ async fn create_bucket_presets_choose_shard_placement() {
 
         let before = srv.all_shard_sets();
         put_bytes(&c, bucket, "obj", &data).await;
+        srv.settled().await;
         let after = srv.all_shard_sets();
         let mut new_sets = BTreeSet::new();
         let mut stored = 0u64;

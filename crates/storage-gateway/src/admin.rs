@@ -1,9 +1,10 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
-//! operators and tests, and triggers for a heal or scrub pass now.
+//! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page
+//! and the sliding-window telemetry the agents read.
 
 use crate::engine::heal::Redundancy;
 use crate::engine::Engine;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,6 +33,9 @@ pub fn router(engine: Engine, token: &str) -> Router {
         .route("/api/v1/redundancy", get(redundancy))
         .route("/api/v1/heal", post(heal_now))
         .route("/api/v1/scrub", post(scrub_now))
+        .route("/api/v1/telemetry/backends", get(backend_telemetry))
+        .route("/api/v1/telemetry/buckets/{bucket}", get(bucket_telemetry))
+        .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
@@ -71,6 +75,8 @@ struct BackendView {
 struct RedundancyView {
     buckets: BTreeMap<String, Redundancy>,
     repair_queue: usize,
+    /// Shards still being written after their PUT was acknowledged.
+    straggling_shards: usize,
     healer: BTreeMap<&'static str, u64>,
     scrubber: BTreeMap<&'static str, u64>,
     backends: Vec<BackendView>,
@@ -88,6 +94,7 @@ async fn redundancy(State(st): State<AdminState>) -> Response {
     let view = RedundancyView {
         buckets,
         repair_queue: queue,
+        straggling_shards: e.straggling_shards(),
         healer: BTreeMap::from([
             ("shards_repaired", load(&h.shards_repaired)),
             ("bytes_written", load(&h.bytes_written)),
@@ -132,6 +139,28 @@ async fn heal_now(State(st): State<AdminState>) -> Response {
 async fn scrub_now(State(st): State<AdminState>) -> Response {
     match st.engine.scrub_pass(None).await {
         Ok(p) => Json(json!({ "shards": p.shards, "queued": p.queued })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// The Prometheus text exposition of every OpenTelemetry instrument.
+async fn metrics(State(st): State<AdminState>) -> Response {
+    let text = st.engine.telemetry().otel().prometheus_text();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+async fn backend_telemetry(State(st): State<AdminState>) -> Response {
+    Json(json!({ "backends": st.engine.telemetry().backends() })).into_response()
+}
+
+async fn bucket_telemetry(State(st): State<AdminState>, Path(bucket): Path<String>) -> Response {
+    match st.engine.catalog().bucket(&bucket) {
+        Ok(Some(_)) => Json(st.engine.telemetry().bucket(&bucket)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no such bucket: {bucket}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

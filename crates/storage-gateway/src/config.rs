@@ -29,6 +29,12 @@ pub struct GatewayConfig {
     pub encryption: crate::crypto::EncryptionMode,
     /// Master keys given by the environment; `None` uses (or creates) `DATA/master-keys.json`.
     pub master_keys: Option<crate::crypto::KeyRing>,
+    /// Where backend calls and S3 requests are recorded (the binary builds it, as it owns the
+    /// tracing subscriber the OTLP span exporter hooks into); `None`: Prometheus text only.
+    pub telemetry: Option<std::sync::Arc<telemetry::Telemetry>>,
+    /// Steer reads by predicted backend latency and hedge laggards (true), or read data shards
+    /// first without hedging.
+    pub hedged_reads: bool,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -16,7 +16,9 @@
 //! - [`crypto`]: AES-256-GCM sealing of blocks, data keys wrapped by rotatable master keys
 //!   or SSE-C customer keys.
 //! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
-//! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers).
+//! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers, `/metrics`,
+//!   sliding-window telemetry).
+//! - [`gauges`]: healer, scrubber, repair-queue and health instruments for the exporter.
 //! - [`server`]: wires it all and serves HTTP until told to stop.
 
 pub mod admin;
@@ -26,6 +28,7 @@ pub mod config;
 pub mod crypto;
 pub mod engine;
 pub mod error;
+pub mod gauges;
 pub mod manifest;
 pub mod meta;
 pub mod s3;

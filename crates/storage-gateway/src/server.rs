@@ -6,7 +6,7 @@ use crate::crypto::KeyRing;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::meta::{Catalog, RocksStore};
-use crate::s3::{Gateway, GatewayHost, StaticAuth};
+use crate::s3::{BucketExists, Gateway, GatewayHost, Observation, ObservedBody, StaticAuth, TaggingAccess};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -14,7 +14,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use telemetry::Telemetry;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// How long in-flight requests get to finish after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);
@@ -42,11 +44,13 @@ async fn probe_all(backends: &[Backend]) {
 const REPROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// Probes backends that failed, so one that comes back is used again for new shards even when
-/// no read happens to try it (placement avoids backends that have not succeeded since failing).
-async fn reprobe(backends: Vec<Backend>) {
+/// no read happens to try it (placement avoids backends that have not succeeded since failing);
+/// and samples every backend's health for telemetry's availability figures.
+async fn reprobe(backends: Vec<Backend>, telemetry: Arc<Telemetry>) {
     loop {
         tokio::time::sleep(REPROBE_EVERY).await;
         for b in &backends {
+            telemetry.backend_health(b.id(), b.health().is_healthy());
             if !b.health().is_healthy() && b.health().admit().is_ok() {
                 match tokio::time::timeout(PROBE_TIMEOUT, b.probe()).await {
                     Ok(Ok(())) => tracing::info!(backend = %b.id(), "backend answers again"),
@@ -72,10 +76,19 @@ pub struct Server {
 impl Server {
     /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
+        let telemetry = match &config.telemetry {
+            Some(t) => t.clone(),
+            None => Arc::new(Telemetry::new(
+                telemetry::otel::Otel::init(telemetry::otel::OtelConfig::default())
+                    .map_err(|e| Error::Config(format!("telemetry: {e}")))?,
+                1,
+                true,
+            )),
+        };
         let backends = config
             .backends
             .iter()
-            .map(crate::backend::BackendSpec::build)
+            .map(|spec| spec.build().map(|b| b.with_telemetry(telemetry.clone())))
             .collect::<Result<Vec<_>>>()?;
         let mut ids = std::collections::HashSet::new();
         if let Some(dup) = backends.iter().find(|b| !ids.insert(b.id())) {
@@ -98,7 +111,9 @@ impl Server {
         };
         let encrypt = config.encryption.resolve(&backends);
         tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
-        let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys));
+        let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys), telemetry);
+        engine.set_hedged_reads(config.hedged_reads);
+        crate::gauges::register(&engine);
         let report = engine.startup_sweep().await?;
         tracing::info!(
             pending = report.pending,
@@ -113,6 +128,7 @@ impl Server {
             config.credentials.secret_key.clone(),
         ));
         builder.set_host(GatewayHost::new(&config.domains));
+        builder.set_access(TaggingAccess);
         let service = builder.build();
         let listener = TcpListener::bind(config.s3_addr)
             .await
@@ -120,7 +136,7 @@ impl Server {
         let admin_listener = TcpListener::bind(config.admin.addr)
             .await
             .map_err(|e| Error::io(format!("binding admin port {}", config.admin.addr), e))?;
-        tokio::spawn(reprobe(engine.backends().to_vec()));
+        tokio::spawn(reprobe(engine.backends().to_vec(), engine.telemetry().clone()));
         tokio::spawn(crate::engine::heal::healer(engine.clone(), config.heal));
         tokio::spawn(crate::engine::scrub::scrubber(engine.clone(), config.scrub));
         Ok(Self {
@@ -165,6 +181,8 @@ impl Server {
             }
         });
         let http = ConnBuilder::new(TokioExecutor::new());
+        let engine = self.engine.clone();
+        let exists: BucketExists = Arc::new(move |b| engine.catalog().bucket(b).is_ok_and(|r| r.is_some()));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
@@ -180,7 +198,12 @@ impl Server {
                 () = &mut shutdown => break,
             };
             let _ = socket.set_nodelay(true);
-            let conn = http.serve_connection(TokioIo::new(socket), HttpService(self.service.clone()));
+            let service = HttpService {
+                s3: self.service.clone(),
+                telemetry: self.engine.telemetry().clone(),
+                exists: exists.clone(),
+            };
+            let conn = http.serve_connection(TokioIo::new(socket), service);
             let conn = graceful.watch(conn.into_owned());
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -197,12 +220,16 @@ impl Server {
     }
 }
 
-/// The S3 service plus HTTP-level fixes for clients.
+/// The S3 service plus HTTP-level fixes for clients and per-request telemetry.
 #[derive(Clone)]
-struct HttpService(S3Service);
+struct HttpService {
+    s3: S3Service,
+    telemetry: Arc<Telemetry>,
+    exists: BucketExists,
+}
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpService {
-    type Response = s3s::HttpResponse;
+    type Response = http::Response<ObservedBody<s3s::Body>>;
     type Error = s3s::HttpError;
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -217,14 +244,32 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
             && h.get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() == b"0");
-        let fut = hyper::service::Service::call(&self.0, req);
+        let span = tracing::info_span!(
+            "s3.request",
+            http.request.method = %req.method(),
+            s3.operation = tracing::field::Empty,
+            aws.s3.bucket = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let (obs, tag) = Observation::start(self.telemetry.clone(), self.exists.clone(), &req, span.clone());
+        let (mut parts, body) = req.into_parts();
+        parts.extensions.insert(tag);
+        let req = http::Request::from_parts(parts, s3s::Body::http_body(obs.count_in(body)));
+        let s3 = self.s3.clone();
         Box::pin(async move {
-            let mut resp = fut.await?;
-            if close {
-                resp.headers_mut()
-                    .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            match s3.call(req).instrument(span).await {
+                Ok(mut resp) => {
+                    if close {
+                        resp.headers_mut()
+                            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                    }
+                    Ok(obs.finish_with(resp))
+                }
+                Err(e) => {
+                    obs.finish_failed();
+                    Err(e)
+                }
             }
-            Ok(resp)
         })
     }
 }

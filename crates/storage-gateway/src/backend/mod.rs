@@ -22,9 +22,14 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, PutPayload};
 use placement::BackendLabels;
+use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
+use telemetry::stats::{BackendOp, Outcome};
+use telemetry::Telemetry;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Top-level prefix of shard objects on every backend.
@@ -42,6 +47,8 @@ pub struct Backend {
     part_size: usize,
     labels: BackendLabels,
     health: Arc<Health>,
+    /// Where every call's latency, bytes and outcome go.
+    telemetry: Option<Arc<Telemetry>>,
 }
 
 impl Backend {
@@ -66,6 +73,7 @@ impl Backend {
                 ..BackendLabels::default()
             },
             health: Arc::default(),
+            telemetry: None,
         })
     }
 
@@ -78,6 +86,7 @@ impl Backend {
             part_size: 8 << 20,
             labels: BackendLabels::default(),
             health: Arc::default(),
+            telemetry: None,
         }
     }
 
@@ -86,6 +95,14 @@ impl Backend {
     #[must_use]
     pub fn with_faults(mut self, spec: FaultSpec) -> Self {
         self.store = Arc::new(FaultyStore::new(self.store, spec));
+        self
+    }
+
+    /// The same backend, recording every call into `telemetry`.
+    #[must_use]
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        telemetry.register_backend(&self.id);
+        self.telemetry = Some(telemetry);
         self
     }
 
@@ -127,33 +144,65 @@ impl Backend {
             })
     }
 
-    /// Feeds a call's outcome to the health tracker; "not found" is an answer, not a fault.
-    fn observe<T>(&self, res: &std::result::Result<T, object_store::Error>) {
-        match res {
+    /// Runs one store call, feeding its outcome to the health tracker ("not found" is an
+    /// answer, not a fault) and its latency, bytes and outcome to telemetry, inside a
+    /// `backend.call` span.
+    async fn measured<T>(
+        &self,
+        op: BackendOp,
+        bytes: impl FnOnce(&T) -> u64,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> object_store::Result<T> {
+        let span =
+            tracing::info_span!("backend.call", mlsysops.backend = %self.id, mlsysops.backend.operation = op.name());
+        let mut guard = self.telemetry.as_deref().map(|t| CallGuard::new(t, &self.id, op));
+        let res = call.instrument(span).await;
+        let outcome = match &res {
+            Ok(_) => Outcome::Ok,
+            Err(object_store::Error::NotFound { .. }) => Outcome::NotFound,
+            Err(_) => Outcome::Error,
+        };
+        match &res {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => self.health.success(),
             Err(e) => self.health.failure(&e.to_string()),
         }
+        if let Some(g) = guard.as_mut() {
+            g.finish(res.as_ref().map_or(0, bytes), outcome);
+        }
+        res
+    }
+
+    /// Admits, runs and measures one store call, naming the backend, operation and path in
+    /// its error.
+    async fn call<T>(
+        &self,
+        op: BackendOp,
+        name: &'static str,
+        path: &Path,
+        bytes: impl FnOnce(&T) -> u64,
+        call: impl Future<Output = object_store::Result<T>>,
+    ) -> Result<T> {
+        self.admit(name, path)?;
+        self.measured(op, bytes, call)
+            .await
+            .map_err(|e| self.err(name, path, e))
     }
 
     /// Checks that the backend answers and its bucket/container exists: a listing of the shard
     /// prefix (a HEAD would take "no such bucket" for "no such key" and pass).
     pub async fn probe(&self) -> Result<()> {
         let path = Path::from(SHARDS_PREFIX);
-        let res = self.store.list_with_delimiter(Some(&path)).await;
+        let res = self
+            .measured(BackendOp::List, |_| 0, self.store.list_with_delimiter(Some(&path)))
+            .await;
         match res {
-            Ok(_) => {
-                self.health.success();
-                Ok(())
-            }
+            Ok(_) => Ok(()),
             Err(object_store::Error::NotFound { .. }) => {
                 let msg = "the bucket or container does not exist (or is not visible with these credentials)";
                 self.health.failure(msg);
                 Err(Error::Config(format!("backend {}: {msg}", self.id)))
             }
-            Err(e) => {
-                self.health.failure(&e.to_string());
-                Err(self.err("probe", &path, e))
-            }
+            Err(e) => Err(self.err("probe", &path, e)),
         }
     }
 
@@ -195,10 +244,15 @@ impl Backend {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        self.admit("get_range", path)?;
-        let res = self.store.get_range(path, range).await;
-        self.observe(&res);
-        res.map_err(|e| self.err("get_range", path, e))
+        let len = |b: &Bytes| b.len() as u64;
+        self.call(
+            BackendOp::Get,
+            "get_range",
+            path,
+            len,
+            self.store.get_range(path, range),
+        )
+        .await
     }
 
     /// Deletes every shard object of a set; a set that is already gone is not an error.
@@ -213,12 +267,12 @@ impl Backend {
         }
         for idx in shard_indices {
             let path = Self::shard_path(set, idx);
-            self.admit("delete", &path)?;
-            let res = self.store.delete(&path).await;
-            self.observe(&res);
-            match res {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.err("delete", &path, e)),
+            match self
+                .call(BackendOp::Delete, "delete", &path, |()| 0, self.store.delete(&path))
+                .await
+            {
+                Err(e) if e.is_not_found() => {}
+                other => other?,
             }
         }
         Ok(())
@@ -246,10 +300,8 @@ impl Backend {
             return Ok(out);
         }
         let prefix = Path::from(SHARDS_PREFIX);
-        self.admit("list", &prefix)?;
-        let res = self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await;
-        self.observe(&res);
-        let metas = res.map_err(|e| self.err("list", &prefix, e))?;
+        let listing = self.store.list(Some(&prefix)).try_collect::<Vec<_>>();
+        let metas = self.call(BackendOp::List, "list", &prefix, |_| 0, listing).await?;
         let mut out: Vec<Uuid> = metas
             .iter()
             .filter_map(|m| m.location.parts().nth(1).and_then(|p| Uuid::parse_str(p.as_ref()).ok()))
@@ -283,29 +335,31 @@ impl ShardWriter {
     }
 
     async fn put_part(&mut self, part: Bytes) -> Result<()> {
+        let b = &self.backend;
         if self.upload.is_none() {
-            self.backend.admit("put_multipart", &self.path)?;
-            let res = self.backend.store.put_multipart(&self.path).await;
-            self.backend.observe(&res);
-            self.upload = Some(res.map_err(|e| self.backend.err("put_multipart", &self.path, e))?);
+            let create = b.store.put_multipart(&self.path);
+            self.upload = Some(
+                b.call(BackendOp::Put, "put_multipart", &self.path, |_| 0, create)
+                    .await?,
+            );
         }
         let Some(up) = self.upload.as_mut() else {
             unreachable!("upload was just created")
         };
-        self.backend.admit("put_part", &self.path)?;
-        let res = up.put_part(PutPayload::from(part)).await;
-        self.backend.observe(&res);
-        res.map_err(|e| self.backend.err("put_part", &self.path, e))
+        let len = part.len() as u64;
+        let put = up.put_part(PutPayload::from(part));
+        b.call(BackendOp::Put, "put_part", &self.path, |_| len, put).await
     }
 
     /// Makes the shard object durable and visible; returns its length.
     pub async fn finish(mut self) -> Result<u64> {
         if self.upload.is_none() {
             let data = self.buf.split().freeze();
-            self.backend.admit("put", &self.path)?;
-            let res = self.backend.store.put(&self.path, PutPayload::from(data)).await;
-            self.backend.observe(&res);
-            res.map_err(|e| self.backend.err("put", &self.path, e))?;
+            let len = data.len() as u64;
+            let put = self.backend.store.put(&self.path, PutPayload::from(data));
+            self.backend
+                .call(BackendOp::Put, "put", &self.path, |_| len, put)
+                .await?;
             return Ok(self.written);
         }
         if !self.buf.is_empty() {
@@ -315,9 +369,9 @@ impl ShardWriter {
         let Some(mut up) = self.upload.take() else {
             unreachable!("checked above")
         };
-        let res = up.complete().await;
-        self.backend.observe(&res);
-        res.map_err(|e| self.backend.err("complete", &self.path, e))?;
+        let b = &self.backend;
+        b.call(BackendOp::Put, "complete", &self.path, |_| 0, up.complete())
+            .await?;
         Ok(self.written)
     }
 
@@ -325,6 +379,47 @@ impl ShardWriter {
     pub async fn abort(mut self) {
         if let Some(mut up) = self.upload.take() {
             let _ = up.abort().await;
+        }
+    }
+}
+
+/// Counts a call in flight for as long as it lives and records how it ended. A call dropped
+/// before it finished (a hedged read that lost the race) is recorded as cancelled with the time
+/// it had taken: a lower bound that still tells the reader this backend is slow, where
+/// recording nothing would leave a slow backend's record looking fast forever.
+struct CallGuard<'a> {
+    telemetry: &'a Telemetry,
+    backend: &'a str,
+    op: BackendOp,
+    start: Instant,
+    finished: bool,
+}
+
+impl<'a> CallGuard<'a> {
+    fn new(telemetry: &'a Telemetry, backend: &'a str, op: BackendOp) -> Self {
+        telemetry.backend_inflight(backend, op, 1);
+        Self {
+            telemetry,
+            backend,
+            op,
+            start: Instant::now(),
+            finished: false,
+        }
+    }
+
+    fn finish(&mut self, bytes: u64, outcome: Outcome) {
+        self.finished = true;
+        self.telemetry
+            .backend_call(self.backend, self.op, self.start.elapsed(), bytes, outcome);
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.telemetry.backend_inflight(self.backend, self.op, -1);
+        if !self.finished {
+            self.telemetry
+                .backend_call(self.backend, self.op, self.start.elapsed(), 0, Outcome::Cancelled);
         }
     }
 }

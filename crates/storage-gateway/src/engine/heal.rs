@@ -120,6 +120,15 @@ impl Engine {
         use futures::StreamExt;
         let mut by_set: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
         for (set, idx, _) in self.catalog().repairs()? {
+            if self.stragglers().contains(set, idx) {
+                // Still being written: its writer takes the record out when it lands.
+                continue;
+            }
+            if self.stragglers().take_landed(set, idx) {
+                // Landed before its record was committed: nothing to rebuild.
+                self.catalog().finish_repair(set, idx, i64::MAX)?;
+                continue;
+            }
             by_set.entry(set).or_default().push(idx);
         }
         let throttle = Throttle {

@@ -1,8 +1,9 @@
 //! The object engine: shard sets written to and read from backends, and their lifecycle.
 //!
 //! - [`write`]: a body stream becomes one shard set (blocks -> Reed-Solomon -> k + m shard
-//!   streams, quorum-acknowledged).
-//! - [`read`]: a byte range of an object is rebuilt from any k verified shards per block.
+//!   streams, acknowledged at the write quorum; stragglers finish in the background).
+//! - [`read`]: a byte range of an object is rebuilt from the k verified shards predicted
+//!   fastest, hedging with one more shard when one lags.
 //! - [`heal`]: the healer that rebuilds queued shards from k others.
 //! - [`scrub`]: the scrubber that verifies every shard at a bounded rate.
 //! - [`pins`]: sets held by readers, which the reaper must not delete yet.
@@ -21,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::meta::catalog::DoomedSet;
 use crate::meta::Catalog;
 use std::sync::Arc;
+use telemetry::Telemetry;
 use tokio::sync::mpsc;
 
 pub use pins::Pins;
@@ -41,17 +43,27 @@ struct Inner {
     pins: Arc<pins::PinTable>,
     heal: heal::HealCounters,
     scrub: scrub::ScrubCounters,
+    telemetry: Arc<Telemetry>,
+    stragglers: write::Stragglers,
+    /// Reads steered by latency and hedged (true), or data shards first, never hedged.
+    hedged_reads: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
     /// An engine over `backends` and `catalog` without master keys (encrypted writes and
     /// reads of master-key-encrypted sets fail); spawns the reaper (needs a Tokio runtime).
     pub fn new(catalog: Catalog, backends: Vec<Backend>) -> Self {
-        Self::with_keys(catalog, backends, Arc::new(KeyRing::empty()))
+        Self::with_keys(
+            catalog,
+            backends,
+            Arc::new(KeyRing::empty()),
+            Arc::new(Telemetry::off()),
+        )
     }
 
-    /// An engine whose encrypted sets use the master keys of `keys`.
-    pub fn with_keys(catalog: Catalog, backends: Vec<Backend>, keys: Arc<KeyRing>) -> Self {
+    /// An engine whose encrypted sets use the master keys of `keys` and whose reads are
+    /// steered by the backend latencies `telemetry` has seen (the backends record into it).
+    pub fn with_keys(catalog: Catalog, backends: Vec<Backend>, keys: Arc<KeyRing>, telemetry: Arc<Telemetry>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Self {
             inner: Arc::new(Inner {
@@ -62,6 +74,9 @@ impl Engine {
                 reaper: tx,
                 heal: heal::HealCounters::default(),
                 scrub: scrub::ScrubCounters::default(),
+                telemetry,
+                stragglers: write::Stragglers::default(),
+                hedged_reads: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         tokio::spawn(sweep::reaper(engine.clone(), rx));
@@ -97,6 +112,35 @@ impl Engine {
 
     fn pins(&self) -> &Arc<pins::PinTable> {
         &self.inner.pins
+    }
+
+    /// Telemetry of backends and buckets.
+    #[must_use]
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.inner.telemetry
+    }
+
+    /// Whether reads pick shards by predicted latency and hedge laggards (the default), or ask
+    /// data shards first and wait for them (the baseline the hedging benchmark compares with).
+    pub fn set_hedged_reads(&self, on: bool) {
+        self.inner.hedged_reads.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// See [`Engine::set_hedged_reads`].
+    #[must_use]
+    pub fn hedged_reads(&self) -> bool {
+        self.inner.hedged_reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many shards are still being written after their write was acknowledged.
+    #[must_use]
+    pub fn straggling_shards(&self) -> usize {
+        self.inner.stragglers.len()
+    }
+
+    /// Shards still being written after their write was acknowledged.
+    pub(crate) fn stragglers(&self) -> &write::Stragglers {
+        &self.inner.stragglers
     }
 
     /// The healer's counters.

@@ -1,9 +1,11 @@
 //! Reading a byte range of an object back from its shard sets.
 //!
-//! Per window of blocks, the reader asks k shards (data shards first: no decoding needed),
-//! verifies every shard block's CRC32C, and asks further shards only for what is still
-//! missing. Shards found missing or corrupt are queued for repair; backends that failed are
-//! skipped for the rest of the read.
+//! Per window of blocks, the reader asks the k shards whose backends are predicted fastest
+//! (telemetry's 1-minute GET latencies; data shards win ties, as they need no decoding),
+//! verifies every shard block's CRC32C, and asks further shards for whatever is still missing.
+//! A shard that lags past its backend's predicted p95 is hedged: one more shard is asked, and
+//! the first k good answers win (the rest are cancelled). Shards found missing or corrupt are
+//! queued for repair; backends that failed are tried last for the rest of the read.
 
 use super::{Engine, Pins};
 use crate::backend::Backend;
@@ -12,10 +14,29 @@ use crate::crypto::{open_set_key, CustomerKey, SetCipher};
 use crate::error::{Error, Result};
 use crate::manifest::{ObjectManifest, Segment};
 use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 use std::ops::Range;
+use std::time::Duration;
+use telemetry::stats::BackendOp;
+use tokio::time::Instant;
 
 /// Plaintext bytes fetched per window (rounded to whole blocks); bounds memory per GET.
 const WINDOW_BYTES: u64 = 4 << 20;
+
+/// What reading a parity shard is taken to cost over a data shard (the decode), when ranking
+/// shards by predicted latency: backends within this of each other count as equally fast.
+const PARITY_PENALTY: Duration = Duration::from_millis(2);
+
+/// No shard is hedged sooner than this, however fast its backend: below it, hedging would
+/// mostly add load for scheduling noise.
+const MIN_HEDGE_DELAY: Duration = Duration::from_millis(5);
+
+/// When to hedge a shard whose backend has no recent latency record, if no backend has one.
+const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(100);
+
+/// The hedge delay of reads that do not hedge (a day: no read waits that long).
+const NEVER: Duration = Duration::from_secs(86_400);
 
 /// Streams a byte range of one object, window by window.
 pub struct ObjectReader {
@@ -157,6 +178,10 @@ async fn read_blocks(
     let mut tried = vec![false; n];
     let window = layout.shard_window(first, last);
     let mut errors: Vec<String> = Vec::new();
+    let plan = FetchPlan::new(engine, cur);
+    let mut inflight = FuturesUnordered::new();
+    // (shard, when to hedge it); a shard is hedged at most once.
+    let mut hedge_at: Vec<(usize, Instant)> = Vec::new();
     loop {
         let need = (0..nblocks)
             .map(|b| {
@@ -169,12 +194,29 @@ async fn read_blocks(
         if need == 0 {
             break;
         }
-        // Data shards first (no decoding), then parity; shards that failed earlier in this
-        // read are tried last rather than never: the backend may be back.
-        let mut order: Vec<usize> = (0..n).filter(|&i| !tried[i] && !cur.bad[i]).collect();
-        order.extend((0..n).filter(|&i| !tried[i] && cur.bad[i]));
-        let pick: Vec<usize> = order.into_iter().take(need).collect();
-        if pick.is_empty() {
+        let mut launch = need.saturating_sub(inflight.len());
+        // A lagging shard gets one more shard asked beside it.
+        let now = Instant::now();
+        if let Some(pos) = hedge_at.iter().position(|&(_, at)| at <= now) {
+            hedge_at.swap_remove(pos);
+            launch += 1;
+        }
+        for _ in 0..launch {
+            let Some(i) = plan.next(&tried, &cur.bad) else { break };
+            tried[i] = true;
+            hedge_at.push((i, now + plan.hedge_delay(i)));
+            let backend = engine.backend(&cur.segment.backends[i]).cloned();
+            let path = Backend::shard_path(cur.segment.set, i);
+            let window = window.clone();
+            inflight.push(async move {
+                let res = match backend {
+                    Ok(b) => b.read_range(&path, window).await,
+                    Err(e) => Err(e),
+                };
+                (i, res)
+            });
+        }
+        if inflight.is_empty() {
             let readable = (0..nblocks)
                 .map(|b| shards.iter().filter(|s| s[b].is_some()).count())
                 .min()
@@ -186,54 +228,49 @@ async fn read_blocks(
                 errors.join("; ")
             )));
         }
-        let fetches = pick.iter().map(|&i| {
-            let backend = engine.backend(&cur.segment.backends[i]).cloned();
-            let path = Backend::shard_path(cur.segment.set, i);
-            let window = window.clone();
-            async move {
-                let backend = backend?;
-                backend.read_range(&path, window).await
-            }
-        });
-        let results = futures::future::join_all(fetches).await;
-        for (&i, res) in pick.iter().zip(results) {
-            tried[i] = true;
-            match res {
-                Ok(bytes) => match layout.verify_window(first, last, &bytes) {
-                    Some(blocks) => {
-                        let corrupt = blocks.iter().filter(|b| b.is_none()).count();
-                        for (slot, block) in shards[i].iter_mut().zip(blocks) {
-                            *slot = block;
-                        }
-                        if corrupt > 0 {
-                            errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
-                            note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
-                        } else {
-                            cur.bad[i] = false;
-                        }
+        let next_hedge = hedge_at.iter().map(|&(_, at)| at).min();
+        let (i, res) = tokio::select! {
+            Some(done) = inflight.next() => done,
+            () = sleep_until(next_hedge) => continue,
+        };
+        hedge_at.retain(|&(j, _)| j != i);
+        match res {
+            Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                Some(blocks) => {
+                    let corrupt = blocks.iter().filter(|b| b.is_none()).count();
+                    for (slot, block) in shards[i].iter_mut().zip(blocks) {
+                        *slot = block;
                     }
-                    None => {
-                        errors.push(format!(
-                            "shard {i}: short read ({} of {} bytes)",
-                            bytes.len(),
-                            window.end - window.start
-                        ));
-                        note_bad(engine, cur, i, "short shard");
-                    }
-                },
-                Err(e) => {
-                    let missing = e.is_not_found();
-                    errors.push(format!("shard {i}: {e}"));
-                    cur.bad[i] = true;
-                    if missing {
-                        note_bad(engine, cur, i, "shard missing");
+                    if corrupt > 0 {
+                        errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
+                        note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
                     } else {
-                        tracing::warn!(set = %cur.segment.set, shard = i, error = %e, "shard read failed");
+                        cur.bad[i] = false;
                     }
+                }
+                None => {
+                    errors.push(format!(
+                        "shard {i}: short read ({} of {} bytes)",
+                        bytes.len(),
+                        window.end - window.start
+                    ));
+                    note_bad(engine, cur, i, "short shard");
+                }
+            },
+            Err(e) => {
+                let missing = e.is_not_found();
+                errors.push(format!("shard {i}: {e}"));
+                cur.bad[i] = true;
+                if missing && !engine.stragglers().contains(cur.segment.set, i) {
+                    note_bad(engine, cur, i, "shard missing");
+                } else if !missing {
+                    tracing::warn!(set = %cur.segment.set, shard = i, error = %e, "shard read failed");
                 }
             }
         }
     }
+    // Shards still in flight lost the race; dropping them cancels their reads.
+    drop(inflight);
     let mut out = Vec::with_capacity(nblocks);
     for b in 0..nblocks {
         let j = first + b as u64;
@@ -245,6 +282,88 @@ async fn read_blocks(
         });
     }
     Ok(out)
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Which shard to ask next, and when to give up waiting on one: from the latency telemetry
+/// predicts for each shard's backend.
+struct FetchPlan {
+    /// Shards from predicted fastest to slowest.
+    ranked: Vec<usize>,
+    /// Per shard: wait this long for it before asking another.
+    hedge_delay: Vec<Duration>,
+    /// Shards still being written by a straggler: asked only when nothing else is left.
+    straggling: Vec<bool>,
+}
+
+impl FetchPlan {
+    fn new(engine: &Engine, cur: &SegmentCursor) -> Self {
+        let k = cur.layout.k;
+        let telemetry = engine.telemetry();
+        let hedged = engine.hedged_reads();
+        let predictions: Vec<_> = cur
+            .segment
+            .backends
+            .iter()
+            .map(|b| telemetry.predict(b, BackendOp::Get).filter(|_| hedged))
+            .collect();
+        // A backend without a recent record ranks as a typical one (the median of the known):
+        // it is asked when it holds a data shard, which is how a backend that was avoided for
+        // being slow gets measured again once its record has aged out (its hedge delay bounds
+        // what that costs).
+        let mut known: Vec<Duration> = predictions.iter().flatten().map(|p| p.p50).collect();
+        known.sort_unstable();
+        let typical = known.get(known.len() / 2).copied().unwrap_or_default();
+        let score = |i: usize| {
+            let p50 = predictions[i].as_ref().map_or(typical, |p| p.p50);
+            p50 + if i < k { Duration::ZERO } else { PARITY_PENALTY }
+        };
+        let mut ranked: Vec<usize> = (0..predictions.len()).collect();
+        ranked.sort_by_key(|&i| (score(i), i));
+        let slowest_known = predictions.iter().flatten().map(|p| p.p95).max();
+        let hedge_delay = predictions
+            .iter()
+            .map(|p| {
+                if !hedged {
+                    return NEVER;
+                }
+                p.as_ref()
+                    .map(|p| p.p95)
+                    .or(slowest_known)
+                    .unwrap_or(DEFAULT_HEDGE_DELAY)
+                    .max(MIN_HEDGE_DELAY)
+            })
+            .collect();
+        let straggling = (0..predictions.len())
+            .map(|i| engine.stragglers().contains(cur.segment.set, i))
+            .collect();
+        Self {
+            ranked,
+            hedge_delay,
+            straggling,
+        }
+    }
+
+    /// The next shard to ask: untried ones by rank, those that failed earlier in this read or
+    /// are still being written after the rest (their backend may be back, or done).
+    fn next(&self, tried: &[bool], bad: &[bool]) -> Option<usize> {
+        let untried = || self.ranked.iter().copied().filter(|&i| !tried[i]);
+        untried()
+            .find(|&i| !bad[i] && !self.straggling[i])
+            .or_else(|| untried().find(|&i| !bad[i]))
+            .or_else(|| untried().next())
+    }
+
+    fn hedge_delay(&self, i: usize) -> Duration {
+        self.hedge_delay[i]
+    }
 }
 
 /// Names the object in an encryption error, which otherwise only names the shard set.

@@ -86,6 +86,10 @@ impl Engine {
             }
             let per_window = (WINDOW_BYTES / layout.stored_len(0)).max(1);
             for (i, id) in segment.backends.iter().enumerate() {
+                if self.stragglers().contains(set, i) {
+                    // Still being written: not missing, just late; the writer queues it if it fails.
+                    continue;
+                }
                 let Ok(backend) = self.backend(id) else {
                     // Removed from the configuration: the healer rebuilds the shard elsewhere.
                     c.missing_shards.fetch_add(1, Ordering::Relaxed);

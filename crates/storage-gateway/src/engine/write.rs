@@ -4,6 +4,12 @@
 //! bounded channels, so memory stays at (channel depth + one part) per shard whatever the size.
 //! The set is recorded Pending before the first byte goes out; a guard abandons it if the
 //! request fails or is cancelled, so no shard outlives its request unreferenced.
+//!
+//! The write is acknowledged once the write quorum of shards is stored: shards still being
+//! written then (stragglers, on slow backends) finish in the background, with their set pinned
+//! against deletion and a repair queued if they fail or take too long. A shard whose backend
+//! stops accepting blocks while a quorum of others still does is dropped from the write and
+//! queued for repair rather than holding the whole PUT to the slowest backend's pace.
 
 use super::Engine;
 use crate::backend::Backend;
@@ -12,15 +18,101 @@ use crate::crypto::{Encryption, SetCipher};
 use crate::error::{Error, Result};
 use crate::manifest::{Segment, SegmentKey};
 use bytes::{Bytes, BytesMut};
+use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use md5::Digest;
 use placement::{BackendSelector, BucketPolicy};
-use tokio::sync::mpsc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Shard blocks buffered per shard writer.
 const CHANNEL_DEPTH: usize = 4;
+
+/// How long a shard writer may refuse blocks, while a quorum of others accepts them, before its
+/// shard is dropped from the write and queued for repair.
+const STALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a straggler may take after the write was acknowledged before it is cancelled and
+/// its shard queued for repair.
+const STRAGGLER_LIMIT: Duration = Duration::from_secs(60);
+
+/// After the quorum, the rest of the shards get this share of the time the quorum took (plus
+/// [`STRAGGLER_GRACE_MIN`]) before they count as stragglers: on evenly fast backends the last
+/// shards land microseconds after the quorum, and waiting for them is cheaper than the repair
+/// bookkeeping and parity reads a straggler costs.
+const STRAGGLER_GRACE_SHARE: f64 = 0.25;
+
+/// See [`STRAGGLER_GRACE_SHARE`].
+const STRAGGLER_GRACE_MIN: Duration = Duration::from_millis(2);
+
+/// Writes with stragglers in the background at once; beyond it writes wait for all their
+/// shards, so a backend that hangs cannot pile up unbounded background work.
+const MAX_STRAGGLING_WRITES: usize = 256;
+
+/// Why a straggler's shard is in the repair queue: it is committed there with the manifest so
+/// that a crash before it lands leaves it for the healer, and taken out again when it lands.
+const STRAGGLING: &str = "still being written when the write was acknowledged";
+
+/// How long a landed straggler is remembered for a repair record that has not been committed
+/// yet (its request may have failed, and then no record ever comes).
+const LANDED_MEMORY: Duration = Duration::from_secs(600);
+
+/// Shards still being written after their write was acknowledged. Readers ask for them last
+/// and do not take their absence for damage; the healer leaves them alone.
+pub(crate) struct Stragglers {
+    shards: Mutex<HashSet<(Uuid, usize)>>,
+    /// Stragglers that landed before their repair record was committed: the healer drops the
+    /// record instead of rebuilding a shard that is fine.
+    landed: Mutex<HashMap<(Uuid, usize), std::time::Instant>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Default for Stragglers {
+    fn default() -> Self {
+        Self {
+            shards: Mutex::default(),
+            landed: Mutex::default(),
+            permits: Arc::new(Semaphore::new(MAX_STRAGGLING_WRITES)),
+        }
+    }
+}
+
+impl Stragglers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(Uuid, usize)>> {
+        self.shards.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How many shards are still being written after their write was acknowledged.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether shard `idx` of `set` is still being written.
+    pub(crate) fn contains(&self, set: Uuid, idx: usize) -> bool {
+        self.lock().contains(&(set, idx))
+    }
+
+    fn landed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, usize), std::time::Instant>> {
+        self.landed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember_landed(&self, set: Uuid, idx: usize) {
+        let now = std::time::Instant::now();
+        let mut landed = self.landed_lock();
+        landed.retain(|_, at| now.duration_since(*at) < LANDED_MEMORY);
+        landed.insert((set, idx), now);
+    }
+
+    /// Whether shard `idx` of `set` was a straggler that has landed since (forgets it).
+    pub(crate) fn take_landed(&self, set: Uuid, idx: usize) -> bool {
+        self.landed_lock().remove(&(set, idx)).is_some()
+    }
+}
 
 /// Where and how a new shard set is written: the bucket's policy and the backends it may use.
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +287,9 @@ impl Engine {
             let backend = self.backend(id)?.clone();
             let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
             senders.push(Some(tx));
-            tasks.push(tokio::spawn(shard_writer(backend, Backend::shard_path(set, idx), rx)));
+            tasks.push(tokio::spawn(
+                shard_writer(backend, Backend::shard_path(set, idx), rx).in_current_span(),
+            ));
         }
         let aborter = AbortOnDrop(tasks.iter().map(JoinHandle::abort_handle).collect());
 
@@ -237,11 +331,26 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("encoding task: {e}")))?;
             state = Some((codec, hasher));
             for (i, shard) in shards?.into_iter().enumerate() {
-                if let Some(tx) = &senders[i] {
-                    if tx.send(Msg::Data(shard)).await.is_err() {
-                        senders[i] = None;
-                        failures[i] = Some("writer stopped".into());
+                let Some(tx) = &senders[i] else { continue };
+                let others = senders.iter().flatten().count() - 1;
+                let sent = match tx.try_send(Msg::Data(shard)) {
+                    Ok(()) => Ok(()),
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err("writer stopped".to_owned()),
+                    // Only a shard the quorum can do without may be dropped for being slow.
+                    Err(mpsc::error::TrySendError::Full(msg)) if others >= quorum => {
+                        match tokio::time::timeout(STALL_LIMIT, tx.send(msg)).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(_)) => Err("writer stopped".to_owned()),
+                            Err(_) => Err(format!("backend accepted no block for {STALL_LIMIT:?}")),
+                        }
                     }
+                    Err(mpsc::error::TrySendError::Full(msg)) => {
+                        tx.send(msg).await.map_err(|_| "writer stopped".to_owned())
+                    }
+                };
+                if let Err(why) = sent {
+                    senders[i] = None;
+                    failures[i] = Some(why);
                 }
             }
             let alive = senders.iter().filter(|s| s.is_some()).count();
@@ -273,16 +382,9 @@ impl Engine {
         }
         drop(senders);
 
-        let mut stored = 0usize;
-        for (i, t) in tasks.into_iter().enumerate() {
-            match t.await {
-                Ok(Ok(_)) if failures[i].is_none() => stored += 1,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => failures[i] = Some(e.to_string()),
-                Err(e) => failures[i] = Some(format!("writer task: {e}")),
-            }
-        }
-        drop(aborter);
+        let (stored, straggling) = self
+            .await_quorum(set, backend_ids, tasks, &mut failures, quorum, aborter)
+            .await;
         if stored < quorum {
             let why: Vec<String> = failures.iter().flatten().cloned().collect();
             return Err(Error::Unavailable(format!(
@@ -299,6 +401,14 @@ impl Engine {
         for (_, i, b, why) in &failed {
             tracing::warn!(%set, shard = i, backend = %b, reason = %why, "shard not stored; queued for repair");
         }
+        let failed = failed
+            .into_iter()
+            .chain(
+                straggling
+                    .into_iter()
+                    .map(|i| (set, i, backend_ids[i].clone(), STRAGGLING.to_owned())),
+            )
+            .collect();
         let segment = Segment {
             set,
             size: hasher.size,
@@ -313,6 +423,140 @@ impl Engine {
             failed,
             hasher,
         })
+    }
+}
+
+impl Engine {
+    /// Waits for the shard writers until the write quorum is stored and the rest are only
+    /// stragglers, which then finish in the background; returns the number of shards stored
+    /// so far and the stragglers. Shards that failed get their reason in `failures`.
+    async fn await_quorum(
+        &self,
+        set: Uuid,
+        backend_ids: &[String],
+        tasks: Vec<JoinHandle<Result<u64>>>,
+        failures: &mut [Option<String>],
+        quorum: usize,
+        mut aborter: AbortOnDrop,
+    ) -> (usize, Vec<usize>) {
+        let aborts: Vec<tokio::task::AbortHandle> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        let mut running: FuturesUnordered<_> = tasks
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| failures[*i].is_none())
+            .map(|(i, t)| async move { (i, t.await) })
+            .collect();
+        let mut tally = Tally {
+            done: vec![false; failures.len()],
+            stored: 0,
+        };
+        let started = tokio::time::Instant::now();
+        while tally.stored < quorum {
+            let Some((i, res)) = running.next().await else { break };
+            tally.settle(i, res, failures);
+        }
+        // Shards that land within the grace count now, not as stragglers.
+        let grace = started.elapsed().mul_f64(STRAGGLER_GRACE_SHARE) + STRAGGLER_GRACE_MIN;
+        let deadline = tokio::time::Instant::now() + grace;
+        while !running.is_empty() {
+            match tokio::time::timeout_at(deadline, running.next()).await {
+                Ok(Some((i, res))) => tally.settle(i, res, failures),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let permit = match self.stragglers().permits.clone().try_acquire_owned() {
+            Ok(p) if tally.stored >= quorum && !running.is_empty() => p,
+            _ => {
+                // Failed, complete, or too much background work already: wait for the rest.
+                while let Some((i, res)) = running.next().await {
+                    tally.settle(i, res, failures);
+                }
+                return (tally.stored, Vec::new());
+            }
+        };
+        let straggling: Vec<usize> = (0..failures.len())
+            .filter(|&i| !tally.done[i] && failures[i].is_none())
+            .collect();
+        // Every other writer has finished: only the stragglers are left to abort, and the
+        // background task takes that over.
+        aborter.0.clear();
+        self.stragglers().lock().extend(straggling.iter().map(|&i| (set, i)));
+        let pins = self.pins().pin(vec![set]);
+        let engine = self.clone();
+        let backends = backend_ids.to_vec();
+        let mut left: HashSet<usize> = straggling.iter().copied().collect();
+        let finish = async move {
+            let _permit = permit;
+            let _pins = pins;
+            let deadline = tokio::time::sleep(STRAGGLER_LIMIT);
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    next = running.next() => {
+                        let Some((i, res)) = next else { break };
+                        left.remove(&i);
+                        let why = match res {
+                            Ok(Ok(_)) => None,
+                            Ok(Err(e)) => Some(e.to_string()),
+                            Err(e) => Some(format!("writer task: {e}")),
+                        };
+                        engine.straggler_done(set, i, &backends[i], why);
+                    }
+                    () = &mut deadline => {
+                        for &i in &left {
+                            aborts[i].abort();
+                            let why = format!("still writing {STRAGGLER_LIMIT:?} after the write was acknowledged");
+                            engine.straggler_done(set, i, &backends[i], Some(why));
+                        }
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::spawn(finish.in_current_span());
+        (tally.stored, straggling)
+    }
+
+    /// A straggler ended: it no longer shields its shard; a landed one takes its repair record
+    /// out again (or, if the record is not committed yet, is remembered for the healer), a
+    /// failed one stays queued with the reason.
+    fn straggler_done(&self, set: Uuid, idx: usize, backend: &str, failure: Option<String>) {
+        self.stragglers().lock().remove(&(set, idx));
+        if failure.is_none() {
+            match self.catalog().finish_repair(set, idx, i64::MAX) {
+                Ok(true) => {}
+                Ok(false) => self.stragglers().remember_landed(set, idx),
+                Err(e) => {
+                    tracing::warn!(%set, shard = idx, error = %e, "could not clear a landed straggler's repair; the healer will")
+                }
+            }
+        }
+        if let Some(why) = failure {
+            tracing::warn!(%set, shard = idx, %backend, reason = %why, "straggling shard not stored; queued for repair");
+            if let Err(e) = self.catalog().queue_repair(set, idx, backend, &why) {
+                tracing::error!(%set, shard = idx, error = %e, "could not queue repair");
+            }
+        }
+    }
+}
+
+/// What a shard writer task ends with.
+type WriterResult = std::result::Result<Result<u64>, tokio::task::JoinError>;
+
+/// Shard writers that ended, and how many stored their shard.
+struct Tally {
+    done: Vec<bool>,
+    stored: usize,
+}
+
+impl Tally {
+    fn settle(&mut self, i: usize, res: WriterResult, failures: &mut [Option<String>]) {
+        self.done[i] = true;
+        match res {
+            Ok(Ok(_)) => self.stored += 1,
+            Ok(Err(e)) => failures[i] = Some(e.to_string()),
+            Err(e) => failures[i] = Some(format!("writer task: {e}")),
+        }
     }
 }
 

@@ -10,10 +10,12 @@ mod host;
 mod list;
 mod multipart;
 mod object;
+mod observe;
 mod sse;
 
 pub use auth::StaticAuth;
 pub use host::GatewayHost;
+pub use observe::{BucketExists, Observation, ObservedBody, TaggingAccess};
 
 use crate::engine::Engine;
 use placement::BucketPolicy;
