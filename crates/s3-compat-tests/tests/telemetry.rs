@@ -193,6 +193,18 @@ async fn metrics_and_statistics_agree_with_a_scripted_workload() {
     );
     let puts = prom_value(&text, BACKEND_DURATION_COUNT, &[("mlsysops_backend_operation", "put")]);
     assert_eq!(puts, Some(48.0), "{text}");
+    // The observed gauges: nothing in flight or queued once the workload is over, all healthy.
+    assert_eq!(
+        prom_value(&text, "mlsysops_backend_active_requests", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        prom_value(&text, "mlsysops_repair_queue_length", &[]),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(prom_value(&text, "mlsysops_backend_healthy", &[]), Some(6.0), "{text}");
 }
 
 #[tokio::test]
@@ -238,9 +250,9 @@ async fn reads_steer_around_a_slow_backend() {
             assert_same_bytes(&get_bytes(&c, "steer", k).await, data, k);
         }
     }
-    // 40 GETs of k = 4 shards: without steering b1 would be asked for most of them. It is
-    // asked until telemetry has three samples of it (its reads that lose the hedge race are
-    // recorded as cancelled, with the time they had taken), then avoided.
+    // 40 GETs of k = 4 shards: read data shards first, b1 would be asked in about 27 of them
+    // (it holds a data shard of 4 objects in 6). It is asked until telemetry has a few samples
+    // of it (its reads that lose the hedge race are recorded as cancelled), then avoided.
     let (_, all) = srv.admin("GET", "/api/v1/telemetry/backends").await;
     let slow = window(backend(&all, "b1"), "1m")["get"]["count"]
         .as_u64()
@@ -253,7 +265,7 @@ async fn reads_steer_around_a_slow_backend() {
                 .expect("count")
         })
         .sum();
-    assert!(slow <= 6, "the slow backend was asked {slow} times in 40 GETs: {all}");
+    assert!(slow <= 12, "the slow backend was asked {slow} times in 40 GETs: {all}");
     assert!(fast >= 40 * 4 - slow, "{fast} reads from the fast backends: {all}");
     let text = srv.metrics().await;
     let cancelled = prom_value(

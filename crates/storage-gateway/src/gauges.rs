@@ -102,9 +102,26 @@ pub fn register(engine: &Engine) {
     );
     let e = engine.clone();
     otel.observe_u64(
+        telemetry::otel::names::BACKEND_ACTIVE_REQUESTS,
+        "Requests to a storage backend in flight",
+        "{request}",
+        Gauge,
+        move |observe| {
+            for b in e.backends() {
+                for (op, n) in b.in_flight() {
+                    observe(
+                        n,
+                        &[("mlsysops.backend", b.id()), ("mlsysops.backend.operation", op.name())],
+                    );
+                }
+            }
+        },
+    );
+    let e = engine.clone();
+    otel.observe_u64(
         "mlsysops.backend.healthy",
         "1 while a backend is healthy, 0 while it is suspect and routed around",
-        "1",
+        "{state}",
         Gauge,
         move |observe| {
             for b in e.backends() {

@@ -6,7 +6,9 @@ use crate::crypto::KeyRing;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::meta::{Catalog, RocksStore};
-use crate::s3::{BucketExists, Gateway, GatewayHost, Observation, ObservedBody, StaticAuth, TaggingAccess};
+use crate::s3::{
+    BucketExists, Gateway, GatewayHost, KnownBuckets, Observation, ObservedBody, StaticAuth, TaggingAccess,
+};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -182,7 +184,9 @@ impl Server {
         });
         let http = ConnBuilder::new(TokioExecutor::new());
         let engine = self.engine.clone();
-        let exists: BucketExists = Arc::new(move |b| engine.catalog().bucket(b).is_ok_and(|r| r.is_some()));
+        let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| {
+            engine.catalog().bucket(b).is_ok_and(|r| r.is_some())
+        }));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

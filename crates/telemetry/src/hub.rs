@@ -76,13 +76,6 @@ impl Telemetry {
             .backend_call(backend, op.name(), latency, bytes, outcome.name());
     }
 
-    /// Counts a backend call starting (`+1`) or ending (`-1`).
-    pub fn backend_inflight(&self, backend: &str, op: BackendOp, delta: i64) {
-        if self.enabled {
-            self.otel.instruments().backend_inflight(backend, op.name(), delta);
-        }
-    }
-
     /// Records a backend's health as sampled now (about once a second).
     pub fn backend_health(&self, backend: &str, healthy: bool) {
         if self.enabled {

@@ -25,9 +25,6 @@ fn record(otel: &Otel) {
     instruments.backend_call("b1", "get", Duration::from_millis(3), 500, "ok");
     instruments.backend_call("b2", "put", Duration::from_millis(5), 4096, "error");
     instruments.backend_call("b2", "head", Duration::from_millis(1), 0, "not_found");
-    instruments.backend_inflight("b1", "get", 1);
-    instruments.backend_inflight("b1", "get", 1);
-    instruments.backend_inflight("b1", "get", -1);
     instruments.s3_request("photos", "PutObject", 200, 4096, 0, Duration::from_millis(10));
     instruments.s3_request("photos", "GetObject", 200, 0, 1500, Duration::from_millis(4));
     instruments.s3_request("photos", "GetObject", 404, 0, 0, Duration::from_millis(1));
@@ -59,7 +56,6 @@ async fn metrics_reach_the_collector_periodically_and_at_shutdown() {
         BACKEND_REQUEST_DURATION,
         BACKEND_IO,
         BACKEND_ERRORS,
-        BACKEND_ACTIVE_REQUESTS,
         "mlsysops.repair.queue.length",
     ];
     let exported = receiver
@@ -112,7 +108,6 @@ async fn metrics_reach_the_collector_periodically_and_at_shutdown() {
         Some(1.0)
     );
     assert_eq!(sum(BACKEND_ERRORS, &[(ATTR_BACKEND, "b1")]), None);
-    assert_eq!(sum(BACKEND_ACTIVE_REQUESTS, &[(ATTR_BACKEND, "b1")]), Some(1.0));
 
     // S3 requests.
     assert_eq!(sum(S3_REQUEST_DURATION, &[]), Some(4.0));

@@ -25,6 +25,7 @@ use placement::BackendLabels;
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use telemetry::stats::{BackendOp, Outcome};
@@ -49,6 +50,9 @@ pub struct Backend {
     health: Arc<Health>,
     /// Where every call's latency, bytes and outcome go.
     telemetry: Option<Arc<Telemetry>>,
+    /// Calls in flight per operation ([`BackendOp::ALL`] order), read by a metrics gauge:
+    /// an atomic per call is far cheaper than recording into an instrument twice.
+    inflight: Arc<[AtomicI64; BackendOp::ALL.len()]>,
 }
 
 impl Backend {
@@ -74,6 +78,7 @@ impl Backend {
             },
             health: Arc::default(),
             telemetry: None,
+            inflight: Arc::default(),
         })
     }
 
@@ -87,6 +92,7 @@ impl Backend {
             labels: BackendLabels::default(),
             health: Arc::default(),
             telemetry: None,
+            inflight: Arc::default(),
         }
     }
 
@@ -125,6 +131,14 @@ impl Backend {
         self.local_root.is_some()
     }
 
+    /// Calls in flight now, per operation.
+    pub fn in_flight(&self) -> impl Iterator<Item = (BackendOp, u64)> + '_ {
+        BackendOp::ALL
+            .iter()
+            .zip(self.inflight.iter())
+            .map(|(op, n)| (*op, u64::try_from(n.load(Ordering::Relaxed)).unwrap_or(0)))
+    }
+
     /// The backend's health tracker.
     #[must_use]
     pub fn health(&self) -> &Health {
@@ -155,7 +169,7 @@ impl Backend {
     ) -> object_store::Result<T> {
         let span =
             tracing::info_span!("backend.call", mlsysops.backend = %self.id, mlsysops.backend.operation = op.name());
-        let mut guard = self.telemetry.as_deref().map(|t| CallGuard::new(t, &self.id, op));
+        let mut guard = CallGuard::new(self.telemetry.as_deref(), &self.id, op, &self.inflight);
         let res = call.instrument(span).await;
         let outcome = match &res {
             Ok(_) => Outcome::Ok,
@@ -166,9 +180,7 @@ impl Backend {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => self.health.success(),
             Err(e) => self.health.failure(&e.to_string()),
         }
-        if let Some(g) = guard.as_mut() {
-            g.finish(res.as_ref().map_or(0, bytes), outcome);
-        }
+        guard.finish(res.as_ref().map_or(0, bytes), outcome);
         res
     }
 
@@ -388,20 +400,28 @@ impl ShardWriter {
 /// it had taken: a lower bound that still tells the reader this backend is slow, where
 /// recording nothing would leave a slow backend's record looking fast forever.
 struct CallGuard<'a> {
-    telemetry: &'a Telemetry,
+    telemetry: Option<&'a Telemetry>,
     backend: &'a str,
     op: BackendOp,
+    inflight: &'a AtomicI64,
     start: Instant,
     finished: bool,
 }
 
 impl<'a> CallGuard<'a> {
-    fn new(telemetry: &'a Telemetry, backend: &'a str, op: BackendOp) -> Self {
-        telemetry.backend_inflight(backend, op, 1);
+    fn new(
+        telemetry: Option<&'a Telemetry>,
+        backend: &'a str,
+        op: BackendOp,
+        inflight: &'a [AtomicI64; BackendOp::ALL.len()],
+    ) -> Self {
+        let inflight = &inflight[op as usize];
+        inflight.fetch_add(1, Ordering::Relaxed);
         Self {
             telemetry,
             backend,
             op,
+            inflight,
             start: Instant::now(),
             finished: false,
         }
@@ -409,17 +429,17 @@ impl<'a> CallGuard<'a> {
 
     fn finish(&mut self, bytes: u64, outcome: Outcome) {
         self.finished = true;
-        self.telemetry
-            .backend_call(self.backend, self.op, self.start.elapsed(), bytes, outcome);
+        if let Some(t) = self.telemetry {
+            t.backend_call(self.backend, self.op, self.start.elapsed(), bytes, outcome);
+        }
     }
 }
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        self.telemetry.backend_inflight(self.backend, self.op, -1);
-        if !self.finished {
-            self.telemetry
-                .backend_call(self.backend, self.op, self.start.elapsed(), 0, Outcome::Cancelled);
+        self.inflight.fetch_sub(1, Ordering::Relaxed);
+        if let (false, Some(t)) = (self.finished, self.telemetry) {
+            t.backend_call(self.backend, self.op, self.start.elapsed(), 0, Outcome::Cancelled);
         }
     }
 }

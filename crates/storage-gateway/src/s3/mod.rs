@@ -15,7 +15,7 @@ mod sse;
 
 pub use auth::StaticAuth;
 pub use host::GatewayHost;
-pub use observe::{BucketExists, Observation, ObservedBody, TaggingAccess};
+pub use observe::{BucketExists, KnownBuckets, Observation, ObservedBody, TaggingAccess};
 
 use crate::engine::Engine;
 use placement::BucketPolicy;

@@ -70,7 +70,47 @@ impl S3Access for TaggingAccess {
 
 /// Tells whether a bucket exists. Requests naming a bucket that does not are recorded without
 /// it: bucket names come from clients, and each recorded one costs memory and a metric series.
-pub type BucketExists = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+pub type BucketExists = Arc<KnownBuckets>;
+
+/// Buckets known to exist, remembered so that the common case costs a set lookup rather than
+/// a metadata read per request.
+pub struct KnownBuckets {
+    lookup: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    known: Mutex<std::collections::HashSet<String>>,
+}
+
+impl KnownBuckets {
+    /// Known buckets, checked with `lookup` the first time each is seen.
+    pub fn new(lookup: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Box::new(lookup),
+            known: Mutex::default(),
+        }
+    }
+
+    fn exists(&self, bucket: &str) -> bool {
+        if self
+            .known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(bucket)
+        {
+            return true;
+        }
+        let exists = (self.lookup)(bucket);
+        if exists {
+            self.known
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(bucket.to_owned());
+        }
+        exists
+    }
+
+    fn forget(&self, bucket: &str) {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).remove(bucket);
+    }
+}
 
 /// A request being served: what is known of it before the response body ends.
 pub struct Observation {
@@ -194,13 +234,16 @@ impl Pending {
             response_len,
         } = self;
         let mut tag = obs.tag.get().unwrap_or_default();
-        if !tag.bucket.is_empty() && !(obs.exists)(&tag.bucket) {
-            let deleted = tag.operation == "DeleteBucket";
-            tag.bucket.clear();
+        let deleted = tag.operation == "DeleteBucket" && (200..300).contains(&status);
+        if deleted {
+            obs.exists.forget(&tag.bucket);
+        }
+        if !tag.bucket.is_empty() && (deleted || !obs.exists.exists(&tag.bucket)) {
+            // Recorded as a service-level call; a deleted bucket's statistics go.
+            let gone = std::mem::take(&mut tag.bucket);
             tag.key = None;
-            if deleted && (200..300).contains(&status) {
-                // Recorded as a service-level call; what was kept for the bucket goes.
-                obs.telemetry.forget_bucket(&obs.tag.get().unwrap_or_default().bucket);
+            if deleted {
+                obs.telemetry.forget_bucket(&gone);
             }
         }
         let operation = if tag.operation.is_empty() {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::KeyValue;
 
 use super::names::*;
@@ -31,7 +31,6 @@ struct Set {
     backend_duration: Histogram<f64>,
     backend_io: Counter<u64>,
     backend_errors: Counter<u64>,
-    backend_active: UpDownCounter<i64>,
     s3_duration: Histogram<f64>,
     s3_request_body: Counter<u64>,
     s3_response_body: Counter<u64>,
@@ -62,11 +61,6 @@ impl Instruments {
                 .u64_counter(BACKEND_ERRORS)
                 .with_description("Requests to a storage backend that failed (not counting not-found)")
                 .with_unit("{error}")
-                .build(),
-            backend_active: meter
-                .i64_up_down_counter(BACKEND_ACTIVE_REQUESTS)
-                .with_description("Requests to a storage backend in flight")
-                .with_unit("{request}")
                 .build(),
             s3_duration: meter
                 .f64_histogram(S3_REQUEST_DURATION)
@@ -120,17 +114,6 @@ impl Instruments {
         if outcome == OUTCOME_ERROR {
             set.backend_errors.add(1, &attrs[..2]);
         }
-    }
-
-    /// Adds `delta` (+1 when a backend request starts, -1 when it ends) to the in-flight count.
-    #[inline]
-    pub fn backend_inflight(&self, backend: &str, op: &'static str, delta: i64) {
-        let Some(set) = &self.set else { return };
-        let attrs = [
-            KeyValue::new(ATTR_BACKEND, backend.to_owned()),
-            KeyValue::new(ATTR_BACKEND_OPERATION, op),
-        ];
-        set.backend_active.add(delta, &attrs);
     }
 
     /// Records one finished S3 request; `bucket` is "" for service-level operations

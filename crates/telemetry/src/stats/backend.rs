@@ -235,8 +235,15 @@ struct Transfer {
 impl Transfer {
     fn record(&mut self, us: u64, bytes: u64, outcome: Outcome) {
         self.counters.record(us, bytes, outcome);
-        if outcome != Outcome::Error {
-            self.latency.record_micros(us);
+        match outcome {
+            Outcome::Error => {}
+            // An abandoned call had not finished after `us`: it counts as twice that. Counted
+            // as `us` it would pin a backend that always loses the hedge race at its own hedge
+            // delay (the reader cancels it at its predicted p95, which then never grows);
+            // doubled, each loss pushes it further back until it is ranked behind the others
+            // or its real answers come in.
+            Outcome::Cancelled => self.latency.record_micros(us.saturating_mul(2)),
+            Outcome::Ok | Outcome::NotFound => self.latency.record_micros(us),
         }
     }
 
