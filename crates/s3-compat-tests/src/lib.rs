@@ -1005,6 +1005,23 @@ pub async fn raw_request(method: &str, url: &str, headers: &[(&str, &str)], body
     RawResponse { status, headers, body }
 }
 
+/// A TOML config of six local backends `b0`..`b5` under `root`; `faults[i]`, when present, is
+/// the inline `faults` table of backend i (e.g. `latency_ms = 40`).
+pub fn six_local_backends<S: AsRef<str>>(root: &Path, faults: &BTreeMap<usize, S>) -> String {
+    (0..6)
+        .map(|i| {
+            let f = faults
+                .get(&i)
+                .map(|f| format!("faults = {{ {} }}\n", f.as_ref()))
+                .unwrap_or_default();
+            format!(
+                "[[backend]]\nid = \"b{i}\"\nkind = \"local\"\npath = {:?}\n{f}\n",
+                root.join(format!("b{i}"))
+            )
+        })
+        .collect()
+}
+
 /// The value of the Prometheus sample `name` whose labels include every `label=value` pair of
 /// `labels`, summed over the samples that match (e.g. over status codes).
 pub fn prom_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {

@@ -2,25 +2,8 @@
 //! correct data through bit flips and erroring backends, and reports what it saw.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use s3_compat_tests::*;
-
-/// Six local backends under `root`; `faults[i]` is the inline faults table of backend i, if any.
-fn config(root: &Path, faults: &BTreeMap<usize, &str>) -> String {
-    (0..6)
-        .map(|i| {
-            let f = faults
-                .get(&i)
-                .map(|f| format!("faults = {{ {f} }}\n"))
-                .unwrap_or_default();
-            format!(
-                "[[backend]]\nid = \"b{i}\"\nkind = \"local\"\npath = {:?}\n{f}\n",
-                root.join(format!("b{i}"))
-            )
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn bit_flips_on_reads_never_reach_the_client_and_are_queued() {
@@ -29,7 +12,7 @@ async fn bit_flips_on_reads_never_reach_the_client_and_are_queued() {
     let faults = BTreeMap::from([(0, "bitflip_rate = 1.0, seed = 1"), (1, "bitflip_rate = 1.0, seed = 2")]);
     let srv = TestServer::start(
         ServerOptions::new()
-            .config_toml(config(root.path(), &faults))
+            .config_toml(six_local_backends(root.path(), &faults))
             .flag("--heal-interval-secs", 3600),
     );
     let c = srv.client();
@@ -65,7 +48,7 @@ async fn an_always_failing_backend_is_routed_around() {
     let srv = TestServer::start(
         ServerOptions::new()
             .default_policy("ec-3-2")
-            .config_toml(config(root.path(), &faults)),
+            .config_toml(six_local_backends(root.path(), &faults)),
     );
     let c = srv.client();
     create_bucket(&c, "flaky").await;
@@ -98,7 +81,7 @@ fn nonsense_fault_tables_are_refused_at_start() {
     let faults = BTreeMap::from([(0, "error_rate = 2.0")]);
     let data = tempfile::tempdir().expect("data dir");
     let conf = data.path().join("c.toml");
-    std::fs::write(&conf, config(root.path(), &faults)).expect("write config");
+    std::fs::write(&conf, six_local_backends(root.path(), &faults)).expect("write config");
     let out = std::process::Command::new(binary_path())
         .args([
             "serve",

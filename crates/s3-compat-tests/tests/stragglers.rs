@@ -11,18 +11,11 @@ use s3_compat_tests::*;
 
 /// Six local backends under `root`; backend 1 answers `slow_ms` late when given.
 fn config(root: &Path, slow_ms: Option<u64>) -> String {
-    (0..6)
-        .map(|i| {
-            let faults = match slow_ms {
-                Some(ms) if i == 1 => format!("faults = {{ latency_ms = {ms} }}\n"),
-                _ => String::new(),
-            };
-            format!(
-                "[[backend]]\nid = \"b{i}\"\nkind = \"local\"\npath = {:?}\n{faults}\n",
-                root.join(format!("b{i}"))
-            )
-        })
-        .collect()
+    let faults: BTreeMap<usize, String> = slow_ms
+        .map(|ms| (1, format!("latency_ms = {ms}")))
+        .into_iter()
+        .collect();
+    six_local_backends(root, &faults)
 }
 
 /// Shard files per set on backend `b{i}`.

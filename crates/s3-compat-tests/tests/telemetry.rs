@@ -4,7 +4,6 @@
 //! steer around a slow backend.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use s3_compat_tests::*;
@@ -16,22 +15,6 @@ const S3_BYTES_IN: &str = "mlsysops_s3_request_body_bytes_total";
 const S3_BYTES_OUT: &str = "mlsysops_s3_response_body_bytes_total";
 const BACKEND_DURATION_COUNT: &str = "mlsysops_backend_request_duration_seconds_count";
 const PREFIX_ACCESSES: &str = "mlsysops_s3_prefix_accesses_total";
-
-/// Six local backends under `root`; `faults[i]` is the inline faults table of backend i.
-fn config(root: &Path, faults: &BTreeMap<usize, String>) -> String {
-    (0..6)
-        .map(|i| {
-            let f = faults
-                .get(&i)
-                .map(|f| format!("faults = {{ {f} }}\n"))
-                .unwrap_or_default();
-            format!(
-                "[[backend]]\nid = \"b{i}\"\nkind = \"local\"\npath = {:?}\n{f}\n",
-                root.join(format!("b{i}"))
-            )
-        })
-        .collect()
-}
 
 /// The window labelled `label` ("1m", "15m", "1h") of a snapshot.
 fn window<'a>(snapshot: &'a Value, label: &str) -> &'a Value {
@@ -57,7 +40,7 @@ async fn metrics_and_statistics_agree_with_a_scripted_workload() {
     let faults = (0..6).map(|i| (i, format!("latency_ms = {DELAY_MS}"))).collect();
     let srv = TestServer::start(
         ServerOptions::new()
-            .config_toml(config(root.path(), &faults))
+            .config_toml(six_local_backends(root.path(), &faults))
             .flag("--scrub-interval-secs", 86400),
     );
     let c = srv.client();
@@ -234,7 +217,7 @@ async fn reads_steer_around_a_slow_backend() {
     let faults = BTreeMap::from([(1, "latency_ms = 300".to_owned())]);
     let srv = TestServer::start(
         ServerOptions::new()
-            .config_toml(config(root.path(), &faults))
+            .config_toml(six_local_backends(root.path(), &faults))
             .flag("--scrub-interval-secs", 86400),
     );
     let c = srv.client();
