@@ -78,7 +78,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         })
         .context("setting up telemetry export")?;
         init_logging(Some(&otel));
-        let telemetry = Arc::new(Telemetry::new(otel.clone(), settings.prefix_depth, settings.enabled));
+        let telemetry = Arc::new(Telemetry::new(otel.clone(), settings.prefix_depth));
         config.telemetry = Some(telemetry);
         if let Some(endpoint) = &settings.otlp_endpoint {
             tracing::info!(%endpoint, interval = ?settings.otlp_interval, "exporting metrics and traces over OTLP");

@@ -84,7 +84,6 @@ impl Server {
                 telemetry::otel::Otel::init(telemetry::otel::OtelConfig::default())
                     .map_err(|e| Error::Config(format!("telemetry: {e}")))?,
                 1,
-                true,
             )),
         };
         let backends = config

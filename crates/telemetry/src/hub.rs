@@ -34,11 +34,11 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Telemetry exporting through `otel`, tracking key prefixes `prefix_depth` components deep;
-    /// `enabled: false` records nothing at all (for measuring what telemetry costs).
+    /// with a disabled `otel` nothing at all is recorded (for measuring what telemetry costs).
     #[must_use]
-    pub fn new(otel: Otel, prefix_depth: usize, enabled: bool) -> Self {
+    pub fn new(otel: Otel, prefix_depth: usize) -> Self {
         Self {
-            enabled,
+            enabled: otel.is_enabled(),
             backends: BackendStats::new(),
             buckets: BucketStats::new(prefix_depth),
             otel,
@@ -50,7 +50,7 @@ impl Telemetry {
     /// Telemetry that records nothing (engines built without a server, tests of other parts).
     #[must_use]
     pub fn off() -> Self {
-        Self::new(Otel::disabled(), 0, false)
+        Self::new(Otel::disabled(), 0)
     }
 
     /// Whether anything is recorded.
