@@ -79,6 +79,13 @@ pub struct ServeArgs {
     /// more) or data-first (data shards first, no hedging) [default: hedged].
     #[arg(long, env = "MLSYSOPS_READ_STRATEGY")]
     read_strategy: Option<String>,
+    /// MiB/s the migrator may read when re-encoding or moving objects after a policy change,
+    /// 0 = unlimited [default: 64; changeable at run time: PUT /api/v1/migration].
+    #[arg(long, env = "MLSYSOPS_MIGRATION_MIB_PER_SEC")]
+    migration_mib_per_sec: Option<f64>,
+    /// Objects the migrator works on at once, 1..=64 [default: 4].
+    #[arg(long, env = "MLSYSOPS_MIGRATION_CONCURRENCY")]
+    migration_concurrency: Option<usize>,
 }
 
 /// The TOML file: every key optional.
@@ -108,6 +115,8 @@ struct FileConfig {
     telemetry: Option<String>,
     prefix_depth: Option<usize>,
     read_strategy: Option<String>,
+    migration_mib_per_sec: Option<f64>,
+    migration_concurrency: Option<usize>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -302,6 +311,26 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         Some("data-first") => false,
         Some(other) => bail!("read_strategy: {other:?} is neither hedged nor data-first"),
     };
+    let migration_mib = args
+        .migration_mib_per_sec
+        .or(file.migration_mib_per_sec)
+        .unwrap_or(64.0);
+    if !migration_mib.is_finite() || migration_mib < 0.0 {
+        bail!("migration_mib_per_sec: {migration_mib} is not a number >= 0 (0 = unlimited)");
+    }
+    let concurrency = args.migration_concurrency.or(file.migration_concurrency).unwrap_or(4);
+    if !(1..=storage_gateway::engine::migrate::MAX_CONCURRENCY).contains(&concurrency) {
+        bail!(
+            "migration_concurrency: {concurrency} is outside 1..={}",
+            storage_gateway::engine::migrate::MAX_CONCURRENCY
+        );
+    }
+    // Checked finite and non-negative above; MiB/s to bytes/s.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let migration = storage_gateway::engine::migrate::MigrationConfig {
+        max_bytes_per_sec: (migration_mib > 0.0).then(|| (migration_mib * f64::from(1u32 << 20)).round() as u64),
+        concurrency,
+    };
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -325,6 +354,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             master_keys,
             telemetry: None,
             hedged_reads,
+            migration,
         },
         Generated {
             credentials: generated_credentials,

@@ -2,16 +2,19 @@
 //!
 //! - [`policy`]: [`BucketPolicy`] (k data + m parity shards, block size) and its presets
 //!   (`ec-4-2`, `replicate-3`, ...), with validation.
+//! - [`intent`]: the MLSysOps bucket fields (redundancy, latency and bandwidth targets, GDPR).
 //! - [`labels`]: what a backend is (provider, region, GDPR, prices) and selectors over that.
 //! - [`rendezvous`]: which backends hold an object's shards: rendezvous (highest random weight)
 //!   hashing on the object key, so adding a backend moves only the shards it wins.
 //!
 //! This crate is pure: no I/O, no async, fast to test with tables of cases.
 
+pub mod intent;
 pub mod labels;
 pub mod policy;
 pub mod rendezvous;
 
+pub use intent::{BucketIntent, Redundancy};
 pub use labels::{BackendLabels, BackendSelector, SelectorError};
 pub use policy::{BucketPolicy, PolicyError};
 pub use rendezvous::place_shards;

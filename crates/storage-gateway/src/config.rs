@@ -35,6 +35,8 @@ pub struct GatewayConfig {
     /// Steer reads by predicted backend latency and hedge laggards (true), or read data shards
     /// first without hedging.
     pub hedged_reads: bool,
+    /// The migrator's throttle at start (the admin API changes it at run time).
+    pub migration: crate::engine::migrate::MigrationConfig,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -119,6 +119,65 @@ pub fn register(engine: &Engine) {
     );
     let e = engine.clone();
     otel.observe_u64(
+        "mlsysops.migration.objects",
+        "Objects the migrator handled, by bucket and outcome (reencoded, moved, relabelled, failed, skipped)",
+        "{object}",
+        Counter,
+        move |observe| {
+            for (bucket, c, _, _) in e.migrations().counters() {
+                for (outcome, n) in [
+                    ("reencoded", c.reencoded),
+                    ("moved", c.moved),
+                    ("relabelled", c.relabelled),
+                    ("failed", c.failed),
+                    ("skipped", c.skipped),
+                ] {
+                    observe(
+                        n,
+                        &[("aws.s3.bucket", &bucket), ("mlsysops.migration.outcome", outcome)],
+                    );
+                }
+            }
+        },
+    );
+    let e = engine.clone();
+    otel.observe_u64(
+        "mlsysops.migration.migrated",
+        "Bytes the migrator re-encoded or moved",
+        "By",
+        Counter,
+        move |observe| {
+            for (bucket, c, _, _) in e.migrations().counters() {
+                observe(c.bytes, &[("aws.s3.bucket", &bucket)]);
+            }
+        },
+    );
+    let e = engine.clone();
+    otel.observe_u64(
+        "mlsysops.migration.remaining_objects",
+        "Objects still on an older policy epoch than their bucket's",
+        "{object}",
+        Gauge,
+        move |observe| {
+            for (bucket, _, objects, _) in e.migrations().counters() {
+                observe(objects, &[("aws.s3.bucket", &bucket)]);
+            }
+        },
+    );
+    let e = engine.clone();
+    otel.observe_u64(
+        "mlsysops.migration.remaining",
+        "Bytes of objects still on an older policy epoch than their bucket's",
+        "By",
+        Gauge,
+        move |observe| {
+            for (bucket, _, _, bytes) in e.migrations().counters() {
+                observe(bytes, &[("aws.s3.bucket", &bucket)]);
+            }
+        },
+    );
+    let e = engine.clone();
+    otel.observe_u64(
         "mlsysops.backend.healthy",
         "1 while a backend is healthy, 0 while it is suspect and routed around",
         "{state}",

@@ -17,12 +17,14 @@
 //!   or SSE-C customer keys.
 //! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
 //! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers, `/metrics`,
-//!   sliding-window telemetry).
+//!   sliding-window telemetry, bucket policies and migrations).
+//! - [`bucket_policy`]: validating and committing a bucket policy change (a new epoch).
 //! - [`gauges`]: healer, scrubber, repair-queue and health instruments for the exporter.
 //! - [`server`]: wires it all and serves HTTP until told to stop.
 
 pub mod admin;
 pub mod backend;
+pub mod bucket_policy;
 pub mod codec;
 pub mod config;
 pub mod crypto;

@@ -54,6 +54,48 @@ pub struct BucketRecord {
     /// Backends new objects may be placed on (absent: all of them).
     #[serde(default, skip_serializing_if = "placement::BackendSelector::is_all")]
     pub backends: placement::BackendSelector,
+    /// Redundancy, latency, bandwidth and location the bucket states (absent: none).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub intent: placement::BucketIntent,
+    /// SHA-256 (hex) of the token agents must present to change the policy automatically;
+    /// absent: the bucket refuses automatic changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_token_sha256: Option<String>,
+    /// Who made the current epoch's change, when and why (absent for epoch 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<ChangeInfo>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Who changed a bucket policy, when, and the reason they gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeInfo {
+    /// When, Unix milliseconds.
+    pub at_ms: i64,
+    /// Who: an admin's name, an agent's name, or the S3 operation.
+    pub by: String,
+    /// Made by an agent (with the bucket's update token) rather than a human.
+    #[serde(default)]
+    pub automatic: bool,
+    /// The reason given (agents put their explanation here).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One entry of a bucket's policy history: the record before and after a change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyChange {
+    /// The epoch the change started.
+    pub epoch: u64,
+    /// Who, when, why.
+    pub change: ChangeInfo,
+    /// The bucket before.
+    pub old: BucketRecord,
+    /// The bucket after.
+    pub new: BucketRecord,
 }
 
 impl BucketRecord {
@@ -253,6 +295,39 @@ pub struct SetRecord {
     /// recorded there too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<SetOwner>,
+    /// Shards being moved between backends without re-encoding (by the migrator): until the
+    /// move is finished, the copy on whichever side the set no longer names is garbage for
+    /// the reaper and the startup sweep to delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<ShardMove>,
+}
+
+/// Shard `idx` of a set being moved from backend `from` to backend `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMove {
+    /// Shard index.
+    pub idx: usize,
+    /// Backend it was on.
+    pub from: String,
+    /// Backend it is copied to.
+    pub to: String,
+}
+
+impl SetRecord {
+    /// Every (backend, shard index) that may hold a file of this set: the named backends and
+    /// both sides of unfinished moves.
+    #[must_use]
+    pub fn all_locations(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self.backends.iter().cloned().enumerate().map(|(i, b)| (b, i)).collect();
+        for mv in &self.moves {
+            for b in [&mv.from, &mv.to] {
+                if !out.iter().any(|(ob, oi)| ob == b && *oi == mv.idx) {
+                    out.push((b.clone(), mv.idx));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// The record whose segment list names a shard set.
@@ -389,6 +464,7 @@ mod tests {
             backends: vec!["a".into()],
             segment: None,
             owner: None,
+            moves: Vec::new(),
         };
         let bytes = encode(&r);
         let back: SetRecord = decode(|| "set".into(), &bytes).unwrap();

@@ -114,12 +114,21 @@ impl Server {
         tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
         let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys), telemetry);
         engine.set_hedged_reads(config.hedged_reads);
+        engine
+            .migrations()
+            .set_throttle(crate::engine::migrate::Throttle {
+                max_mib_per_sec: config.migration.max_bytes_per_sec.unwrap_or(0) as f64 / f64::from(1u32 << 20),
+                concurrency: config.migration.concurrency,
+                paused: false,
+            })
+            .map_err(|e| Error::Config(format!("migration: {e}")))?;
         crate::gauges::register(&engine);
         let report = engine.startup_sweep().await?;
         tracing::info!(
             pending = report.pending,
             deleting = report.deleting,
             orphans = report.orphans,
+            unfinished_moves = report.moves,
             "startup sweep done"
         );
         let gateway = Gateway::new(engine.clone(), config.default_policy).encrypt_new_buckets(encrypt);
@@ -140,6 +149,7 @@ impl Server {
         tokio::spawn(reprobe(engine.backends().to_vec(), engine.telemetry().clone()));
         tokio::spawn(crate::engine::heal::healer(engine.clone(), config.heal));
         tokio::spawn(crate::engine::scrub::scrubber(engine.clone(), config.scrub));
+        tokio::spawn(crate::engine::migrate::migrator(engine.clone()));
         Ok(Self {
             listener,
             admin_listener,

@@ -5,11 +5,14 @@
 //! - [`read`]: a byte range of an object is rebuilt from the k verified shards predicted
 //!   fastest, hedging with one more shard when one lags.
 //! - [`heal`]: the healer that rebuilds queued shards from k others.
+//! - [`migrate`]: the migrator that brings objects of older policy epochs to the current
+//!   policy (relabel, move shards, or re-encode), throttled and resumable.
 //! - [`scrub`]: the scrubber that verifies every shard at a bounded rate.
 //! - [`pins`]: sets held by readers, which the reaper must not delete yet.
 //! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
 
 pub mod heal;
+pub mod migrate;
 pub mod pins;
 pub mod read;
 pub mod scrub;
@@ -45,6 +48,7 @@ struct Inner {
     scrub: scrub::ScrubCounters,
     telemetry: Arc<Telemetry>,
     stragglers: write::Stragglers,
+    migrations: migrate::Migrations,
     /// Reads steered by latency and hedged (true), or data shards first, never hedged.
     hedged_reads: std::sync::atomic::AtomicBool,
 }
@@ -76,6 +80,7 @@ impl Engine {
                 scrub: scrub::ScrubCounters::default(),
                 telemetry,
                 stragglers: write::Stragglers::default(),
+                migrations: migrate::Migrations::new(migrate::MigrationConfig::default()),
                 hedged_reads: std::sync::atomic::AtomicBool::new(true),
             }),
         };
@@ -141,6 +146,12 @@ impl Engine {
     /// Shards still being written after their write was acknowledged.
     pub(crate) fn stragglers(&self) -> &write::Stragglers {
         &self.inner.stragglers
+    }
+
+    /// The migrator's throttle, jobs and progress.
+    #[must_use]
+    pub fn migrations(&self) -> &migrate::Migrations {
+        &self.inner.migrations
     }
 
     /// The healer's counters.

@@ -48,6 +48,11 @@ impl PinTable {
         self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether any reader holds `set`.
+    pub(super) fn is_pinned(&self, set: Uuid) -> bool {
+        self.lock().get(&set).is_some_and(|e| e.count > 0)
+    }
+
     /// Whether the reaper may delete `doomed` now; if not, it is kept until unpinned.
     pub(super) fn release_for_deletion(&self, doomed: &DoomedSet) -> bool {
         let mut map = self.lock();
@@ -122,7 +127,10 @@ impl Engine {
             let pins = self.pins().pin(sets_of(&m));
             let again = catalog.object(bucket, key)?;
             if let Some(a) = &again {
-                if sets_of(a) == pins.sets {
+                // Whole segments, not just set ids: the migrator moves shards of a set to other
+                // backends and deletes the old copies once the set is unpinned, so a reader
+                // must not keep a manifest naming the old backends unless it pinned in time.
+                if a.segments == m.segments {
                     return Ok(again.map(|a| (a, pins)));
                 }
             }

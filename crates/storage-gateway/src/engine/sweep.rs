@@ -2,7 +2,7 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::SetState;
+use crate::manifest::{SetRecord, SetState};
 use crate::meta::catalog::DoomedSet;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -21,7 +21,7 @@ pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<Doome
             d = rx.recv() => match d {
                 Some(doomed) => {
                     if engine.pins().release_for_deletion(&doomed) {
-                        delete_set(&engine, doomed.0, &doomed.1.backends).await;
+                        delete_set(&engine, doomed.0, &doomed.1).await;
                     }
                 }
                 None => return,
@@ -30,7 +30,7 @@ pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<Doome
                 match engine.catalog().sets() {
                     Ok(sets) => for doomed in sets {
                         if doomed.1.state == SetState::Deleting && engine.pins().release_for_deletion(&doomed) {
-                            delete_set(&engine, doomed.0, &doomed.1.backends).await;
+                            delete_set(&engine, doomed.0, &doomed.1).await;
                         }
                     },
                     Err(e) => tracing::warn!(error = %e, "reaper could not list shard sets"),
@@ -40,11 +40,12 @@ pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<Doome
     }
 }
 
-/// Deletes a set everywhere; forgets it only when every backend confirmed.
-async fn delete_set(engine: &Engine, set: Uuid, backends: &[String]) -> bool {
+/// Deletes a set everywhere (unfinished moves' copies too); forgets it only when every
+/// backend confirmed.
+async fn delete_set(engine: &Engine, set: Uuid, rec: &SetRecord) -> bool {
     let mut all = true;
-    for (idx, id) in backends.iter().enumerate() {
-        let res = match engine.backend(id) {
+    for (id, idx) in rec.all_locations() {
+        let res = match engine.backend(&id) {
             Ok(b) => b.delete_set(set, [idx]).await,
             // Removed from the configuration: nothing of ours can be deleted there any more.
             Err(_) => Ok(()),
@@ -55,7 +56,7 @@ async fn delete_set(engine: &Engine, set: Uuid, backends: &[String]) -> bool {
         }
     }
     if all {
-        if let Err(e) = engine.catalog().forget_set(set, backends.len()) {
+        if let Err(e) = engine.catalog().forget_set(set, rec.backends.len()) {
             tracing::warn!(%set, error = %e, "could not forget deleted shard set");
             return false;
         }
@@ -72,6 +73,35 @@ pub struct SweepReport {
     pub deleting: usize,
     /// Sets found on a backend with no record at all.
     pub orphans: usize,
+    /// Shard copies left by moves a crash interrupted, deleted.
+    pub moves: usize,
+}
+
+/// Deletes the side of each unfinished move of a live set that the set no longer names (the
+/// copy if the move was not committed, the original if it was), then forgets the moves.
+async fn finish_moves(engine: &Engine, set: Uuid, rec: &SetRecord) -> usize {
+    let mut done = Vec::new();
+    for mv in &rec.moves {
+        let stale = if rec.backends.get(mv.idx) == Some(&mv.to) {
+            &mv.from
+        } else {
+            &mv.to
+        };
+        let res = match engine.backend(stale) {
+            Ok(b) => b.delete_set(set, [mv.idx]).await,
+            Err(_) => Ok(()),
+        };
+        match res {
+            Ok(()) => done.push(mv.idx),
+            Err(e) => {
+                tracing::warn!(%set, shard = mv.idx, backend = %stale, error = %e, "cannot delete the stale copy of a moved shard; will retry at next start")
+            }
+        }
+    }
+    if let Err(e) = engine.catalog().end_moves(set, &done) {
+        tracing::warn!(%set, error = %e, "cannot forget finished shard moves");
+    }
+    done.len()
 }
 
 impl Engine {
@@ -84,6 +114,9 @@ impl Engine {
             match rec.state {
                 SetState::Live => {
                     known.insert(set);
+                    if !rec.moves.is_empty() {
+                        report.moves += finish_moves(self, set, &rec).await;
+                    }
                 }
                 SetState::Pending | SetState::Deleting => {
                     if rec.state == SetState::Pending {
@@ -91,7 +124,7 @@ impl Engine {
                     } else {
                         report.deleting += 1;
                     }
-                    if !delete_set(self, set, &rec.backends).await {
+                    if !delete_set(self, set, &rec).await {
                         known.insert(set);
                     }
                 }

@@ -7,9 +7,10 @@
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
 use crate::manifest::{
-    decode, encode, now_ms, BucketRecord, ObjectManifest, PartRecord, RepairRecord, SetOwner, SetRecord, SetState,
-    UploadRecord,
+    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, RepairRecord, SetOwner,
+    SetRecord, SetState, ShardMove, UploadRecord,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
@@ -20,6 +21,9 @@ pub type DoomedSet = (Uuid, SetRecord);
 pub struct Catalog {
     store: Arc<dyn MetaStore>,
     commit: Mutex<()>,
+    /// Objects committed under a policy epoch older than their bucket's (a write that began
+    /// before a policy change): the migrator rescans when this moves.
+    stale_commits: AtomicU64,
 }
 
 fn object_key(bucket: &str, key: &str) -> Vec<u8> {
@@ -72,16 +76,10 @@ fn queue_failed(batch: &mut Batch, failed: &[(Uuid, usize, String, String)]) {
     }
 }
 
-/// Marks a live segment's set as Deleting in `batch` and returns it for the reaper.
-fn doom(batch: &mut Batch, seg: &crate::manifest::Segment) -> DoomedSet {
-    let rec = SetRecord {
-        state: SetState::Deleting,
-        backends: seg.backends.clone(),
-        segment: None,
-        owner: None,
-    };
-    batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
-    (seg.set, rec)
+fn history_key(bucket: &str, epoch: u64) -> Vec<u8> {
+    let mut k = bucket_prefix(bucket);
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
 }
 
 /// One entry of an object listing.
@@ -98,7 +96,36 @@ impl Catalog {
         Self {
             store,
             commit: Mutex::new(()),
+            stale_commits: AtomicU64::new(0),
         }
+    }
+
+    /// How many objects were committed under an older policy epoch than their bucket's
+    /// since start (see [`Catalog::commit_object`]).
+    #[must_use]
+    pub fn stale_commits(&self) -> u64 {
+        self.stale_commits.load(Ordering::Relaxed)
+    }
+
+    fn note_epoch(&self, bucket: &BucketRecord, manifest: &ObjectManifest) {
+        if manifest.policy_epoch < bucket.policy_epoch {
+            self.stale_commits.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks a live segment's set as Deleting in `batch` and returns it for the reaper. An
+    /// unfinished move's copies stay on record, so they are deleted too.
+    fn doom(&self, batch: &mut Batch, seg: &crate::manifest::Segment) -> Result<DoomedSet> {
+        let moves = self.set(seg.set)?.map(|r| r.moves).unwrap_or_default();
+        let rec = SetRecord {
+            state: SetState::Deleting,
+            backends: seg.backends.clone(),
+            segment: None,
+            owner: None,
+            moves,
+        };
+        batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+        Ok((seg.set, rec))
     }
 
     fn lock(&self) -> MutexGuard<'_, ()> {
@@ -137,14 +164,67 @@ impl Catalog {
         self.store.write(b)
     }
 
-    /// Sets whether the bucket encrypts new objects at rest.
-    pub fn set_bucket_encrypted(&self, name: &str, on: bool) -> Result<()> {
+    /// Sets whether the bucket encrypts new objects at rest: a policy change like any other
+    /// (new epoch, history entry), made by the S3 operation `by`.
+    pub fn set_bucket_encrypted(&self, name: &str, on: bool, by: &str) -> Result<()> {
+        let change = ChangeInfo {
+            at_ms: now_ms(),
+            by: by.to_owned(),
+            automatic: false,
+            reason: format!("default encryption {}", if on { "on" } else { "off" }),
+        };
+        self.change_bucket(name, change, |cur| {
+            Ok((cur.encrypted != on).then(|| BucketRecord {
+                encrypted: on,
+                ..cur.clone()
+            }))
+        })?;
+        Ok(())
+    }
+
+    /// Changes a bucket's policy: `decide` sees the current record and returns the new one
+    /// (`None`: nothing to change). The new record gets the next epoch and `change`, and the
+    /// change is appended to the bucket's history, in one batch. Returns (old, new) when
+    /// something changed.
+    pub fn change_bucket(
+        &self,
+        name: &str,
+        change: ChangeInfo,
+        decide: impl FnOnce(&BucketRecord) -> Result<Option<BucketRecord>>,
+    ) -> Result<Option<(BucketRecord, BucketRecord)>> {
         let _g = self.lock();
-        let mut rec = self.require_bucket(name)?;
-        rec.encrypted = on;
+        let old = self.require_bucket(name)?;
+        let Some(mut new) = decide(&old)? else {
+            return Ok(None);
+        };
+        new.policy_epoch = old.policy_epoch + 1;
+        new.changed = Some(change.clone());
+        new.created_ms = old.created_ms;
+        let entry = PolicyChange {
+            epoch: new.policy_epoch,
+            change,
+            old: old.clone(),
+            new: new.clone(),
+        };
         let mut b = Batch::default();
-        b.put(Table::Buckets, name.as_bytes(), encode(&rec));
-        self.store.write(b)
+        b.put(Table::Buckets, name.as_bytes(), encode(&new));
+        b.put(
+            Table::PolicyHistory,
+            history_key(name, new.policy_epoch),
+            encode(&entry),
+        );
+        self.store.write(b)?;
+        Ok(Some((old, new)))
+    }
+
+    /// Every policy change of a bucket, oldest first.
+    pub fn policy_history(&self, name: &str) -> Result<Vec<PolicyChange>> {
+        let prefix = bucket_prefix(name);
+        self.store
+            .scan(Table::PolicyHistory, &prefix, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(_, v)| decode(|| format!("policy history of {name}"), &v))
+            .collect()
     }
 
     /// Deletes an empty bucket, aborting its multipart uploads; returns their shard sets.
@@ -161,6 +241,9 @@ impl Catalog {
             let up: UploadRecord = decode(|| "upload".into(), &v)?;
             doomed.extend(self.drop_upload_parts(&mut b, &up.upload_id)?);
             b.delete(Table::Uploads, k);
+        }
+        for (k, _) in self.store.scan(Table::PolicyHistory, &prefix, &prefix, usize::MAX)? {
+            b.delete(Table::PolicyHistory, k);
         }
         b.delete(Table::Buckets, name.as_bytes());
         self.store.write(b)?;
@@ -214,6 +297,7 @@ impl Catalog {
             backends: backends.to_vec(),
             segment: None,
             owner: None,
+            moves: Vec::new(),
         };
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
         self.store.write(b)
@@ -226,6 +310,7 @@ impl Catalog {
             backends: backends.to_vec(),
             segment: None,
             owner: None,
+            moves: Vec::new(),
         };
         let mut b = Batch::default();
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
@@ -246,15 +331,16 @@ impl Catalog {
         check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
     ) -> Result<Vec<DoomedSet>> {
         let _g = self.lock();
-        self.require_bucket(bucket)?;
+        let brec = self.require_bucket(bucket)?;
         let ok = object_key(bucket, key);
         let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
         check(old.as_ref())?;
+        self.note_epoch(&brec, manifest);
         let mut b = Batch::default();
         let mut doomed = Vec::new();
         if let Some(old) = &old {
             for seg in &old.segments {
-                doomed.push(doom(&mut b, seg));
+                doomed.push(self.doom(&mut b, seg)?);
             }
         }
         for seg in &manifest.segments {
@@ -266,6 +352,7 @@ impl Catalog {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
                 }),
+                moves: Vec::new(),
             };
             b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
         }
@@ -273,6 +360,103 @@ impl Catalog {
         b.put(Table::Objects, ok, encode(manifest));
         self.store.write(b)?;
         Ok(doomed)
+    }
+
+    /// Swaps an object's manifest for `new`, the same object under the bucket's current
+    /// policy, made by the migrator from `expect`. Refused (`Ok(None)`) when the object changed
+    /// meanwhile (overwritten, deleted, a shard moved by the healer) or the policy moved on:
+    /// the client's data and the newest policy always win over the migrator's copy.
+    ///
+    /// Sets of `expect` that `new` no longer names become Deleting (returned); sets in both
+    /// (shards moved, not re-encoded) keep their pending moves on record, for the caller to
+    /// finish once readers let go, and drop the repairs of the moved shards (just written).
+    pub fn migrate_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        expect: &ObjectManifest,
+        new: &ObjectManifest,
+        failed: &[(Uuid, usize, String, String)],
+    ) -> Result<Option<Vec<DoomedSet>>> {
+        let _g = self.lock();
+        let Some(brec) = self.bucket(bucket)? else {
+            return Ok(None);
+        };
+        if brec.policy_epoch != new.policy_epoch {
+            return Ok(None);
+        }
+        let ok = object_key(bucket, key);
+        let Some(cur) = self.get_record::<ObjectManifest>(Table::Objects, &ok)? else {
+            return Ok(None);
+        };
+        if cur.version_id != expect.version_id || cur.segments != expect.segments {
+            return Ok(None);
+        }
+        let mut b = Batch::default();
+        let mut doomed = Vec::new();
+        for seg in &cur.segments {
+            if !new.segments.iter().any(|s| s.set == seg.set) {
+                doomed.push(self.doom(&mut b, seg)?);
+            }
+        }
+        for seg in &new.segments {
+            let moves = match self.set(seg.set)? {
+                Some(r) if cur.segments.iter().any(|s| s.set == seg.set) => r.moves,
+                _ => Vec::new(),
+            };
+            for mv in &moves {
+                b.delete(Table::Repair, repair_key(seg.set, mv.idx));
+            }
+            let rec = SetRecord {
+                state: SetState::Live,
+                backends: seg.backends.clone(),
+                segment: Some(seg.without_key()),
+                owner: Some(SetOwner::Object {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }),
+                moves,
+            };
+            b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+        }
+        queue_failed(&mut b, failed);
+        b.put(Table::Objects, ok, encode(new));
+        self.store.write(b)?;
+        Ok(Some(doomed))
+    }
+
+    /// Records that shards of a live set are about to be copied to other backends, so a crash
+    /// before the move is finished leaves the copies on record for the startup sweep.
+    /// `Ok(false)` when the set is not Live (then nothing may be copied).
+    pub fn begin_moves(&self, set: Uuid, moves: &[ShardMove]) -> Result<bool> {
+        let _g = self.lock();
+        let Some(mut rec) = self.set(set)? else {
+            return Ok(false);
+        };
+        if rec.state != SetState::Live {
+            return Ok(false);
+        }
+        rec.moves.extend(moves.iter().cloned());
+        let mut b = Batch::default();
+        b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
+        self.store.write(b)?;
+        Ok(true)
+    }
+
+    /// Forgets finished moves of shards `idxs` of `set` (the stale copies are deleted).
+    pub fn end_moves(&self, set: Uuid, idxs: &[usize]) -> Result<()> {
+        let _g = self.lock();
+        let Some(mut rec) = self.set(set)? else {
+            return Ok(());
+        };
+        let before = rec.moves.len();
+        rec.moves.retain(|m| !idxs.contains(&m.idx));
+        if rec.moves.len() == before {
+            return Ok(());
+        }
+        let mut b = Batch::default();
+        b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
+        self.store.write(b)
     }
 
     /// Deletes an object (absent is fine); returns its shard sets.
@@ -284,7 +468,11 @@ impl Catalog {
             return Ok(Vec::new());
         };
         let mut b = Batch::default();
-        let doomed = old.segments.iter().map(|s| doom(&mut b, s)).collect();
+        let doomed = old
+            .segments
+            .iter()
+            .map(|s| self.doom(&mut b, s))
+            .collect::<Result<_>>()?;
         b.delete(Table::Objects, ok);
         self.store.write(b)?;
         Ok(doomed)
@@ -323,7 +511,7 @@ impl Catalog {
         let mut b = Batch::default();
         let mut doomed = Vec::new();
         if let Some(old) = self.get_record::<PartRecord>(Table::Parts, &pk)? {
-            doomed.push(doom(&mut b, &old.segment));
+            doomed.push(self.doom(&mut b, &old.segment)?);
         }
         let rec = SetRecord {
             state: SetState::Live,
@@ -333,6 +521,7 @@ impl Catalog {
                 upload_id: upload_id.to_owned(),
                 part_number: part.part_number,
             }),
+            moves: Vec::new(),
         };
         b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
         queue_failed(&mut b, failed);
@@ -358,7 +547,7 @@ impl Catalog {
         let mut doomed = Vec::new();
         for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
             let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
-            doomed.push(doom(b, &part.segment));
+            doomed.push(self.doom(b, &part.segment)?);
             b.delete(Table::Parts, k);
         }
         Ok(doomed)
@@ -376,11 +565,12 @@ impl Catalog {
         check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
     ) -> Result<Vec<DoomedSet>> {
         let _g = self.lock();
-        self.require_bucket(bucket)?;
+        let brec = self.require_bucket(bucket)?;
         self.upload(bucket, key, upload_id)?;
         let ok = object_key(bucket, key);
         let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
         check(old.as_ref())?;
+        self.note_epoch(&brec, manifest);
         let mut b = Batch::default();
         let mut doomed = Vec::new();
         let used: std::collections::HashSet<Uuid> = manifest.segments.iter().map(|s| s.set).collect();
@@ -397,15 +587,18 @@ impl Catalog {
                         bucket: bucket.to_owned(),
                         key: key.to_owned(),
                     }),
+                    moves: Vec::new(),
                 };
                 b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
             } else {
-                doomed.push(doom(&mut b, &part.segment));
+                doomed.push(self.doom(&mut b, &part.segment)?);
             }
             b.delete(Table::Parts, k);
         }
         if let Some(old) = &old {
-            doomed.extend(old.segments.iter().map(|s| doom(&mut b, s)));
+            for seg in &old.segments {
+                doomed.push(self.doom(&mut b, seg)?);
+            }
         }
         b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
         b.put(Table::Objects, ok, encode(manifest));

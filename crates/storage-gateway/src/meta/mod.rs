@@ -26,17 +26,20 @@ pub enum Table {
     ShardSets,
     /// set id (16 bytes) shard index (u16 BE) -> RepairRecord
     Repair,
+    /// bucket \0 epoch (u64 BE) -> PolicyChange
+    PolicyHistory,
 }
 
 impl Table {
     /// Every table, for opening the store.
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Buckets,
         Table::Objects,
         Table::Uploads,
         Table::Parts,
         Table::ShardSets,
         Table::Repair,
+        Table::PolicyHistory,
     ];
 
     /// Column family name.
@@ -49,6 +52,7 @@ impl Table {
             Table::Parts => "parts",
             Table::ShardSets => "shard_sets",
             Table::Repair => "repair",
+            Table::PolicyHistory => "policy_history",
         }
     }
 }

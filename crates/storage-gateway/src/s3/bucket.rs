@@ -58,6 +58,9 @@ impl Gateway {
             policy_epoch: 1,
             encrypted: self.encrypt_new_buckets,
             backends,
+            intent: placement::BucketIntent::default(),
+            update_token_sha256: None,
+            changed: None,
         };
         self.engine.catalog().create_bucket(&input.bucket, &rec)?;
         tracing::info!(bucket = %input.bucket, %policy, backends = %rec.backends, encrypted = rec.encrypted, "bucket created");
@@ -152,7 +155,9 @@ impl Gateway {
                 ))
             }
         }
-        self.engine.catalog().set_bucket_encrypted(&input.bucket, true)?;
+        self.engine
+            .catalog()
+            .set_bucket_encrypted(&input.bucket, true, "s3:PutBucketEncryption")?;
         tracing::info!(bucket = %input.bucket, "bucket encryption on for new objects");
         Ok(S3Response::new(PutBucketEncryptionOutput {}))
     }
@@ -189,7 +194,9 @@ impl Gateway {
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         // Objects already stored stay encrypted: only new writes change.
-        self.engine.catalog().set_bucket_encrypted(&req.input.bucket, false)?;
+        self.engine
+            .catalog()
+            .set_bucket_encrypted(&req.input.bucket, false, "s3:DeleteBucketEncryption")?;
         tracing::info!(bucket = %req.input.bucket, "bucket encryption off for new objects");
         Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
     }

@@ -317,7 +317,16 @@ impl Gateway {
             headers: upload.headers,
             checksums: Checksums::default(),
             parts_count: u32::try_from(chosen.len()).ok(),
-            policy_epoch: bucket.policy_epoch,
+            // Parts uploaded before a policy change are on the old code: the epoch before the
+            // current one hands the object to the migrator.
+            policy_epoch: if chosen
+                .iter()
+                .all(|r| self.engine.conforms(&input.key, &r.segment, &bucket))
+            {
+                bucket.policy_epoch
+            } else {
+                bucket.policy_epoch.saturating_sub(1)
+            },
             segments: chosen.iter().map(|r| r.segment.clone()).collect(),
         };
         let (if_match, if_none_match) = (input.if_match, input.if_none_match);

@@ -1,6 +1,9 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
-//! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page
-//! and the sliding-window telemetry the agents read.
+//! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
+//! the sliding-window telemetry the agents read, and bucket policies with their migrations
+//! ([`policy`]).
+
+mod policy;
 
 use crate::engine::heal::Redundancy;
 use crate::engine::Engine;
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
-struct AdminState {
+pub(crate) struct AdminState {
     engine: Engine,
     token: Arc<str>,
 }
@@ -36,12 +39,19 @@ pub fn router(engine: Engine, token: &str) -> Router {
         .route("/api/v1/telemetry/backends", get(backend_telemetry))
         .route("/api/v1/telemetry/buckets/{bucket}", get(bucket_telemetry))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/buckets/{bucket}/policy",
+            get(policy::get_policy).put(policy::put_policy),
+        )
+        .route("/api/v1/buckets/{bucket}/policy/history", get(policy::history))
+        .route("/api/v1/buckets/{bucket}/migration", get(policy::migration))
+        .route("/api/v1/migration", get(policy::get_throttle).put(policy::put_throttle))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 

@@ -1,0 +1,643 @@
+//! Changing a bucket's policy: the request operators and agents send, its validation against
+//! the configured backends, and the view the admin API returns.
+//!
+//! A change is computed from the current record (fields left out keep their value), refused
+//! with a reason that names the cause, or committed as a new epoch with its history entry;
+//! the migrator is woken to bring older objects along.
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::manifest::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
+use placement::{BackendSelector, BucketPolicy, Redundancy};
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// Shortest policy update token accepted: it is a credential.
+const MIN_TOKEN_LEN: usize = 8;
+
+/// A requested change; every field is optional and absent ones keep the current value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// `ec-K-M` or `replicate-N` (excludes `k` and `m`).
+    pub preset: Option<String>,
+    /// Data shards.
+    pub k: Option<u8>,
+    /// Parity shards.
+    pub m: Option<u8>,
+    /// Plaintext bytes per block.
+    pub block_size: Option<u32>,
+    /// Eligible backends: a selector (`region=eu,local3`) or a list of ids; empty = all.
+    pub backends: Option<BackendsField>,
+    /// Encrypt new objects at rest.
+    pub encryption: Option<bool>,
+    /// The MLSysOps spelling of `encryption`: `on` or `off`.
+    pub server_side_encryption: Option<String>,
+    /// Backend losses the bucket must survive; `null` lifts the constraint.
+    #[serde(default, deserialize_with = "present")]
+    pub redundancy: Option<Option<Redundancy>>,
+    /// Highest acceptable backend GET latency, ms; `null` lifts it.
+    #[serde(default, deserialize_with = "present")]
+    pub max_latency: Option<Option<u64>>,
+    /// Lowest acceptable backend download bandwidth, MiB/s; `null` lifts it.
+    #[serde(default, deserialize_with = "present")]
+    pub min_download_speed: Option<Option<f64>>,
+    /// Where data may be stored.
+    pub location_restrictions: Option<LocationRestrictions>,
+    /// From a human: the token agents must present from now on (`""` removes it). From an
+    /// agent (`automatic`): the token it presents.
+    pub policy_update_token: Option<String>,
+    /// The change is made by an agent, not a human.
+    #[serde(default)]
+    pub automatic: bool,
+    /// Who makes the change.
+    pub changed_by: Option<String>,
+    /// Why (agents give their explanation).
+    pub reason: Option<String>,
+}
+
+/// Distinguishes a field set to `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Eligible backends as a selector text or a list of ids.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BackendsField {
+    /// `region=eu,gdpr=true`, `local0,local1` or `""` (all).
+    Selector(String),
+    /// Backend ids; empty = all.
+    Ids(Vec<String>),
+}
+
+/// `location_restrictions` of the MLSysOps bucket description.
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationRestrictions {
+    /// Only backends labelled `gdpr=true` may hold the bucket's data.
+    #[serde(default)]
+    pub gdpr: bool,
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The request is invalid (HTTP 400).
+    #[error("{0}")]
+    Invalid(String),
+    /// An automatic change without the bucket's token (HTTP 403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such bucket (HTTP 404).
+    #[error("no such bucket: {0}")]
+    NoSuchBucket(String),
+    /// The catalog failed (HTTP 500).
+    #[error(transparent)]
+    Internal(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NoSuchBucket(b) => Refusal::NoSuchBucket(b),
+            other => Refusal::Internal(other),
+        }
+    }
+}
+
+/// A bucket's policy as the admin API shows it (never its token).
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    /// Bucket.
+    pub bucket: String,
+    /// Policy epoch.
+    pub epoch: u64,
+    /// k and m as a preset name.
+    pub preset: String,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Plaintext bytes per block.
+    pub block_size: u32,
+    /// Selector text ("" = all backends).
+    pub backends: String,
+    /// Backends the selector admits now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eligible: Option<Vec<String>>,
+    /// New objects encrypted at rest.
+    pub encryption: bool,
+    /// The same, as `on` / `off`.
+    pub server_side_encryption: &'static str,
+    /// Stated redundancy.
+    pub redundancy: Option<Redundancy>,
+    /// Latency target, ms.
+    pub max_latency: Option<u64>,
+    /// Bandwidth target, MiB/s.
+    pub min_download_speed: Option<f64>,
+    /// Location restrictions.
+    pub location_restrictions: LocationRestrictions,
+    /// Whether agents may change the policy (a token is set).
+    pub automatic_updates: bool,
+    /// When the current epoch began.
+    pub changed_ms: i64,
+    /// Who began it.
+    pub changed_by: String,
+    /// Made by an agent.
+    pub automatic: bool,
+    /// Why.
+    pub reason: String,
+    /// Eligible backends that miss the bucket's latency or bandwidth target right now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<String>>,
+}
+
+/// One history entry as shown.
+#[derive(Debug, Serialize)]
+pub struct ChangeView {
+    /// The epoch the change began.
+    pub epoch: u64,
+    /// When.
+    pub at_ms: i64,
+    /// Who.
+    pub changed_by: String,
+    /// Made by an agent.
+    pub automatic: bool,
+    /// Why.
+    pub reason: String,
+    /// Before.
+    pub old: PolicyView,
+    /// After.
+    pub new: PolicyView,
+}
+
+/// The view of a bucket record; `engine` adds eligibility and warnings when given.
+#[must_use]
+pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> PolicyView {
+    let changed = rec.changed.clone().unwrap_or(ChangeInfo {
+        at_ms: rec.created_ms,
+        by: "s3:CreateBucket".into(),
+        automatic: false,
+        reason: String::new(),
+    });
+    PolicyView {
+        bucket: bucket.to_owned(),
+        epoch: rec.policy_epoch,
+        preset: rec.policy.to_string(),
+        k: rec.policy.k,
+        m: rec.policy.m,
+        block_size: rec.policy.block_size,
+        backends: rec.backends.to_string(),
+        eligible: engine.map(|e| e.eligible(&rec.backends)),
+        encryption: rec.encrypted,
+        server_side_encryption: if rec.encrypted { "on" } else { "off" },
+        redundancy: rec.intent.redundancy,
+        max_latency: rec.intent.max_latency_ms,
+        min_download_speed: rec.intent.min_download_mib_s,
+        location_restrictions: LocationRestrictions { gdpr: rec.intent.gdpr },
+        automatic_updates: rec.update_token_sha256.is_some(),
+        changed_ms: changed.at_ms,
+        changed_by: changed.by,
+        automatic: changed.automatic,
+        reason: changed.reason,
+        warnings: engine.map(|e| warnings(e, rec)),
+    }
+}
+
+/// The bucket's history as shown.
+#[must_use]
+pub fn history_view(bucket: &str, changes: Vec<PolicyChange>) -> Vec<ChangeView> {
+    changes
+        .into_iter()
+        .map(|c| ChangeView {
+            epoch: c.epoch,
+            at_ms: c.change.at_ms,
+            changed_by: c.change.by,
+            automatic: c.change.automatic,
+            reason: c.change.reason,
+            old: view(bucket, &c.old, None),
+            new: view(bucket, &c.new, None),
+        })
+        .collect()
+}
+
+/// Eligible backends whose last minute of telemetry misses the bucket's targets.
+fn warnings(engine: &Engine, rec: &BucketRecord) -> Vec<String> {
+    let mut out = Vec::new();
+    let eligible = engine.eligible(&rec.backends);
+    if let Some(max) = rec.intent.max_latency_ms {
+        for id in &eligible {
+            if let Some(p) = engine.telemetry().predict(id, telemetry::stats::BackendOp::Get) {
+                let p95 = p.p95.as_secs_f64() * 1000.0;
+                #[allow(clippy::cast_precision_loss)]
+                if p95 > max as f64 {
+                    out.push(format!(
+                        "backend {id}: p95 GET latency {p95:.1} ms over the last minute exceeds max_latency {max} ms"
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(min) = rec.intent.min_download_mib_s {
+        for snap in engine.telemetry().backends() {
+            if !eligible.contains(&snap.backend) {
+                continue;
+            }
+            let bw = snap.windows.first().and_then(|w| w.get.bandwidth_mib_s);
+            if let Some(bw) = bw.filter(|bw| *bw < min) {
+                out.push(format!(
+                    "backend {}: GET bandwidth {bw:.1} MiB/s over the last minute is below min_download_speed {min} MiB/s",
+                    snap.backend
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Checks that an automatic change carries the bucket's token.
+fn authorize_automatic(bucket: &str, cur: &BucketRecord, req: &PolicyRequest) -> Result<(), Refusal> {
+    let Some(want) = &cur.update_token_sha256 else {
+        return Err(Refusal::Forbidden(format!(
+            "bucket {bucket} does not accept automatic policy changes: no policy_update_token is set on it"
+        )));
+    };
+    let Some(given) = &req.policy_update_token else {
+        return Err(Refusal::Forbidden(format!(
+            "automatic policy change of bucket {bucket} without its policy_update_token"
+        )));
+    };
+    if bool::from(token_hash(given).as_bytes().ct_eq(want.as_bytes())) {
+        Ok(())
+    } else {
+        Err(Refusal::Forbidden(format!(
+            "policy_update_token does not match the token of bucket {bucket}"
+        )))
+    }
+}
+
+/// The record `req` asks for, from the current one; `Err` says why it is refused.
+pub fn decide(engine: &Engine, bucket: &str, cur: &BucketRecord, req: &PolicyRequest) -> Result<BucketRecord, Refusal> {
+    let invalid = |m: String| Refusal::Invalid(m);
+    if req.automatic {
+        authorize_automatic(bucket, cur, req)?;
+    }
+    let mut new = cur.clone();
+    // Intent first: redundancy decides m when only it is given.
+    if let Some(r) = req.redundancy {
+        new.intent.redundancy = r;
+    }
+    if let Some(l) = req.max_latency {
+        if l == Some(0) {
+            return Err(invalid("max_latency must be at least 1 ms (or null to lift it)".into()));
+        }
+        new.intent.max_latency_ms = l;
+    }
+    if let Some(s) = req.min_download_speed {
+        if s.is_some_and(|s| !s.is_finite() || s <= 0.0) {
+            return Err(invalid(
+                "min_download_speed must be a positive number of MiB/s (or null to lift it)".into(),
+            ));
+        }
+        new.intent.min_download_mib_s = s;
+    }
+    if let Some(l) = req.location_restrictions {
+        new.intent.gdpr = l.gdpr;
+    }
+    // The code.
+    let (k, m) = match (&req.preset, req.k, req.m) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(invalid("give either preset or k and m, not both".into()));
+        }
+        (Some(p), None, None) => {
+            let p: BucketPolicy = p.parse().map_err(|e: placement::PolicyError| invalid(e.to_string()))?;
+            (p.k, p.m)
+        }
+        (None, k, m) => {
+            let m = m.unwrap_or_else(|| match req.redundancy {
+                Some(Some(r)) if k.is_none() => r.min_parity(),
+                _ => cur.policy.m,
+            });
+            (k.unwrap_or(cur.policy.k), m)
+        }
+    };
+    let block_size = req.block_size.unwrap_or(cur.policy.block_size);
+    let policy = BucketPolicy { k, m, block_size };
+    policy.validate().map_err(|e| invalid(e.to_string()))?;
+    if let Some(why) = new.intent.parity_shortfall(m) {
+        return Err(invalid(why));
+    }
+    new.policy = policy;
+    // Backends.
+    let mut selector = match &req.backends {
+        None => cur.backends.clone(),
+        Some(BackendsField::Selector(s)) if s.trim().is_empty() => BackendSelector::default(),
+        Some(BackendsField::Selector(s)) => s
+            .parse()
+            .map_err(|e: placement::SelectorError| invalid(e.to_string()))?,
+        Some(BackendsField::Ids(ids)) => {
+            if ids
+                .iter()
+                .any(|i| i.trim().is_empty() || i.contains(',') || i.contains('='))
+            {
+                return Err(invalid(format!("backends {ids:?}: every entry must be a backend id")));
+            }
+            BackendSelector {
+                labels: Vec::new(),
+                ids: ids.clone(),
+            }
+        }
+    };
+    let configured: Vec<&str> = engine.backends().iter().map(crate::backend::Backend::id).collect();
+    if let Some(unknown) = selector.ids.iter().find(|i| !configured.contains(&i.as_str())) {
+        return Err(invalid(format!(
+            "unknown backend {unknown:?} (configured: {})",
+            configured.join(", ")
+        )));
+    }
+    let gdpr_term = ("gdpr".to_owned(), "true".to_owned());
+    selector.labels.retain(|t| *t != gdpr_term);
+    if new.intent.gdpr {
+        let outside: Vec<&str> = selector
+            .ids
+            .iter()
+            .filter(|id| engine.backend(id).is_ok_and(|b| !b.labels().gdpr))
+            .map(String::as_str)
+            .collect();
+        if !outside.is_empty() {
+            return Err(invalid(format!(
+                "location_restrictions.gdpr is set but backends {} are not labelled gdpr = true",
+                outside.join(", ")
+            )));
+        }
+        if selector.ids.is_empty() || !selector.labels.is_empty() {
+            selector.labels.push(gdpr_term);
+        }
+    }
+    let eligible = engine.eligible(&selector);
+    if policy.shards() > eligible.len() {
+        return Err(invalid(format!(
+            "policy {policy} needs {} backends, {} eligible ({}{})",
+            policy.shards(),
+            eligible.len(),
+            if selector.is_all() {
+                "all configured".to_owned()
+            } else {
+                format!("matching {selector}")
+            },
+            if eligible.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", eligible.join(", "))
+            }
+        )));
+    }
+    new.backends = selector;
+    // Encryption.
+    let sse = match req
+        .server_side_encryption
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None => None,
+        Some("on") => Some(true),
+        Some("off") => Some(false),
+        Some(other) => {
+            return Err(invalid(format!("server_side_encryption {other:?}: expected on or off")));
+        }
+    };
+    match (req.encryption, sse) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid("encryption and server_side_encryption disagree".into()));
+        }
+        (Some(on), _) | (None, Some(on)) => {
+            if on && !cur.encrypted {
+                engine
+                    .keys()
+                    .active()
+                    .map_err(|e| invalid(format!("cannot turn encryption on: {e}")))?;
+            }
+            new.encrypted = on;
+        }
+        (None, None) => {}
+    }
+    // Who may change it next.
+    if let Some(t) = &req.policy_update_token {
+        if !req.automatic {
+            if t.is_empty() {
+                new.update_token_sha256 = None;
+            } else if t.len() < MIN_TOKEN_LEN {
+                return Err(invalid(format!(
+                    "policy_update_token must be at least {MIN_TOKEN_LEN} characters"
+                )));
+            } else {
+                new.update_token_sha256 = Some(token_hash(t));
+            }
+        }
+    }
+    Ok(new)
+}
+
+/// What [`apply`] did.
+pub struct Applied {
+    /// Whether anything changed (a new epoch began).
+    pub changed: bool,
+    /// The bucket record now.
+    pub record: BucketRecord,
+}
+
+/// Validates and commits a policy change to `bucket`, and wakes the migrator.
+pub fn apply(engine: &Engine, bucket: &str, req: &PolicyRequest) -> Result<Applied, Refusal> {
+    let change = ChangeInfo {
+        at_ms: now_ms(),
+        by: req
+            .changed_by
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| if req.automatic { "agent" } else { "admin" }.to_owned()),
+        automatic: req.automatic,
+        reason: req.reason.clone().unwrap_or_default(),
+    };
+    let mut refused = None;
+    let res = engine
+        .catalog()
+        .change_bucket(bucket, change, |cur| match decide(engine, bucket, cur, req) {
+            Ok(new) => {
+                let same = new.policy == cur.policy
+                    && new.backends == cur.backends
+                    && new.encrypted == cur.encrypted
+                    && new.intent == cur.intent
+                    && new.update_token_sha256 == cur.update_token_sha256;
+                Ok((!same).then_some(new))
+            }
+            Err(r) => {
+                refused = Some(r);
+                Err(Error::Internal("policy change refused".into()))
+            }
+        });
+    match res {
+        Ok(Some((old, new))) => {
+            tracing::info!(
+                bucket,
+                epoch = new.policy_epoch,
+                old = %old.policy,
+                new = %new.policy,
+                backends = %new.backends,
+                encrypted = new.encrypted,
+                by = new.changed.as_ref().map_or("", |c| c.by.as_str()),
+                automatic = req.automatic,
+                "bucket policy changed"
+            );
+            engine.migrations().wake();
+            Ok(Applied {
+                changed: true,
+                record: new,
+            })
+        }
+        Ok(None) => Ok(Applied {
+            changed: false,
+            record: engine.catalog().require_bucket(bucket)?,
+        }),
+        Err(e) => Err(refused.unwrap_or_else(|| e.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Backend;
+    use crate::meta::{Catalog, RocksStore};
+    use placement::BackendLabels;
+    use std::sync::Arc;
+
+    /// Six local backends (local3..local5 GDPR-labelled) and a bucket `b` on ec-4-2.
+    fn engine(dir: &std::path::Path) -> Engine {
+        let backends = (0..6)
+            .map(|i| {
+                Backend::local(format!("local{i}"), dir.join(format!("b{i}")))
+                    .unwrap()
+                    .with_labels(BackendLabels {
+                        gdpr: i >= 3,
+                        ..BackendLabels::default()
+                    })
+            })
+            .collect();
+        let store = RocksStore::open(&dir.join("meta")).unwrap();
+        let e = Engine::new(Catalog::new(Arc::new(store)), backends);
+        let rec = BucketRecord {
+            created_ms: 1,
+            policy: BucketPolicy::default(),
+            policy_epoch: 1,
+            encrypted: false,
+            backends: BackendSelector::default(),
+            intent: placement::BucketIntent::default(),
+            update_token_sha256: None,
+            changed: None,
+        };
+        e.catalog().create_bucket("b", &rec).unwrap();
+        e
+    }
+
+    fn req(json: &str) -> PolicyRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[tokio::test]
+    async fn invalid_changes_are_refused_with_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let cases = [
+            (r#"{"preset": "ec-8-4"}"#, "needs 12 backends, 6 eligible"),
+            (r#"{"k": 0}"#, "k must be at least 1"),
+            (r#"{"preset": "ec-2-1", "k": 2}"#, "not both"),
+            (r#"{"preset": "raid5"}"#, "unknown policy preset"),
+            (r#"{"block_size": 100}"#, "block size 100"),
+            (r#"{"redundancy": "high", "m": 1}"#, "m >= 2"),
+            (r#"{"backends": ["local0", "nope"]}"#, "unknown backend \"nope\""),
+            (r#"{"backends": "colour=red"}"#, "unknown label"),
+            (
+                r#"{"backends": "local0,local1", "preset": "ec-2-1"}"#,
+                "needs 3 backends, 2 eligible",
+            ),
+            (
+                r#"{"location_restrictions": {"gdpr": true}, "preset": "ec-2-1", "backends": ["local0", "local3", "local4"]}"#,
+                "local0 are not labelled gdpr",
+            ),
+            (
+                r#"{"location_restrictions": {"gdpr": true}}"#,
+                "needs 6 backends, 3 eligible",
+            ),
+            (r#"{"encryption": true, "server_side_encryption": "off"}"#, "disagree"),
+            (r#"{"server_side_encryption": "maybe"}"#, "expected on or off"),
+            (r#"{"max_latency": 0}"#, "at least 1 ms"),
+            (r#"{"min_download_speed": -1}"#, "positive"),
+            (r#"{"policy_update_token": "short"}"#, "at least 8"),
+        ];
+        for (body, want) in cases {
+            match apply(&e, "b", &req(body)) {
+                Err(Refusal::Invalid(m)) => assert!(m.contains(want), "{body}: {m:?} lacks {want:?}"),
+                Err(other) => panic!("{body}: refused as {other:?}, not as invalid"),
+                Ok(_) => panic!("{body}: accepted"),
+            }
+        }
+        assert_eq!(
+            e.catalog().require_bucket("b").unwrap().policy_epoch,
+            1,
+            "refusals change nothing"
+        );
+        assert!(matches!(apply(&e, "nope", &req("{}")), Err(Refusal::NoSuchBucket(_))));
+        assert!(serde_json::from_str::<PolicyRequest>(r#"{"colour": 1}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn changes_make_epochs_and_history_and_tokens_gate_agents() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let a = apply(&e, "b", &req(r#"{"redundancy": "one", "reason": "cheaper"}"#)).unwrap();
+        assert!(a.changed);
+        assert_eq!((a.record.policy.k, a.record.policy.m, a.record.policy_epoch), (4, 1, 2));
+        let same = apply(&e, "b", &req(r#"{"k": 4, "m": 1}"#)).unwrap();
+        assert!(!same.changed, "no difference, no epoch");
+        // Redundancy stays demanded: m = 0 later is refused.
+        assert!(
+            matches!(apply(&e, "b", &req(r#"{"m": 0}"#)), Err(Refusal::Invalid(m)) if m.contains("redundancy one"))
+        );
+        let gdpr = apply(
+            &e,
+            "b",
+            &req(r#"{"preset": "ec-2-1", "location_restrictions": {"gdpr": true}}"#),
+        )
+        .unwrap();
+        assert_eq!(e.eligible(&gdpr.record.backends), ["local3", "local4", "local5"]);
+        // Agents: refused without a token on the bucket, then with a wrong one.
+        let auto = r#"{"automatic": true, "policy_update_token": "agent-secret", "preset": "ec-2-1", "max_latency": 50, "changed_by": "cluster-agent", "reason": "p95 over target"}"#;
+        assert!(
+            matches!(apply(&e, "b", &req(auto)), Err(Refusal::Forbidden(m)) if m.contains("no policy_update_token"))
+        );
+        apply(&e, "b", &req(r#"{"policy_update_token": "agent-secret"}"#)).unwrap();
+        let wrong = auto.replace("agent-secret", "agent-secreT");
+        assert!(matches!(apply(&e, "b", &req(&wrong)), Err(Refusal::Forbidden(m)) if m.contains("does not match")));
+        let ok = apply(&e, "b", &req(auto)).unwrap();
+        assert!(ok.changed);
+        assert_eq!(ok.record.intent.max_latency_ms, Some(50));
+        let v = serde_json::to_string(&view("b", &ok.record, Some(&e))).unwrap();
+        assert!(
+            !v.contains("agent-secret") && v.contains(r#""automatic_updates":true"#),
+            "{v}"
+        );
+        let h = e.catalog().policy_history("b").unwrap();
+        assert_eq!(h.iter().map(|c| c.epoch).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        let last = h.last().unwrap();
+        assert!(last.change.automatic && last.change.by == "cluster-agent" && last.change.reason == "p95 over target");
+        assert_eq!(last.old.intent.max_latency_ms, None);
+        assert_eq!(h[0].change.by, "admin");
+        assert_eq!((h[0].old.policy.m, h[0].new.policy.m), (2, 1));
+    }
+}
