@@ -425,7 +425,7 @@ pub async fn migrator(engine: Engine) {
         if !again {
             let _ = tokio::time::timeout(IDLE, engine.migrations().wake.notified()).await;
         } else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 }
