@@ -290,6 +290,57 @@ impl Backend {
         Ok(())
     }
 
+    /// Deletes shard `idx` of `set` only, leaving any other shard of the set on this backend
+    /// (a moved shard's old copy, where a later move may have put another shard of the set).
+    pub async fn delete_shard(&self, set: Uuid, idx: usize) -> Result<()> {
+        if let Some(root) = &self.local_root {
+            let dir = root.join(SHARDS_PREFIX).join(set.to_string());
+            let mut entries = match tokio::fs::read_dir(&dir).await {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io(format!("backend {}: listing {}", self.id, dir.display()), e)),
+            };
+            let name = idx.to_string();
+            let staged = format!("{idx}#");
+            let mut others = false;
+            while let Some(entry) = entries
+                .next_entry()
+                .await
+                .map_err(|e| Error::io(format!("backend {}: listing {}", self.id, dir.display()), e))?
+            {
+                let file = entry.file_name().to_string_lossy().into_owned();
+                // object_store stages a local write as `<name>#<n>` before renaming it.
+                if file == name || file.starts_with(&staged) {
+                    match tokio::fs::remove_file(entry.path()).await {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(Error::io(
+                                format!("backend {}: removing {}", self.id, entry.path().display()),
+                                e,
+                            ))
+                        }
+                    }
+                } else {
+                    others = true;
+                }
+            }
+            if !others {
+                // Another shard may land meanwhile; then the directory stays, as it should.
+                let _ = tokio::fs::remove_dir(&dir).await;
+            }
+            return Ok(());
+        }
+        let path = Self::shard_path(set, idx);
+        match self
+            .call(BackendOp::Delete, "delete", &path, |()| 0, self.store.delete(&path))
+            .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
     /// Lists the ids of every shard set that has anything on this backend.
     pub async fn list_sets(&self) -> Result<Vec<Uuid>> {
         if let Some(root) = &self.local_root {

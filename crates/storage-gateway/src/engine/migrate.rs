@@ -893,7 +893,7 @@ impl Engine {
             let mut done = Vec::new();
             for mv in moves {
                 let res = match self.backend(&mv.to) {
-                    Ok(b) => b.delete_set(*set, [mv.idx]).await,
+                    Ok(b) => b.delete_shard(*set, mv.idx).await,
                     Err(_) => Ok(()),
                 };
                 match res {
@@ -919,7 +919,7 @@ impl Engine {
         let mut done = Vec::new();
         for mv in &moves {
             let res = match self.backend(&mv.from) {
-                Ok(b) => b.delete_set(set, [mv.idx]).await,
+                Ok(b) => b.delete_shard(set, mv.idx).await,
                 Err(_) => Ok(()),
             };
             match res {

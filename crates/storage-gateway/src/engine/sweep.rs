@@ -88,7 +88,7 @@ async fn finish_moves(engine: &Engine, set: Uuid, rec: &SetRecord) -> usize {
             &mv.to
         };
         let res = match engine.backend(stale) {
-            Ok(b) => b.delete_set(set, [mv.idx]).await,
+            Ok(b) => b.delete_shard(set, mv.idx).await,
             Err(_) => Ok(()),
         };
         match res {
