@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bucket;
 mod config;
 
 use anyhow::Context;
@@ -28,6 +29,8 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Load generator: PUT/GET/mixed/list/multipart against any S3 endpoint.
     Bench(Box<bench::BenchArgs>),
+    /// Bucket policies and migrations through a running gateway's admin API.
+    Bucket(Box<bucket::BucketArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +44,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => {
             init_logging(None);
             bench::run(*args)
+        }
+        Command::Bucket(args) => {
+            init_logging(None);
+            bucket::run(*args)
         }
     }
 }

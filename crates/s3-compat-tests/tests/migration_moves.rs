@@ -44,8 +44,17 @@ async fn wait_only_on(srv: &TestServer, keep: &BTreeSet<usize>, total: usize) {
     srv.settled().await;
     let ok = eventually(Duration::from_secs(30), || {
         let sets = srv.all_shard_sets();
-        let outside = sets.iter().enumerate().filter(|(i, _)| !keep.contains(i)).all(|(_, s)| s.is_empty());
-        let inside: usize = sets.iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, s)| s.len()).sum();
+        let outside = sets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !keep.contains(i))
+            .all(|(_, s)| s.is_empty());
+        let inside: usize = sets
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.contains(i))
+            .map(|(_, s)| s.len())
+            .sum();
         outside && inside == total
     })
     .await;
@@ -64,7 +73,12 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
     );
     let c = srv.client();
     create_bucket(&c, BUCKET).await;
-    put_policy(&srv, BUCKET, json!({"preset": "ec-2-1", "backends": ["local0", "local1", "local2"]})).await;
+    put_policy(
+        &srv,
+        BUCKET,
+        json!({"preset": "ec-2-1", "backends": ["local0", "local1", "local2"]}),
+    )
+    .await;
     let objects: Vec<(String, Vec<u8>)> = (0..8)
         .map(|i| (format!("m{i}"), random_bytes(150 * 1024 + 70_001 * i)))
         .collect();
@@ -74,7 +88,12 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
     wait_only_on(&srv, &(0..3).collect(), 3 * objects.len()).await;
 
     // Same code, other backends: every shard moves, none is re-encoded.
-    put_policy(&srv, BUCKET, json!({"backends": ["local3", "local4", "local5"], "reason": "move"})).await;
+    put_policy(
+        &srv,
+        BUCKET,
+        json!({"backends": ["local3", "local4", "local5"], "reason": "move"}),
+    )
+    .await;
     until(&srv, BUCKET, "a first object moved", |v| {
         v["objects_moved"].as_u64().is_some_and(|n| n >= 1)
     })
@@ -86,8 +105,7 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
     let log = srv.log_contents();
     let sweep = log
         .lines()
-        .filter(|l| l.contains("startup sweep done"))
-        .last()
+        .rfind(|l| l.contains("startup sweep done"))
         .expect("a startup sweep after the restart");
     // Copies of moves the kill interrupted were on record, and the sweep deleted one side of each.
     let moves: usize = sweep
@@ -108,7 +126,10 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
 
     let c = srv.client();
     for (key, data) in &objects {
-        assert!(get_bytes(&c, BUCKET, key).await == *data, "{key} differs after the moves");
+        assert!(
+            get_bytes(&c, BUCKET, key).await == *data,
+            "{key} differs after the moves"
+        );
     }
     // The same sets, now on local3..5, and no copy left behind on either side of a move.
     wait_only_on(&srv, &(3..6).collect(), 3 * objects.len()).await;
