@@ -158,7 +158,7 @@ impl Gateway {
         self.engine
             .catalog()
             .set_bucket_encrypted(&input.bucket, true, "s3:PutBucketEncryption")?;
-        tracing::info!(bucket = %input.bucket, "bucket encryption on for new objects");
+        tracing::info!(bucket = %input.bucket, "bucket encryption on: new objects now, existing ones as the migrator reaches them");
         Ok(S3Response::new(PutBucketEncryptionOutput {}))
     }
 
