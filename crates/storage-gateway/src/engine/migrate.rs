@@ -232,6 +232,10 @@ impl Migrations {
         let total = self.read.fetch_add(n, Ordering::Relaxed) + n;
         {
             let mut samples = self.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if samples.is_empty() {
+                // The rate counts from before this read, not from its end.
+                samples.push_back((Instant::now(), total - n));
+            }
             if samples
                 .back()
                 .is_none_or(|s| s.0.elapsed() > Duration::from_millis(100))
