@@ -513,7 +513,12 @@ fn format_policy(policy: &Value) -> String {
     rows.extend(POLICY_FIELDS.iter().map(|(label, ptr)| (*label, show(policy, ptr))));
     rows.push(("eligible now", show(policy, "/eligible")));
     rows.push(("changed", changed_line(policy, "/changed_ms")));
-    rows.push(("reason", show(policy, "/reason")));
+    rows.push((
+        "reason",
+        text(policy, "/reason")
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| "-".into()),
+    ));
     let mut out = table(&rows);
     for warning in strings(policy, "/warnings") {
         out.push_str(&format!("warning: {warning}\n"));
@@ -625,6 +630,15 @@ fn format_migration(view: &Value) -> String {
 
 /// One line on a migration, for `policy set`.
 fn migration_brief(view: &Value) -> String {
+    // A running job with nothing counted yet: a job that finds nothing is "done".
+    let counted = uint(view, "/objects_total").unwrap_or(0) > 0;
+    if text(view, "/state").as_deref() == Some("running") && !counted {
+        // The migrator has not counted the bucket's objects for this epoch yet.
+        return format!(
+            "running to epoch {}, counting the objects to migrate",
+            show(view, "/target_epoch")
+        );
+    }
     format!(
         "{} to epoch {}, {} objects ({}) to migrate",
         text(view, "/state").unwrap_or_else(|| "unknown".into()),
