@@ -631,7 +631,7 @@ fn format_migration(view: &Value) -> String {
 /// One line on a migration, for `policy set`.
 fn migration_brief(view: &Value) -> String {
     // A running job with nothing counted yet: a job that finds nothing is "done".
-    let counted = uint(view, "/objects_total").unwrap_or(0) > 0;
+    let counted = uint(view, "/objects_total").unwrap_or(0) + uint(view, "/objects_remaining").unwrap_or(0) > 0;
     if text(view, "/state").as_deref() == Some("running") && !counted {
         // The migrator has not counted the bucket's objects for this epoch yet.
         return format!(
