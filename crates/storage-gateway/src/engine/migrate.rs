@@ -704,36 +704,31 @@ impl Engine {
                 let seg = &m.segments[i];
                 let range = offset..offset + seg.size;
                 offset += seg.size;
-                let step = match step {
-                    Step::Move(moves) => match self.copy_shards(seg, &moves).await {
+                let mut recode = matches!(step, Step::Reencode);
+                if let Step::Move(moves) = step {
+                    match self.copy_shards(seg, &moves).await {
                         Ok(n) => {
                             bytes += n;
                             for mv in &moves {
                                 new.segments[i].backends[mv.idx].clone_from(&mv.to);
                             }
                             moved.push((seg.set, moves));
-                            continue;
                         }
                         // A source shard is missing or corrupt (the healer will hear of it):
                         // re-encoding reads any k shards instead.
                         Err(e) => {
                             tracing::info!(bucket, key, set = %seg.set, error = %e, "moving shards failed; re-encoding instead");
-                            Step::Reencode
+                            recode = true;
                         }
-                    },
-                    s => s,
-                };
-                match step {
-                    Step::Keep => {}
-                    Step::Move(_) => unreachable!("moves were handled above"),
-                    Step::Reencode => {
-                        let (segment, f) = self.reencode(bucket, key, &m, seg, range, rec).await?;
-                        bytes += seg.size;
-                        reencoded = true;
-                        failed.extend(f);
-                        written.push(segment.clone());
-                        new.segments[i] = segment;
                     }
+                }
+                if recode {
+                    let (segment, f) = self.reencode(bucket, key, &m, seg, range, rec).await?;
+                    bytes += seg.size;
+                    reencoded = true;
+                    failed.extend(f);
+                    written.push(segment.clone());
+                    new.segments[i] = segment;
                 }
             }
             Ok(())
