@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # What a live migration costs the clients of a bucket, and what the migrator's throttle buys.
 #
-# One gateway with BACKENDS (12) local backends. A bucket is filled with OBJECTS (200) objects of
+# One gateway with BACKENDS (12) local backends. A bucket is filled with OBJECTS (1000) objects of
 # SIZE (1 MiB) under data/, then the same client load (`mlsysops bench`, WORKLOAD mixed or get, on
 # LOAD_OBJECTS objects under load/, CONCURRENCY 8, SECS seconds) runs:
 #
-#   1. baseline: no migration;
-#   2. while the bucket's policy changes ec-4-2 -> ec-8-4, migrator unthrottled;
-#   3. while it changes back ec-8-4 -> ec-4-2, migrator throttled to THROTTLE_MIB (20) MiB/s.
+#   1. baseline: the bucket at rest on ec-4-2, no migration;
+#   2. for each throttle of THROTTLES (MiB/s, 0 = unlimited; default "0 40 10"): the bucket is
+#      first brought back to ec-4-2 without load, then the load runs while its policy changes
+#      ec-4-2 -> ec-8-4 with the migrator at that throttle;
+#   3. the bucket at rest under ec-8-4: what the new policy costs clients by itself, so the
+#      migration's own cost is the ratio against this row.
 #
-# The policy change is made the moment the load's measured phase begins (its first GET shows
-# on /metrics). Migration throughput is bytes_total / (finished - started) of the migration
-# view (bytes_total also counts the load's own objects that its PUTs overwrote meanwhile, which
-# count as done without being read, so it slightly overstates what the migrator read); `migration
-# s` is how long it ran, so a migration shorter than SECS overlapped only that part of the load.
+# Every scenario thus starts from the same layout and migrates the same way. The policy change
+# is made the moment the load's measured phase begins (its first GET shows on /metrics).
+# Migration throughput is bytes_total / (finished - started) of the migration view (bytes_total
+# also counts the load's own objects that its PUTs overwrote meanwhile, which count as done
+# without being read, so it slightly overstates what the migrator read); `migration s` is how
+# long it ran, so a migration shorter than SECS overlapped only that part of the load.
 # Prints a markdown table.
 #
 #   scripts/bench-migration.sh
-#   OBJECTS=400 SECS=30 THROTTLE_MIB=10 scripts/bench-migration.sh
+#   OBJECTS=400 SECS=30 THROTTLES="0 20" scripts/bench-migration.sh
 #
 # Needs: cargo build --release --bin mlsysops; curl, python3.
 set -euo pipefail
@@ -27,14 +31,14 @@ bin=${MLSYSOPS_BIN:-$root/target/release/mlsysops}
 command -v curl >/dev/null || { echo "needs curl" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "needs python3" >&2; exit 1; }
 backends=${BACKENDS:-12}
-objects=${OBJECTS:-200}
+objects=${OBJECTS:-1000}
 size=${SIZE:-1MiB}
 load_objects=${LOAD_OBJECTS:-32}
 load_size=${LOAD_SIZE:-$size}
 workload=${WORKLOAD:-mixed}
 concurrency=${CONCURRENCY:-8}
 secs=${SECS:-20}
-throttle_mib=${THROTTLE_MIB:-20}
+throttles=${THROTTLES:-0 40 10}
 migration_timeout=${MIGRATION_TIMEOUT_SECS:-1800}
 bucket=migrate
 
@@ -141,6 +145,22 @@ migrate() {
   [ "$(printf '%s' "$view" | json errors)" = 0 ] || die "the migration of $name had errors: $view"
 }
 
+# reset: brings the bucket back to ec-4-2 with no load and the migrator unthrottled.
+reset() {
+  local view epoch deadline
+  admin PUT /api/v1/migration '{"max_mib_per_sec": 0, "paused": false}' >/dev/null
+  view=$(admin PUT "/api/v1/buckets/$bucket/policy" '{"preset": "ec-4-2", "reason": "bench-migration reset"}')
+  [ "$(printf '%s' "$view" | json changed)" = True ] || return 0
+  epoch=$(printf '%s' "$view" | python3 -c 'import json,sys; print(json.load(sys.stdin)["policy"]["epoch"])')
+  deadline=$((SECONDS + migration_timeout))
+  while :; do
+    view=$(admin GET "/api/v1/buckets/$bucket/migration")
+    [ "$(printf '%s' "$view" | json state)" = done ] && [ "$(printf '%s' "$view" | json target_epoch)" = "$epoch" ] && return 0
+    [ "$SECONDS" -lt "$deadline" ] || die "reset to ec-4-2 not done after ${migration_timeout} s: $view"
+    sleep 0.25
+  done
+}
+
 start_gateway
 echo "== migration under load: $backends local backends, $objects x $size under data/; load: $workload on" \
   "$load_objects x $load_size under load/, concurrency $concurrency, ${secs} s per scenario" >&2
@@ -148,15 +168,19 @@ bench fill --prefix data/ --workload get --objects "$objects" --size "$size" --c
 echo "filled $objects objects" >&2
 bench baseline "${load_args[@]}"
 echo "baseline done" >&2
-migrate unthrottled 0 ec-8-4
-echo "migration ec-4-2 -> ec-8-4 (unthrottled) done" >&2
-migrate throttled "$throttle_mib" ec-4-2
-echo "migration ec-8-4 -> ec-4-2 (${throttle_mib} MiB/s) done" >&2
+for t in $throttles; do
+  reset
+  migrate "throttle-$t" "$t" ec-8-4
+  echo "migration ec-4-2 -> ec-8-4 at ${t} MiB/s (0 = unlimited) done" >&2
+done
+# The same load on the bucket at rest under ec-8-4: what the new policy costs by itself.
+bench at-rest "${load_args[@]}"
+echo "ec-8-4 at rest done" >&2
 
-python3 - "$work" "$throttle_mib" <<'EOF'
+python3 - "$work" $throttles <<'EOF'
 import json, sys
 
-work, throttle = sys.argv[1], sys.argv[2]
+work, throttles = sys.argv[1], sys.argv[2:]
 
 
 def client(name):
@@ -172,22 +196,26 @@ def client(name):
 
 
 base = client("baseline")
+rest = client("at-rest")
 print()
 print("| scenario | throttle | migration MiB/s | migration s | objects migrated | client ops/s | p50 ms | p99 ms "
-      "| PUT p99 ms | p99 ratio vs baseline | client errors |")
-print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-for scenario, throttle_text, name in [("baseline (no migration)", "-", "baseline"),
-                                      ("ec-4-2 -> ec-8-4", "unlimited", "unthrottled"),
-                                      ("ec-8-4 -> ec-4-2", f"{throttle} MiB/s", "throttled")]:
+      "| PUT p99 ms | p99 vs ec-4-2 at rest | p99 vs ec-8-4 at rest | client errors |")
+print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+scenarios = [("baseline (no migration)", "-", "baseline")]
+for t in throttles:
+    scenarios.append(("ec-4-2 -> ec-8-4", "unlimited" if float(t) == 0 else f"{t} MiB/s", f"throttle-{t}"))
+scenarios.append(("ec-8-4 at rest (no migration)", "-", "at-rest"))
+for scenario, throttle_text, name in scenarios:
     r = client(name)
     rate = secs = migrated = "-"
-    if name != "baseline":
+    if name not in ("baseline", "at-rest"):
         v = json.load(open(f"{work}/{name}-migration.json"))
         elapsed = max((v["finished_ms"] - v["started_ms"]) / 1000.0, 1e-3)
         rate, secs, migrated = f"{v['bytes_total'] / 1048576.0 / elapsed:.1f}", f"{elapsed:.1f}", v["objects_done"]
     ratio = f"{r['p99'] / base['p99']:.2f}x" if base["p99"] else "-"
+    ratio_rest = f"{r['p99'] / rest['p99']:.2f}x" if rest["p99"] else "-"
     print(f"| {scenario} | {throttle_text} | {rate} | {secs} | {migrated} | {r['ops']:.1f} | {r['p50']:.1f} "
-          f"| {r['p99']:.1f} | {r['put_p99']} | {ratio} | {r['errors']} |")
+          f"| {r['p99']:.1f} | {r['put_p99']} | {ratio} | {ratio_rest} | {r['errors']} |")
 print()
 print("p50/p99: GET latency of the client load. migration s: how long the migration ran (the load ran for "
       "SECS seconds from the moment of the policy change). migration MiB/s: bytes_total / migration s, where "
