@@ -21,6 +21,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use aws_smithy_runtime_api::client::dns::{DnsFuture, ResolveDns, ResolveDnsError};
 use bytes::Bytes;
@@ -975,6 +976,48 @@ pub async fn put_bytes(
             .await,
         &format!("PutObject {bucket}/{key} ({} bytes)", data.len()),
     )
+}
+
+/// Uploads `parts` as one multipart upload of `bucket/key` and completes it.
+pub async fn put_multipart(client: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
+    let up = ok(
+        client.create_multipart_upload().bucket(bucket).key(key).send().await,
+        &format!("CreateMultipartUpload {bucket}/{key}"),
+    );
+    let id = up.upload_id().expect("upload id").to_owned();
+    let mut done = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let n = i as i32 + 1;
+        let out = ok(
+            client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(p.clone()))
+                .send()
+                .await,
+            &format!("UploadPart {bucket}/{key} #{n} ({} bytes)", p.len()),
+        );
+        done.push(
+            CompletedPart::builder()
+                .part_number(n)
+                .e_tag(out.e_tag().expect("part etag"))
+                .build(),
+        );
+    }
+    ok(
+        client
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+            .send()
+            .await,
+        &format!("CompleteMultipartUpload {bucket}/{key}"),
+    );
 }
 
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Vec<u8> {

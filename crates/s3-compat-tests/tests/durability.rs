@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
 use aws_sdk_s3::Client;
 use s3_compat_tests::*;
 
@@ -70,47 +69,6 @@ fn snapshot_backends(srv: &TestServer) -> BTreeMap<String, (u64, String)> {
         }
     }
     all
-}
-
-async fn multipart_object(c: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let id = ok(
-        c.create_multipart_upload().bucket(bucket).key(key).send().await,
-        "CreateMultipartUpload",
-    )
-    .upload_id()
-    .unwrap()
-    .to_owned();
-    let mut done = CompletedMultipartUpload::builder();
-    for (i, data) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = ok(
-            c.upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(ByteStream::from(data.clone()))
-                .send()
-                .await,
-            "UploadPart",
-        );
-        done = done.parts(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag().unwrap())
-                .build(),
-        );
-    }
-    ok(
-        c.complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(done.build())
-            .send()
-            .await,
-        "CompleteMultipartUpload",
-    );
 }
 
 struct Stored {
@@ -178,7 +136,7 @@ async fn any_two_lost_backends_are_tolerated_and_three_fail_cleanly() {
         });
     }
     let parts = vec![random_bytes(5 * MIB), random_bytes(MIB + 3)];
-    multipart_object(&c, "erasure", "multipart", &parts).await;
+    put_multipart(&c, "erasure", "multipart", &parts).await;
     objects.push(Stored {
         bucket: "erasure",
         key: "multipart".to_owned(),

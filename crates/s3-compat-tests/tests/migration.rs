@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use s3_compat_tests::*;
 use serde_json::{json, Value};
@@ -153,47 +152,6 @@ async fn wait_for_layout(
         ok,
         "shard layout after the migration: {}",
         layout_problem(srv, allowed, width, sets.clone()).unwrap_or_default()
-    );
-}
-
-async fn put_multipart(c: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let id = ok(
-        c.create_multipart_upload().bucket(bucket).key(key).send().await,
-        "CreateMultipartUpload",
-    )
-    .upload_id()
-    .expect("upload id")
-    .to_owned();
-    let mut done = CompletedMultipartUpload::builder();
-    for (i, data) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = ok(
-            c.upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(ByteStream::from(data.clone()))
-                .send()
-                .await,
-            "UploadPart",
-        );
-        done = done.parts(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag().expect("part etag"))
-                .build(),
-        );
-    }
-    ok(
-        c.complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(done.build())
-            .send()
-            .await,
-        "CompleteMultipartUpload",
     );
 }
 

@@ -8,7 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use s3_compat_tests::s3s_fs::{backends_toml, free_port, S3sFs};
 use s3_compat_tests::*;
@@ -24,45 +23,6 @@ const RECOVERY: Duration = Duration::from_secs(90);
 
 /// Pause between polls of a converging check.
 const POLL: Duration = Duration::from_millis(250);
-
-async fn put_multipart(c: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let up = ok(
-        c.create_multipart_upload().bucket(bucket).key(key).send().await,
-        &format!("CreateMultipartUpload {bucket}/{key}"),
-    );
-    let id = up.upload_id().expect("upload id").to_owned();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = ok(
-            c.upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(ByteStream::from(p.clone()))
-                .send()
-                .await,
-            &format!("UploadPart {bucket}/{key} #{n} ({} bytes)", p.len()),
-        );
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag().expect("part etag"))
-                .build(),
-        );
-    }
-    ok(
-        c.complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-            .send()
-            .await,
-        &format!("CompleteMultipartUpload {bucket}/{key}"),
-    );
-}
 
 /// GET as a result: the body, or what the server answered.
 async fn try_get(c: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, ErrInfo> {
