@@ -76,6 +76,25 @@ fn queue_failed(batch: &mut Batch, failed: &[(Uuid, usize, String, String)]) {
     }
 }
 
+/// Puts the record of `seg`'s set as Live, owned by `owner`, in `batch`.
+fn put_live(batch: &mut Batch, seg: &crate::manifest::Segment, owner: SetOwner, moves: Vec<ShardMove>) {
+    let rec = SetRecord {
+        state: SetState::Live,
+        backends: seg.backends.clone(),
+        segment: Some(seg.without_key()),
+        owner: Some(owner),
+        moves,
+    };
+    batch.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+}
+
+fn object_owner(bucket: &str, key: &str) -> SetOwner {
+    SetOwner::Object {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    }
+}
+
 fn history_key(bucket: &str, epoch: u64) -> Vec<u8> {
     let mut k = bucket_prefix(bucket);
     k.extend_from_slice(&epoch.to_be_bytes());
@@ -344,17 +363,7 @@ impl Catalog {
             }
         }
         for seg in &manifest.segments {
-            let rec = SetRecord {
-                state: SetState::Live,
-                backends: seg.backends.clone(),
-                segment: Some(seg.without_key()),
-                owner: Some(SetOwner::Object {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }),
-                moves: Vec::new(),
-            };
-            b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+            put_live(&mut b, seg, object_owner(bucket, key), Vec::new());
         }
         queue_failed(&mut b, failed);
         b.put(Table::Objects, ok, encode(manifest));
@@ -407,17 +416,7 @@ impl Catalog {
             for mv in &moves {
                 b.delete(Table::Repair, repair_key(seg.set, mv.idx));
             }
-            let rec = SetRecord {
-                state: SetState::Live,
-                backends: seg.backends.clone(),
-                segment: Some(seg.without_key()),
-                owner: Some(SetOwner::Object {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }),
-                moves,
-            };
-            b.put(Table::ShardSets, seg.set.as_bytes().to_vec(), encode(&rec));
+            put_live(&mut b, seg, object_owner(bucket, key), moves);
         }
         queue_failed(&mut b, failed);
         b.put(Table::Objects, ok, encode(new));
@@ -513,17 +512,15 @@ impl Catalog {
         if let Some(old) = self.get_record::<PartRecord>(Table::Parts, &pk)? {
             doomed.push(self.doom(&mut b, &old.segment)?);
         }
-        let rec = SetRecord {
-            state: SetState::Live,
-            backends: part.segment.backends.clone(),
-            segment: Some(part.segment.without_key()),
-            owner: Some(SetOwner::Part {
+        put_live(
+            &mut b,
+            &part.segment,
+            SetOwner::Part {
                 upload_id: upload_id.to_owned(),
                 part_number: part.part_number,
-            }),
-            moves: Vec::new(),
-        };
-        b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
+            },
+            Vec::new(),
+        );
         queue_failed(&mut b, failed);
         b.put(Table::Parts, pk, encode(part));
         self.store.write(b)?;
@@ -579,17 +576,7 @@ impl Catalog {
         for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
             let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
             if used.contains(&part.segment.set) {
-                let rec = SetRecord {
-                    state: SetState::Live,
-                    backends: part.segment.backends.clone(),
-                    segment: Some(part.segment.without_key()),
-                    owner: Some(SetOwner::Object {
-                        bucket: bucket.to_owned(),
-                        key: key.to_owned(),
-                    }),
-                    moves: Vec::new(),
-                };
-                b.put(Table::ShardSets, part.segment.set.as_bytes().to_vec(), encode(&rec));
+                put_live(&mut b, &part.segment, object_owner(bucket, key), Vec::new());
             } else {
                 doomed.push(self.doom(&mut b, &part.segment)?);
             }
