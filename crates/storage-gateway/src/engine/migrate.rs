@@ -889,23 +889,7 @@ impl Engine {
     /// Deletes the copies of moves that were not committed, and forgets the moves.
     async fn undo_moves(&self, moved: &[(uuid::Uuid, Vec<ShardMove>)]) {
         for (set, moves) in moved {
-            let mut done = Vec::new();
-            for mv in moves {
-                let res = match self.backend(&mv.to) {
-                    Ok(b) => b.delete_shard(*set, mv.idx).await,
-                    Err(_) => Ok(()),
-                };
-                match res {
-                    Ok(()) => done.push(mv.idx),
-                    // Left on record: the startup sweep deletes it.
-                    Err(e) => {
-                        tracing::warn!(%set, shard = mv.idx, backend = %mv.to, error = %e, "cannot delete an uncommitted shard copy")
-                    }
-                }
-            }
-            if let Err(e) = self.catalog().end_moves(*set, &done) {
-                tracing::warn!(%set, error = %e, "cannot forget undone shard moves");
-            }
+            self.drop_move_copies(*set, moves, |mv| &mv.to).await;
         }
     }
 
@@ -915,22 +899,7 @@ impl Engine {
         while self.pins().is_pinned(set) && started.elapsed() < MAX_UNPIN_WAIT {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut done = Vec::new();
-        for mv in &moves {
-            let res = match self.backend(&mv.from) {
-                Ok(b) => b.delete_shard(set, mv.idx).await,
-                Err(_) => Ok(()),
-            };
-            match res {
-                Ok(()) => done.push(mv.idx),
-                Err(e) => {
-                    tracing::warn!(%set, shard = mv.idx, backend = %mv.from, error = %e, "cannot delete a moved shard's old copy; the startup sweep will")
-                }
-            }
-        }
-        if let Err(e) = self.catalog().end_moves(set, &done) {
-            tracing::warn!(%set, error = %e, "cannot forget finished shard moves");
-        }
+        self.drop_move_copies(set, &moves, |mv| &mv.from).await;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::{SetRecord, SetState};
+use crate::manifest::{SetRecord, SetState, ShardMove};
 use crate::meta::catalog::DoomedSet;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -80,28 +80,47 @@ pub struct SweepReport {
 /// Deletes the side of each unfinished move of a live set that the set no longer names (the
 /// copy if the move was not committed, the original if it was), then forgets the moves.
 async fn finish_moves(engine: &Engine, set: Uuid, rec: &SetRecord) -> usize {
-    let mut done = Vec::new();
-    for mv in &rec.moves {
-        let stale = if rec.backends.get(mv.idx) == Some(&mv.to) {
-            &mv.from
-        } else {
-            &mv.to
-        };
-        let res = match engine.backend(stale) {
-            Ok(b) => b.delete_shard(set, mv.idx).await,
-            Err(_) => Ok(()),
-        };
-        match res {
-            Ok(()) => done.push(mv.idx),
-            Err(e) => {
-                tracing::warn!(%set, shard = mv.idx, backend = %stale, error = %e, "cannot delete the stale copy of a moved shard; will retry at next start")
+    engine
+        .drop_move_copies(set, &rec.moves, |mv| {
+            if rec.backends.get(mv.idx) == Some(&mv.to) {
+                &mv.from
+            } else {
+                &mv.to
+            }
+        })
+        .await
+}
+
+impl Engine {
+    /// Deletes the copy `stale` picks (`from` or `to`) of each of `moves` of `set`, then
+    /// forgets the moves whose copy is gone; returns how many. A copy that cannot be deleted
+    /// stays on record for the startup sweep.
+    pub(super) async fn drop_move_copies(
+        &self,
+        set: Uuid,
+        moves: &[ShardMove],
+        stale: impl Fn(&ShardMove) -> &String,
+    ) -> usize {
+        let mut done = Vec::new();
+        for mv in moves {
+            let backend = stale(mv);
+            let res = match self.backend(backend) {
+                Ok(b) => b.delete_shard(set, mv.idx).await,
+                // Removed from the configuration: nothing of ours can be deleted there any more.
+                Err(_) => Ok(()),
+            };
+            match res {
+                Ok(()) => done.push(mv.idx),
+                Err(e) => {
+                    tracing::warn!(%set, shard = mv.idx, %backend, error = %e, "cannot delete a stale copy of a moved shard; left for the startup sweep")
+                }
             }
         }
+        if let Err(e) = self.catalog().end_moves(set, &done) {
+            tracing::warn!(%set, error = %e, "cannot forget finished shard moves");
+        }
+        done.len()
     }
-    if let Err(e) = engine.catalog().end_moves(set, &done) {
-        tracing::warn!(%set, error = %e, "cannot forget finished shard moves");
-    }
-    done.len()
 }
 
 impl Engine {
