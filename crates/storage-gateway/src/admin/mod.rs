@@ -51,8 +51,36 @@ pub fn router(engine: Engine, token: &str) -> Router {
         .with_state(state)
 }
 
-pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
+}
+
+/// An error answer of a handler (JSON with a message), boxed so handlers' results stay small.
+pub(crate) struct ApiError(Box<Response>);
+
+impl ApiError {
+    /// An answer with `status` and `{"error": message}`.
+    pub(crate) fn new(status: StatusCode, message: impl std::fmt::Display) -> Self {
+        Self(Box::new(error(status, message)))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// The record of `bucket`, or the 404 (unknown bucket) or 500 answer.
+fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::manifest::BucketRecord, ApiError> {
+    match engine.catalog().bucket(bucket) {
+        Ok(Some(rec)) => Ok(rec),
+        Ok(None) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no such bucket: {bucket}"),
+        )),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
 }
 
 async fn authenticate(State(st): State<AdminState>, req: Request, next: Next) -> Response {
@@ -167,10 +195,7 @@ async fn backend_telemetry(State(st): State<AdminState>) -> Response {
     Json(json!({ "backends": st.engine.telemetry().backends() })).into_response()
 }
 
-async fn bucket_telemetry(State(st): State<AdminState>, Path(bucket): Path<String>) -> Response {
-    match st.engine.catalog().bucket(&bucket) {
-        Ok(Some(_)) => Json(st.engine.telemetry().bucket(&bucket)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no such bucket: {bucket}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
-    }
+async fn bucket_telemetry(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
+    bucket_record(&st.engine, &bucket)?;
+    Ok(Json(st.engine.telemetry().bucket(&bucket)).into_response())
 }
