@@ -375,6 +375,17 @@ enum PassEnd {
     Again,
 }
 
+/// What the objects of a pass so far say about the pass.
+#[derive(Default)]
+struct PassFlags {
+    /// Some object failed (the bucket is tried again later).
+    errors: bool,
+    /// Some object must be looked at again soon (raced by a client, stragglers landing).
+    again: bool,
+    /// The bucket's policy changed again.
+    superseded: bool,
+}
+
 /// What one segment needs.
 enum Step {
     Keep,
@@ -474,9 +485,7 @@ impl Engine {
         );
         let mut from: Vec<u8> = Vec::new();
         let mut in_flight = futures::stream::FuturesUnordered::new();
-        let mut errors = false;
-        let mut again = false;
-        let mut superseded = false;
+        let mut pass = PassFlags::default();
         'scan: loop {
             let page = self.catalog().list_objects(bucket, &from, "", PAGE)?;
             let last = page.last().map(|l| l.key.clone());
@@ -488,11 +497,11 @@ impl Engine {
                 while in_flight.len() >= m.concurrency.load(Ordering::Relaxed) {
                     let next: Option<(String, u64, Result<Outcome>)> = in_flight.next().await;
                     if let Some((key, size, res)) = next {
-                        self.record(bucket, &key, size, res, &mut errors, &mut again, &mut superseded);
+                        self.record(bucket, &key, size, res, &mut pass);
                     }
                 }
-                if superseded || self.catalog().bucket(bucket)?.is_none_or(|b| b.policy_epoch != target) {
-                    superseded = true;
+                if pass.superseded || self.catalog().bucket(bucket)?.is_none_or(|b| b.policy_epoch != target) {
+                    pass.superseded = true;
                     break 'scan;
                 }
                 let key = listed.key;
@@ -503,7 +512,7 @@ impl Engine {
                 });
             }
             match last {
-                Some(k) if !superseded => {
+                Some(k) if !pass.superseded => {
                     from = k.into_bytes();
                     from.push(0);
                 }
@@ -511,30 +520,21 @@ impl Engine {
             }
         }
         while let Some((key, size, res)) = in_flight.next().await {
-            self.record(bucket, &key, size, res, &mut errors, &mut again, &mut superseded);
+            self.record(bucket, &key, size, res, &mut pass);
         }
-        if superseded || again {
+        if pass.superseded || pass.again {
             return Ok(PassEnd::Again);
         }
         m.update(bucket, |job| {
             job.view.state = "done";
             job.view.finished_ms = Some(now_ms());
         });
-        tracing::info!(bucket, epoch = target, errors, "migration pass complete");
-        Ok(PassEnd::Complete { errors })
+        tracing::info!(bucket, epoch = target, errors = pass.errors, "migration pass complete");
+        Ok(PassEnd::Complete { errors: pass.errors })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        bucket: &str,
-        key: &str,
-        size: u64,
-        res: Result<Outcome>,
-        errors: &mut bool,
-        again: &mut bool,
-        superseded: &mut bool,
-    ) {
+    /// Counts one object's outcome in the bucket's job and in `pass`.
+    fn record(&self, bucket: &str, key: &str, size: u64, res: Result<Outcome>, pass: &mut PassFlags) {
         let m = self.migrations();
         m.update(bucket, |job| {
             let v = &mut job.view;
@@ -566,17 +566,17 @@ impl Engine {
                     // A client's write took the object over; a pass looks again in case it
                     // was written under the old policy.
                     done(v, size);
-                    *again = true;
+                    pass.again = true;
                 }
-                Ok(Outcome::Superseded) => *superseded = true,
-                Ok(Outcome::Later) => *again = true,
+                Ok(Outcome::Superseded) => pass.superseded = true,
+                Ok(Outcome::Later) => pass.again = true,
                 Ok(Outcome::Skipped(why)) => {
                     v.skipped += 1;
                     c.skipped += 1;
                     v.last_error = Some(format!("{bucket}/{key}: skipped: {why}"));
                 }
                 Err(e) => {
-                    *errors = true;
+                    pass.errors = true;
                     v.errors += 1;
                     c.failed += 1;
                     tracing::warn!(bucket, key, error = %e, "migrating object failed; a later pass retries it");
