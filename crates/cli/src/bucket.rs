@@ -258,24 +258,14 @@ fn run_command(args: BucketArgs) -> anyhow::Result<()> {
 
 async fn policy_get(client: &AdminClient, args: &ShowArgs) -> anyhow::Result<()> {
     let policy = client.get(&policy_path(&args.bucket)).await?;
-    if args.json {
-        print_json(&policy)?;
-    } else {
-        print!("{}", format_policy(&policy));
-    }
-    Ok(())
+    print_view(&policy, args.json, format_policy)
 }
 
 async fn policy_history(client: &AdminClient, args: &ShowArgs) -> anyhow::Result<()> {
     let mut path = policy_path(&args.bucket);
     path.push("history".to_owned());
     let history = client.get(&path).await?;
-    if args.json {
-        print_json(&history)?;
-    } else {
-        print!("{}", format_history(&history));
-    }
-    Ok(())
+    print_view(&history, args.json, format_history)
 }
 
 async fn policy_set(client: &AdminClient, args: &SetArgs) -> anyhow::Result<()> {
@@ -307,12 +297,7 @@ async fn policy_set(client: &AdminClient, args: &SetArgs) -> anyhow::Result<()> 
 async fn migration(client: &AdminClient, args: &MigrationArgs) -> anyhow::Result<()> {
     if !args.watch {
         let view = client.get(&migration_path(&args.bucket)).await?;
-        if args.json {
-            print_json(&view)?;
-        } else {
-            print!("{}", format_migration(&view));
-        }
-        return Ok(());
+        return print_view(&view, args.json, format_migration);
     }
     let last = follow_migration(client, &args.bucket, None).await?;
     finish_migration(&last, args.json)
@@ -324,12 +309,7 @@ async fn throttle(client: &AdminClient, args: &ThrottleArgs) -> anyhow::Result<(
         Some(body) => client.send(Method::PUT, &path, Some(&body)).await?,
         None => client.get(&path).await?,
     };
-    if args.json {
-        print_json(&settings)?;
-    } else {
-        println!("{}", format_throttle(&settings));
-    }
-    Ok(())
+    print_view(&settings, args.json, |v| format!("{}\n", format_throttle(v)))
 }
 
 /// Polls the bucket's migration under a progress bar until it has settled; returns the last view.
@@ -836,6 +816,16 @@ fn format_eta(secs: Option<f64>) -> String {
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         3600..86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         _ => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
+    }
+}
+
+/// Prints an answer as the API's JSON (`json`) or as the text `human` makes of it.
+fn print_view(v: &Value, json: bool, human: impl Fn(&Value) -> String) -> anyhow::Result<()> {
+    if json {
+        print_json(v)
+    } else {
+        print!("{}", human(v));
+        Ok(())
     }
 }
 
