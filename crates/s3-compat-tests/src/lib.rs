@@ -767,6 +767,61 @@ fn shard_sets_in(backend: &Path) -> BTreeSet<String> {
     }
 }
 
+/// Shard set -> the backend indexes holding a directory of it.
+pub fn set_locations(srv: &TestServer) -> BTreeMap<String, BTreeSet<usize>> {
+    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for (i, sets) in srv.all_shard_sets().into_iter().enumerate() {
+        for set in sets {
+            out.entry(set).or_default().insert(i);
+        }
+    }
+    out
+}
+
+/// What is wrong with the layout, if anything: a set on a backend outside `allowed`, a set
+/// not on exactly `width` backends, or a number of sets outside `sets`.
+pub fn layout_problem(
+    srv: &TestServer,
+    allowed: &BTreeSet<usize>,
+    width: usize,
+    sets: std::ops::RangeInclusive<usize>,
+) -> Option<String> {
+    let locations = set_locations(srv);
+    for (set, on) in &locations {
+        if !on.is_subset(allowed) {
+            return Some(format!("set {set} is on backends {on:?}, allowed are {allowed:?}"));
+        }
+        if on.len() != width {
+            return Some(format!("set {set} is on {} backends {on:?}, want {width}", on.len()));
+        }
+    }
+    if !sets.contains(&locations.len()) {
+        return Some(format!("{} shard sets, want {sets:?}: {locations:?}", locations.len()));
+    }
+    None
+}
+
+/// Waits (settling stragglers, then up to 30 s for the reaper) until every shard set is on
+/// exactly `width` backends, all within `allowed`, and there are `sets` of them; panics with
+/// what is wrong otherwise.
+pub async fn wait_for_layout(
+    srv: &TestServer,
+    allowed: &BTreeSet<usize>,
+    width: usize,
+    sets: std::ops::RangeInclusive<usize>,
+) {
+    srv.settled().await;
+    let ok = eventually(Duration::from_secs(30), || {
+        layout_problem(srv, allowed, width, sets.clone()).is_none()
+    })
+    .await;
+    assert!(
+        ok,
+        "shard layout: {}",
+        layout_problem(srv, allowed, width, sets.clone()).unwrap_or_default()
+    );
+}
+
 /// Every regular file under `dir` (relative path) with its size and MD5.
 pub fn snapshot_files(dir: &Path) -> BTreeMap<String, (u64, String)> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, (u64, String)>) {

@@ -5,7 +5,7 @@
 //! in the middle resumes; an overwrite racing the migrator wins; the API refuses what it must;
 //! the CLI drives it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,8 +18,6 @@ use serde_json::{json, Value};
 const BLOCK: u64 = 64 * 1024;
 /// Generous bound for one migration of a few MiB on a debug build sharing 2 cores.
 const MIGRATION_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long the reaper gets to delete the shard sets a migration left behind.
-const REAPER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Sizes around the block size: empty, tiny, one partial block, exactly one block, several
 /// blocks, a block boundary plus a bit, many blocks.
@@ -101,58 +99,6 @@ fn assert_migration_clean(view: &Value, epoch: u64, exact: bool) {
     } else {
         assert!(outcomes <= done, "more outcomes than objects done: {view}");
     }
-}
-
-/// Shard set -> the backend indexes holding a directory of it.
-fn set_locations(srv: &TestServer) -> BTreeMap<String, BTreeSet<usize>> {
-    let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-    for (i, sets) in srv.all_shard_sets().into_iter().enumerate() {
-        for set in sets {
-            out.entry(set).or_default().insert(i);
-        }
-    }
-    out
-}
-
-/// What is wrong with the layout, if anything: a set on a backend outside `allowed`, a set
-/// not on exactly `width` backends, or a number of sets outside `sets`.
-fn layout_problem(
-    srv: &TestServer,
-    allowed: &BTreeSet<usize>,
-    width: usize,
-    sets: std::ops::RangeInclusive<usize>,
-) -> Option<String> {
-    let locations = set_locations(srv);
-    for (set, on) in &locations {
-        if !on.is_subset(allowed) {
-            return Some(format!("set {set} is on backends {on:?}, allowed are {allowed:?}"));
-        }
-        if on.len() != width {
-            return Some(format!("set {set} is on {} backends {on:?}, want {width}", on.len()));
-        }
-    }
-    if !sets.contains(&locations.len()) {
-        return Some(format!("{} shard sets, want {sets:?}: {locations:?}", locations.len()));
-    }
-    None
-}
-
-async fn wait_for_layout(
-    srv: &TestServer,
-    allowed: &BTreeSet<usize>,
-    width: usize,
-    sets: std::ops::RangeInclusive<usize>,
-) {
-    srv.settled().await;
-    let ok = eventually(REAPER_TIMEOUT, || {
-        layout_problem(srv, allowed, width, sets.clone()).is_none()
-    })
-    .await;
-    assert!(
-        ok,
-        "shard layout after the migration: {}",
-        layout_problem(srv, allowed, width, sets.clone()).unwrap_or_default()
-    );
 }
 
 /// An object the load only reads: its content and the ETag S3 gives it.

@@ -1,7 +1,6 @@
 //! Migrations that move shards without re-encoding, interrupted by kill -9, and migrations
 //! superseded by a newer policy while in flight.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use s3_compat_tests::*;
@@ -38,30 +37,6 @@ async fn until(srv: &TestServer, bucket: &str, what: &str, pred: impl Fn(&Value)
     }
 }
 
-/// Waits until the backends outside `keep` hold no shard set and those in `keep` hold
-/// `per_backend` sets in total (the reaper and the moved shards' cleanup are asynchronous).
-async fn wait_only_on(srv: &TestServer, keep: &BTreeSet<usize>, total: usize) {
-    srv.settled().await;
-    let ok = eventually(Duration::from_secs(30), || {
-        let sets = srv.all_shard_sets();
-        let outside = sets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !keep.contains(i))
-            .all(|(_, s)| s.is_empty());
-        let inside: usize = sets
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| keep.contains(i))
-            .map(|(_, s)| s.len())
-            .sum();
-        outside && inside == total
-    })
-    .await;
-    let sets: Vec<usize> = srv.all_shard_sets().iter().map(BTreeSet::len).collect();
-    assert!(ok, "shard sets per backend: {sets:?}, wanted {total} on {keep:?} only");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shard_moves_finish_after_kill9_without_reencoding() {
     const BUCKET: &str = "moves";
@@ -85,7 +60,7 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
     for (key, data) in &objects {
         put_bytes(&c, BUCKET, key, data).await;
     }
-    wait_only_on(&srv, &(0..3).collect(), 3 * objects.len()).await;
+    wait_for_layout(&srv, &(0..3).collect(), 3, objects.len()..=objects.len()).await;
 
     // Same code, other backends: every shard moves, none is re-encoded.
     put_policy(
@@ -132,7 +107,7 @@ async fn shard_moves_finish_after_kill9_without_reencoding() {
         );
     }
     // The same sets, now on local3..5, and no copy left behind on either side of a move.
-    wait_only_on(&srv, &(3..6).collect(), 3 * objects.len()).await;
+    wait_for_layout(&srv, &(3..6).collect(), 3, objects.len()..=objects.len()).await;
     assert_eq!(srv.distinct_shard_sets().len(), objects.len(), "moves keep set ids");
 }
 
@@ -176,7 +151,7 @@ async fn newer_policy_supersedes_a_migration_in_flight() {
     for (key, data) in &objects {
         assert!(get_bytes(&c, BUCKET, key).await == *data, "{key} differs");
     }
-    wait_only_on(&srv, &(0..2).collect(), 2 * objects.len()).await;
+    wait_for_layout(&srv, &(0..2).collect(), 2, objects.len()..=objects.len()).await;
     let (status, h) = srv
         .admin("GET", &format!("/api/v1/buckets/{BUCKET}/policy/history"))
         .await;
