@@ -31,7 +31,7 @@ fn azurite_binary() -> PathBuf {
         return PathBuf::from(bin);
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+        .join("..")
         .join("target/azurite/node_modules/.bin/azurite-blob")
 }
 

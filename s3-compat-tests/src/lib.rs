@@ -142,7 +142,7 @@ pub fn binary_path() -> PathBuf {
     if let Some(bin) = std::env::var_os("MLSYSOPS_BIN") {
         return PathBuf::from(bin);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => workspace.join(dir),
         None => workspace.join("target"),

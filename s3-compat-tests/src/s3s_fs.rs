@@ -28,7 +28,7 @@ pub fn s3s_fs_binary() -> PathBuf {
         return PathBuf::from(bin);
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
+        .join("..")
         .join("target/tools/bin/s3s-fs")
 }
 
