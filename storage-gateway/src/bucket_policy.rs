@@ -7,7 +7,7 @@
 
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::manifest::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
+use crate::records::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
 use placement::{BackendSelector, BucketPolicy, Redundancy};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};

@@ -15,7 +15,7 @@
 //! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
 //! - [`crypto`]: AES-256-GCM sealing of blocks, data keys wrapped by rotatable master keys
 //!   or SSE-C customer keys.
-//! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
+//! - [`records`]: versioned records (object manifests, shard sets, uploads, repairs).
 //! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers, `/metrics`,
 //!   sliding-window telemetry, bucket policies and migrations).
 //! - [`bucket_policy`]: validating and committing a bucket policy change (a new epoch).
@@ -31,8 +31,8 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod gauges;
-pub mod manifest;
 pub mod meta;
+pub mod records;
 pub mod s3;
 pub mod server;
 

@@ -72,7 +72,7 @@ impl IntoResponse for ApiError {
 }
 
 /// The record of `bucket`, or the 404 (unknown bucket) or 500 answer.
-fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::manifest::BucketRecord, ApiError> {
+fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::records::BucketRecord, ApiError> {
     match engine.catalog().bucket(bucket) {
         Ok(Some(rec)) => Ok(rec),
         Ok(None) => Err(ApiError::new(

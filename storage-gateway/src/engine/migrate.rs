@@ -24,7 +24,7 @@ use crate::backend::Backend;
 use crate::crypto::Encryption;
 use crate::engine::BodyHasher;
 use crate::error::{Error, Result};
-use crate::manifest::{now_ms, BucketRecord, KeyWrap, ObjectManifest, Segment, ShardMove};
+use crate::records::{now_ms, BucketRecord, KeyWrap, ObjectManifest, Segment, ShardMove};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;

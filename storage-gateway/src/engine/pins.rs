@@ -10,8 +10,8 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::ObjectManifest;
 use crate::meta::catalog::DoomedSet;
+use crate::records::ObjectManifest;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;

@@ -2,8 +2,8 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::{SetRecord, SetState, ShardMove};
 use crate::meta::catalog::DoomedSet;
+use crate::records::{SetRecord, SetState, ShardMove};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::mpsc;

@@ -16,7 +16,7 @@ use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
 use crate::crypto::{Encryption, SetCipher};
 use crate::error::{Error, Result};
-use crate::manifest::{Segment, SegmentKey};
+use crate::records::{BucketRecord, Segment, SegmentKey};
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
@@ -121,6 +121,17 @@ pub struct Target<'a> {
     pub policy: BucketPolicy,
     /// Backends eligible for the shards.
     pub eligible: &'a BackendSelector,
+}
+
+impl<'a> Target<'a> {
+    /// Where and how `bucket`'s new shard sets are written.
+    #[must_use]
+    pub fn for_bucket(bucket: &'a BucketRecord) -> Self {
+        Self {
+            policy: bucket.policy,
+            eligible: &bucket.backends,
+        }
+    }
 }
 
 /// Hashes of the plaintext, computed while it streams through.

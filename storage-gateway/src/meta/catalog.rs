@@ -6,9 +6,9 @@
 
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
-use crate::manifest::{
-    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, RepairRecord, SetOwner,
-    SetRecord, SetState, ShardMove, UploadRecord,
+use crate::records::{
+    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, Record, RepairRecord,
+    SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,7 +77,7 @@ fn queue_failed(batch: &mut Batch, failed: &[(Uuid, usize, String, String)]) {
 }
 
 /// Puts the record of `seg`'s set as Live, owned by `owner`, in `batch`.
-fn put_live(batch: &mut Batch, seg: &crate::manifest::Segment, owner: SetOwner, moves: Vec<ShardMove>) {
+fn put_live(batch: &mut Batch, seg: &crate::records::Segment, owner: SetOwner, moves: Vec<ShardMove>) {
     let rec = SetRecord {
         state: SetState::Live,
         backends: seg.backends.clone(),
@@ -134,7 +134,7 @@ impl Catalog {
 
     /// Marks a live segment's set as Deleting in `batch` and returns it for the reaper. An
     /// unfinished move's copies stay on record, so they are deleted too.
-    fn doom(&self, batch: &mut Batch, seg: &crate::manifest::Segment) -> Result<DoomedSet> {
+    fn doom(&self, batch: &mut Batch, seg: &crate::records::Segment) -> Result<DoomedSet> {
         let moves = self.set(seg.set)?.map(|r| r.moves).unwrap_or_default();
         let rec = SetRecord {
             state: SetState::Deleting,
@@ -153,7 +153,7 @@ impl Catalog {
         self.commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get_record<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>> {
+    fn get_record<T: Record>(&self, t: Table, key: &[u8]) -> Result<Option<T>> {
         match self.store.get(t, key)? {
             None => Ok(None),
             Some(v) => decode(|| format!("{}/{}", t.name(), String::from_utf8_lossy(key)), &v).map(Some),
@@ -693,7 +693,7 @@ impl Catalog {
             return Ok(false);
         }
         let mut b = Batch::default();
-        let moved = |seg: &mut crate::manifest::Segment| -> bool {
+        let moved = |seg: &mut crate::records::Segment| -> bool {
             match seg.backends.get_mut(idx) {
                 Some(id) if seg.set == set && id == from => {
                     *id = to.to_owned();

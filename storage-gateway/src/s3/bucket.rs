@@ -2,7 +2,7 @@
 
 use super::headers::ts;
 use super::Gateway;
-use crate::manifest::{now_ms, BucketRecord};
+use crate::records::{now_ms, BucketRecord};
 use placement::{BackendSelector, BucketPolicy};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};

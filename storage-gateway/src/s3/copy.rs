@@ -6,8 +6,9 @@
 use super::headers::{check_copy_source_conditions, checksum_hasher, content_headers, ts, verify_body};
 use super::object::Stored;
 use super::{sse, Gateway};
+use crate::engine::write::Target;
 use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
-use crate::manifest::{Checksums, ObjectManifest};
+use crate::records::{Checksums, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
@@ -126,7 +127,7 @@ impl Gateway {
             .engine
             .write_set_with(
                 &input.key,
-                dst.target(),
+                Target::for_bucket(&dst),
                 reader_stream(reader),
                 hasher_like(&src)?,
                 &encryption,

@@ -2,7 +2,7 @@
 //! conditional requests, Content-MD5 and x-amz-checksum-* verification.
 
 use crate::engine::BodyHasher;
-use crate::manifest::{Checksums, ContentHeaders, ObjectManifest};
+use crate::records::{Checksums, ContentHeaders, ObjectManifest};
 use base64::Engine as _;
 use md5::Digest;
 use s3s::checksum::ChecksumHasher;
@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 /// The x-amz-checksum-* headers of an input that carries them (PutObject, UploadPart).
 macro_rules! provided_checksums {
     ($input:expr) => {
-        $crate::manifest::Checksums {
+        $crate::records::Checksums {
             crc32: $input.checksum_crc32.clone(),
             crc32c: $input.checksum_crc32c.clone(),
             sha1: $input.checksum_sha1.clone(),

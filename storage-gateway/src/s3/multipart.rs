@@ -7,8 +7,9 @@ use super::headers::{check_copy_source_conditions, check_write_conditions, conte
 use super::object::{IncomingBody, Stored};
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
+use crate::engine::write::Target;
 use crate::engine::{BodyHasher, WrittenSet};
-use crate::manifest::{now_ms, Checksums, ObjectManifest, PartRecord, UploadRecord};
+use crate::records::{now_ms, Checksums, ObjectManifest, PartRecord, UploadRecord};
 use md5::Digest;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -129,7 +130,7 @@ impl Gateway {
         let (stored, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.target(),
+                Target::for_bucket(&bucket),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
@@ -216,7 +217,13 @@ impl Gateway {
             hasher,
         } = self
             .engine
-            .write_set_with(&input.key, bucket.target(), reader_stream(reader), hasher, &encryption)
+            .write_set_with(
+                &input.key,
+                Target::for_bucket(&bucket),
+                reader_stream(reader),
+                hasher,
+                &encryption,
+            )
             .await?;
         let md5: [u8; 16] = hasher.md5.finalize().into();
         let part = PartRecord {
@@ -498,7 +505,7 @@ impl Gateway {
     /// must repeat, else as the bucket says.
     fn part_encryption(
         &self,
-        bucket: &crate::manifest::BucketRecord,
+        bucket: &crate::records::BucketRecord,
         upload: &UploadRecord,
         customer: Option<crate::crypto::CustomerKey>,
     ) -> S3Result<Encryption> {

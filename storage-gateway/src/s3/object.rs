@@ -6,8 +6,9 @@ use super::headers::{
 };
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
+use crate::engine::write::Target;
 use crate::engine::{BodyHasher, ObjectReader, Pins, WrittenSet};
-use crate::manifest::{now_ms, Checksums, ContentHeaders, ObjectManifest};
+use crate::records::{now_ms, Checksums, ContentHeaders, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
@@ -19,7 +20,7 @@ use uuid::Uuid;
 
 /// A shard set stored but not yet referenced by a manifest.
 pub(super) struct Stored {
-    pub segment: crate::manifest::Segment,
+    pub segment: crate::records::Segment,
     pub failed: Vec<(Uuid, usize, String, String)>,
 }
 
@@ -163,7 +164,7 @@ impl Gateway {
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.target(),
+                Target::for_bucket(&bucket),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
