@@ -193,9 +193,7 @@ impl Server {
         });
         let http = ConnBuilder::new(TokioExecutor::new());
         let engine = self.engine.clone();
-        let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| {
-            engine.catalog().bucket(b).is_ok_and(|r| r.is_some())
-        }));
+        let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| engine.bucket(b).is_ok_and(|r| r.is_some())));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
