@@ -5,9 +5,9 @@
 //! with a reason that names the cause, or committed as a new epoch with its history entry;
 //! the migrator is woken to bring older objects along.
 
-use crate::engine::Engine;
+use crate::engine::{Engine, PolicyChanged};
 use crate::error::Error;
-use crate::manifest::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
+use crate::records::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
 use placement::{BackendSelector, BucketPolicy, Redundancy};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
@@ -465,25 +465,18 @@ pub fn apply(engine: &Engine, bucket: &str, req: &PolicyRequest) -> Result<Appli
         automatic: req.automatic,
         reason: req.reason.clone().unwrap_or_default(),
     };
-    let mut refused = None;
-    let res = engine
-        .catalog()
-        .change_bucket(bucket, change, |cur| match decide(engine, bucket, cur, req) {
-            Ok(new) => {
-                let same = new.policy == cur.policy
-                    && new.backends == cur.backends
-                    && new.encrypted == cur.encrypted
-                    && new.intent == cur.intent
-                    && new.update_token_sha256 == cur.update_token_sha256;
-                Ok((!same).then_some(new))
-            }
-            Err(r) => {
-                refused = Some(r);
-                Err(Error::Internal("policy change refused".into()))
-            }
-        });
+    let res = engine.change_bucket_policy(bucket, change, |cur| {
+        decide(engine, bucket, cur, req).map(|new| {
+            let same = new.policy == cur.policy
+                && new.backends == cur.backends
+                && new.encrypted == cur.encrypted
+                && new.intent == cur.intent
+                && new.update_token_sha256 == cur.update_token_sha256;
+            (!same).then_some(new)
+        })
+    })?;
     match res {
-        Ok(Some((old, new))) => {
+        PolicyChanged::Changed { old, new } => {
             tracing::info!(
                 bucket,
                 epoch = new.policy_epoch,
@@ -498,14 +491,14 @@ pub fn apply(engine: &Engine, bucket: &str, req: &PolicyRequest) -> Result<Appli
             engine.migrations().wake();
             Ok(Applied {
                 changed: true,
-                record: new,
+                record: *new,
             })
         }
-        Ok(None) => Ok(Applied {
+        PolicyChanged::Unchanged => Ok(Applied {
             changed: false,
-            record: engine.catalog().require_bucket(bucket)?,
+            record: engine.require_bucket(bucket)?,
         }),
-        Err(e) => Err(refused.unwrap_or_else(|| e.into())),
+        PolicyChanged::Refused(r) => Err(r),
     }
 }
 
@@ -541,7 +534,7 @@ mod tests {
             update_token_sha256: None,
             changed: None,
         };
-        e.catalog().create_bucket("b", &rec).unwrap();
+        e.create_bucket("b", &rec).unwrap();
         e
     }
 
@@ -588,7 +581,7 @@ mod tests {
             }
         }
         assert_eq!(
-            e.catalog().require_bucket("b").unwrap().policy_epoch,
+            e.require_bucket("b").unwrap().policy_epoch,
             1,
             "refusals change nothing"
         );
@@ -632,7 +625,7 @@ mod tests {
             !v.contains("agent-secret") && v.contains(r#""automatic_updates":true"#),
             "{v}"
         );
-        let h = e.catalog().policy_history("b").unwrap();
+        let h = e.policy_history("b").unwrap();
         assert_eq!(h.iter().map(|c| c.epoch).collect::<Vec<_>>(), [2, 3, 4, 5]);
         let last = h.last().unwrap();
         assert!(last.change.automatic && last.change.by == "cluster-agent" && last.change.reason == "p95 over target");

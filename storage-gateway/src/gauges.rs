@@ -95,8 +95,8 @@ pub fn register(engine: &Engine) {
         Gauge,
         move |observe| {
             // A scan of the repair table: small in a healthy system, and read only per scrape.
-            if let Ok(q) = e.catalog().repairs() {
-                observe(q.len() as u64, &[]);
+            if let Ok(n) = e.repair_queue_len() {
+                observe(n as u64, &[]);
             }
         },
     );

@@ -1,21 +1,36 @@
 //! The data plane: an S3 gateway whose objects are Reed-Solomon coded across backends.
 //!
 //! ```text
-//!   S3 client ──SigV4/HTTP──> s3 (s3s front: one module per operation family)
-//!                               │
-//!                               ▼
-//!                            engine ── write: blocks -> codec -> k+m shard streams -> backends
-//!                               │      read:  k verified shards per block -> decode -> stream
-//!                               │      sweep: reaper + startup orphan sweep
-//!                               │      heal/scrub: rebuild queued shards / verify all shards
-//!                               ▼
-//!        meta (Catalog over MetaStore: RocksDB)      backend (any object_store::ObjectStore)
+//!   S3 client ──SigV4/HTTP──> s3 (s3s)          admin API ──HTTP──> admin, bucket_policy
+//!                              │  protocol only:                     │
+//!                              └──── verbs and lookups ──────────────┘  the engine is the door
+//!                                          ▼
+//!                                       engine ── objects, uploads, buckets: verbs that write,
+//!                                          │      commit and reap as one unit (typed outcomes)
+//!                                          │      write, read, pins, sweep, heal, scrub, migrate
+//!                 ┌──────────────┬─────────┴──────┬───────────────┐
+//!                 ▼              ▼                ▼               ▼
+//!              crypto ───────► meta            backend          codec
+//!                 │        (Catalog: commit  (object_store)       ▲
+//!                 │         rules; RocksDB)                       │ layout
+//!                 └──────────────┴──────► records ────────────────┘
+//!                          (stored structs and their versioned codec: the bottom)
 //! ```
 //!
+//! Dependencies point down only. [`records`] is the bottom: every stored struct and its
+//! encoding, importing nothing above it but [`codec`]'s layout arithmetic and [`error`].
+//! [`meta`] knows records and nothing of the engine. Only the [`engine`] reaches the catalog
+//! (`Engine::catalog` is private to it); the S3 front, the admin API, [`bucket_policy`],
+//! [`gauges`] and [`server`] call its verbs and lookups.
+//!
+//! - [`records`]: versioned records (object manifests, shard sets, buckets and their policy
+//!   history, uploads, parts, repairs): `v1` today, and how a `v2` is added.
 //! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
 //! - [`crypto`]: AES-256-GCM sealing of blocks, data keys wrapped by rotatable master keys
 //!   or SSE-C customer keys.
-//! - [`manifest`]: versioned records (object manifests, shard sets, uploads, repairs).
+//! - [`meta`]: the `MetaStore` trait, RocksDB, and the typed `Catalog` with the commit rules;
+//!   a commit's doomed sets come back as [`meta::Doomed`], which must reach the reaper.
+//! - [`engine`]: the verbs, shard set writes and reads, and the background work.
 //! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers, `/metrics`,
 //!   sliding-window telemetry, bucket policies and migrations).
 //! - [`bucket_policy`]: validating and committing a bucket policy change (a new epoch).
@@ -31,8 +46,8 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod gauges;
-pub mod manifest;
 pub mod meta;
+pub mod records;
 pub mod s3;
 pub mod server;
 

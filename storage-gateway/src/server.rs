@@ -110,7 +110,7 @@ impl Server {
                 ring
             }
         };
-        let encrypt = config.encryption.resolve(&backends);
+        let encrypt = config.encryption.resolve(backends.iter().any(|b| !b.is_local()));
         tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
         let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys), telemetry);
         engine.set_hedged_reads(config.hedged_reads);
@@ -193,9 +193,7 @@ impl Server {
         });
         let http = ConnBuilder::new(TokioExecutor::new());
         let engine = self.engine.clone();
-        let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| {
-            engine.catalog().bucket(b).is_ok_and(|r| r.is_some())
-        }));
+        let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| engine.bucket(b).is_ok_and(|r| r.is_some())));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {

@@ -72,8 +72,8 @@ impl IntoResponse for ApiError {
 }
 
 /// The record of `bucket`, or the 404 (unknown bucket) or 500 answer.
-fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::manifest::BucketRecord, ApiError> {
-    match engine.catalog().bucket(bucket) {
+fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::records::BucketRecord, ApiError> {
+    match engine.bucket(bucket) {
         Ok(Some(rec)) => Ok(rec),
         Ok(None) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -122,8 +122,8 @@ struct RedundancyView {
 
 async fn redundancy(State(st): State<AdminState>) -> Response {
     let e = &st.engine;
-    let (buckets, queue) = match (e.redundancy(), e.catalog().repairs()) {
-        (Ok(b), Ok(q)) => (b, q.len()),
+    let (buckets, queue) = match (e.redundancy(), e.repair_queue_len()) {
+        (Ok(b), Ok(q)) => (b, q),
         (Err(err), _) | (_, Err(err)) => return error(StatusCode::INTERNAL_SERVER_ERROR, err),
     };
     let h = e.heal_counters();

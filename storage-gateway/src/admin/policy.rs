@@ -59,7 +59,6 @@ pub(super) async fn history(State(st): State<AdminState>, Path(bucket): Path<Str
     bucket_record(&st.engine, &bucket)?;
     let changes = st
         .engine
-        .catalog()
         .policy_history(&bucket)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(Json(json!({

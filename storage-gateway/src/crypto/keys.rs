@@ -38,7 +38,7 @@ impl MasterKey {
         Ok(Self {
             id: derive_id(&key),
             key,
-            created_ms: crate::manifest::now_ms(),
+            created_ms: crate::records::now_ms(),
         })
     }
 }

@@ -17,7 +17,7 @@ pub mod keys;
 pub mod rotate;
 
 use crate::error::{Error, Result};
-use crate::manifest::{KeyWrap, SegmentKey};
+use crate::records::{KeyWrap, SegmentKey};
 use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 pub use keys::{KeyRing, MasterKey};
 
-/// Bytes a sealed block is longer than its plaintext (the GCM tag).
-pub const TAG_LEN: usize = 16;
+/// Bytes a sealed block is longer than its plaintext (the GCM tag); the stored format fixes it.
+pub use crate::records::TAG_LEN;
 
 /// Length of every key used here (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -149,13 +149,14 @@ impl std::str::FromStr for EncryptionMode {
 }
 
 impl EncryptionMode {
-    /// Whether new buckets encrypt, given the configured backends.
+    /// Whether new buckets encrypt, given whether any configured backend is remote (shard
+    /// bytes leave the machine).
     #[must_use]
-    pub fn resolve(self, backends: &[crate::backend::Backend]) -> bool {
+    pub fn resolve(self, any_backend_remote: bool) -> bool {
         match self {
             Self::On => true,
             Self::Off => false,
-            Self::Auto => backends.iter().any(|b| !b.is_local()),
+            Self::Auto => any_backend_remote,
         }
     }
 }
@@ -472,7 +473,7 @@ mod tests {
         // The healer's invariant: with the segment's (stored) layout, decoding yields the
         // stored block and re-encoding it reproduces every shard block, no key involved.
         use crate::codec::{verify_shard_block, Codec};
-        use crate::manifest::{KeyWrap, Segment, SegmentKey};
+        use crate::records::{KeyWrap, Segment, SegmentKey};
         let (set, _, c) = cipher();
         let seg = Segment {
             set,
@@ -509,14 +510,15 @@ mod tests {
 
     #[test]
     fn auto_encrypts_when_any_backend_is_remote() {
-        use crate::backend::Backend;
-        let dir = tempfile::tempdir().unwrap();
-        let local = Backend::local("l0", dir.path().join("l0")).unwrap();
-        let remote = Backend::remote("r0", Arc::new(object_store::memory::InMemory::new()));
-        assert!(!EncryptionMode::Auto.resolve(std::slice::from_ref(&local)));
-        assert!(EncryptionMode::Auto.resolve(&[local.clone(), remote.clone()]));
-        assert!(EncryptionMode::On.resolve(std::slice::from_ref(&local)));
-        assert!(!EncryptionMode::Off.resolve(&[remote]));
+        assert!(!EncryptionMode::Auto.resolve(false));
+        assert!(EncryptionMode::Auto.resolve(true));
+        assert!(EncryptionMode::On.resolve(false));
+        assert!(!EncryptionMode::Off.resolve(true));
+        assert_eq!(
+            TAG_LEN,
+            AES_256_GCM.tag_len(),
+            "the stored format's tag length is GCM's"
+        );
         assert_eq!("ON".parse::<EncryptionMode>().unwrap(), EncryptionMode::On);
         assert!("maybe".parse::<EncryptionMode>().is_err());
     }

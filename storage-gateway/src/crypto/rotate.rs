@@ -7,8 +7,8 @@
 
 use super::{rewrap, KeyRing};
 use crate::error::Result;
-use crate::manifest::{self, KeyWrap, ObjectManifest, PartRecord, Segment};
 use crate::meta::{Batch, MetaStore, Table};
+use crate::records::{self, KeyWrap, ObjectManifest, PartRecord, Segment};
 
 /// Records read per batch.
 const PAGE: usize = 512;
@@ -96,7 +96,7 @@ fn rewrap_segments(what: &str, segments: &mut [Segment], ring: &KeyRing, report:
 /// Visits every record of `table`; those `f` changed are written back, one batch per page.
 fn for_each_record<T>(store: &dyn MetaStore, table: Table, mut f: impl FnMut(&str, &mut T) -> bool) -> Result<()>
 where
-    T: serde::Serialize + serde::de::DeserializeOwned,
+    T: records::Record,
 {
     let mut from: Vec<u8> = Vec::new();
     loop {
@@ -111,9 +111,9 @@ where
                 table.name(),
                 String::from_utf8_lossy(k).replace('\0', "/")
             );
-            let mut rec: T = manifest::decode(|| what.clone(), v)?;
+            let mut rec: T = records::decode(|| what.clone(), v)?;
             if f(&what, &mut rec) {
-                batch.put(table, k.clone(), manifest::encode(&rec));
+                batch.put(table, k.clone(), records::encode(&rec));
             }
         }
         if !batch.ops.is_empty() {

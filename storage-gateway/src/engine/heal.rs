@@ -10,7 +10,7 @@ use super::Engine;
 use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
 use crate::error::{Error, Result};
-use crate::manifest::{now_ms, Segment, SetOwner, SetState};
+use crate::records::{now_ms, Segment, SetOwner, SetState};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,12 +19,12 @@
 //! [`Catalog::migrate_object`]: crate::meta::Catalog::migrate_object
 
 use super::write::Target;
-use super::Engine;
+use super::{Engine, Swap};
 use crate::backend::Backend;
 use crate::crypto::Encryption;
 use crate::engine::BodyHasher;
 use crate::error::{Error, Result};
-use crate::manifest::{now_ms, BucketRecord, KeyWrap, ObjectManifest, Segment, ShardMove};
+use crate::records::{now_ms, BucketRecord, KeyWrap, ObjectManifest, Segment, ShardMove};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
@@ -737,7 +737,7 @@ impl Engine {
         let undo = |this: &Self| {
             for s in &written {
                 match this.catalog().abandon_set(s.set, &s.backends) {
-                    Ok(d) => this.reap(vec![d]),
+                    Ok(d) => this.reap(d),
                     Err(e) => tracing::warn!(set = %s.set, error = %e, "could not abandon migrated set"),
                 }
             }
@@ -748,9 +748,8 @@ impl Engine {
             return Err(e);
         }
         drop(pins);
-        match self.catalog().migrate_object(bucket, key, &m, &new, &failed)? {
-            Some(doomed) => {
-                self.reap(doomed);
+        match self.swap_migrated(bucket, key, &m, &new, &failed)? {
+            Swap::Done => {
                 for (set, moves) in moved {
                     let this = self.clone();
                     tokio::spawn(async move { this.finish_moves(set, moves).await });
@@ -763,11 +762,10 @@ impl Engine {
                     Outcome::Relabelled
                 })
             }
-            None => {
+            refused @ (Swap::Superseded | Swap::Raced) => {
                 undo(self);
                 self.undo_moves(&moved).await;
-                let now = self.catalog().bucket(bucket)?;
-                Ok(if now.is_some_and(|b| b.policy_epoch != rec.policy_epoch) {
+                Ok(if refused == Swap::Superseded {
                     Outcome::Superseded
                 } else {
                     Outcome::Raced
@@ -800,25 +798,22 @@ impl Engine {
             policy: rec.policy,
             eligible: &rec.backends,
         };
-        let w = self.write_set_with(key, target, body, hasher, &encryption).await?;
+        let (w, hasher) = self.write_set_with(key, target, body, hasher, &encryption).await?;
         let plain_md5 = m.segments.len() == 1 && m.parts_count.is_none() && seg.encryption.is_none();
-        let mismatch = if w.hasher.size != seg.size {
-            Some(format!("read {} bytes, the segment has {}", w.hasher.size, seg.size))
+        let mismatch = if hasher.size != seg.size {
+            Some(format!("read {} bytes, the segment has {}", hasher.size, seg.size))
         } else if plain_md5 && m.etag.len() == 32 {
             use md5::Digest;
-            let md5 = hex::encode(w.hasher.md5.finalize());
+            let md5 = hex::encode(hasher.md5.finalize());
             (md5 != m.etag).then(|| format!("MD5 of the bytes read is {md5}, the object's ETag is {}", m.etag))
         } else {
             None
         };
         if let Some(why) = mismatch {
-            match self.catalog().abandon_set(w.segment.set, &w.segment.backends) {
-                Ok(d) => self.reap(vec![d]),
-                Err(e) => tracing::warn!(set = %w.segment.set, error = %e, "could not abandon migrated set"),
-            }
+            // Dropping the written set abandons it.
             return Err(Error::Internal(format!("re-encoding {bucket}/{key}: {why}")));
         }
-        Ok((w.segment, w.failed))
+        Ok(w.into_parts())
     }
 
     /// Copies shards of `seg` to their new backends, each verified block by block; returns

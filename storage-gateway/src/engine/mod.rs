@@ -1,5 +1,13 @@
 //! The object engine: shard sets written to and read from backends, and their lifecycle.
 //!
+//! The engine is the only door to the catalog: the S3 front, the admin API and (next) the
+//! agents call its verbs, which write, commit and reap as one unit and return typed outcomes,
+//! and its read-only lookups. The commit rules stay in one place.
+//!
+//! - [`objects`]: put, copy, delete and the migrator's swap ([`Commit`], [`Swap`]), with the
+//!   write preconditions ([`WriteCondition`]) checked inside the commit.
+//! - [`uploads`]: multipart uploads: create, commit a part, complete, abort.
+//! - [`buckets`]: create, delete, encryption and storage-policy changes ([`PolicyChanged`]).
 //! - [`write`]: a body stream becomes one shard set (blocks -> Reed-Solomon -> k + m shard
 //!   streams, acknowledged at the write quorum; stragglers finish in the background).
 //! - [`read`]: a byte range of an object is rebuilt from the k verified shards predicted
@@ -11,26 +19,33 @@
 //! - [`pins`]: sets held by readers, which the reaper must not delete yet.
 //! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
 
+pub mod buckets;
 pub mod heal;
 pub mod migrate;
+pub mod objects;
 pub mod pins;
 pub mod read;
 pub mod scrub;
 pub mod sweep;
+pub mod uploads;
 pub mod write;
 
 use crate::backend::Backend;
 use crate::crypto::KeyRing;
 use crate::error::{Error, Result};
-use crate::meta::catalog::DoomedSet;
-use crate::meta::Catalog;
+use crate::meta::doomed::DoomedEntry;
+use crate::meta::{Catalog, Doomed};
 use std::sync::Arc;
 use telemetry::Telemetry;
 use tokio::sync::mpsc;
 
+pub use crate::meta::Listed;
+pub use buckets::PolicyChanged;
+pub use objects::{Commit, CopyTo, EtagCondition, NewObject, PreconditionFailed, Swap, WriteCondition};
 pub use pins::Pins;
 pub use read::ObjectReader;
-pub use write::{BodyHasher, WrittenSet};
+pub use uploads::{Completion, NewPart};
+pub use write::{BodyHasher, Target, WrittenSet};
 
 /// Shared state of the engine; cheap to clone.
 #[derive(Clone)]
@@ -42,7 +57,7 @@ struct Inner {
     catalog: Catalog,
     keys: Arc<KeyRing>,
     backends: Vec<Backend>,
-    reaper: mpsc::UnboundedSender<DoomedSet>,
+    reaper: mpsc::UnboundedSender<DoomedEntry>,
     pins: Arc<pins::PinTable>,
     heal: heal::HealCounters,
     scrub: scrub::ScrubCounters,
@@ -88,9 +103,10 @@ impl Engine {
         engine
     }
 
-    /// The metadata catalog.
+    /// The metadata catalog: the engine's own tool. Everything above the engine goes through
+    /// its verbs and lookups, so the commit rules live in one place.
     #[must_use]
-    pub fn catalog(&self) -> &Catalog {
+    pub(in crate::engine) fn catalog(&self) -> &Catalog {
         &self.inner.catalog
     }
 
@@ -166,9 +182,9 @@ impl Engine {
         &self.inner.scrub
     }
 
-    /// Hands unreferenced shard sets to the reaper for deletion.
-    pub fn reap(&self, doomed: Vec<DoomedSet>) {
-        for d in doomed {
+    /// Hands shard sets a commit doomed to the reaper for deletion (once no reader pins them).
+    pub(crate) fn reap(&self, doomed: Doomed) {
+        for d in doomed.into_entries() {
             // The reaper lives as long as the engine; a send can only fail during shutdown,
             // and the startup sweep deletes whatever was left Deleting.
             let _ = self.inner.reaper.send(d);

@@ -10,8 +10,8 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::ObjectManifest;
-use crate::meta::catalog::DoomedSet;
+use crate::meta::doomed::DoomedEntry;
+use crate::records::ObjectManifest;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -26,17 +26,17 @@ const MAX_ATTEMPTS: usize = 64;
 struct Entry {
     count: usize,
     /// Handed to the reaper while pinned; sent back to it when the last pin goes.
-    doomed: Option<DoomedSet>,
+    doomed: Option<DoomedEntry>,
 }
 
 /// Counts of readers per shard set.
 pub(super) struct PinTable {
     entries: Mutex<HashMap<Uuid, Entry>>,
-    reaper: mpsc::UnboundedSender<DoomedSet>,
+    reaper: mpsc::UnboundedSender<DoomedEntry>,
 }
 
 impl PinTable {
-    pub(super) fn new(reaper: mpsc::UnboundedSender<DoomedSet>) -> Self {
+    pub(super) fn new(reaper: mpsc::UnboundedSender<DoomedEntry>) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
             reaper,
@@ -54,7 +54,7 @@ impl PinTable {
     }
 
     /// Whether the reaper may delete `doomed` now; if not, it is kept until unpinned.
-    pub(super) fn release_for_deletion(&self, doomed: &DoomedSet) -> bool {
+    pub(super) fn release_for_deletion(&self, doomed: &DoomedEntry) -> bool {
         let mut map = self.lock();
         match map.get_mut(&doomed.0) {
             Some(e) if e.count > 0 => {

@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
 use crate::crypto::{open_set_key, CustomerKey, SetCipher};
 use crate::error::{Error, Result};
-use crate::manifest::{ObjectManifest, Segment};
+use crate::records::{ObjectManifest, Segment};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;

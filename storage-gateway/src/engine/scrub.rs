@@ -4,7 +4,7 @@
 use super::Engine;
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::manifest::SetState;
+use crate::records::SetState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 

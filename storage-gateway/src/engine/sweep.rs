@@ -2,8 +2,8 @@
 
 use super::Engine;
 use crate::error::Result;
-use crate::manifest::{SetRecord, SetState, ShardMove};
-use crate::meta::catalog::DoomedSet;
+use crate::meta::doomed::DoomedEntry;
+use crate::records::{SetRecord, SetState, ShardMove};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 const RETRY_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes the shards of every set handed to it, then forgets the set.
-pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<DoomedSet>) {
+pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<DoomedEntry>) {
     let mut retry = tokio::time::interval(RETRY_EVERY);
     retry.tick().await;
     loop {

@@ -16,7 +16,8 @@ use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
 use crate::crypto::{Encryption, SetCipher};
 use crate::error::{Error, Result};
-use crate::manifest::{Segment, SegmentKey};
+use crate::meta::FailedShard;
+use crate::records::{BucketRecord, Checksums, Segment, SegmentKey};
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
@@ -123,6 +124,17 @@ pub struct Target<'a> {
     pub eligible: &'a BackendSelector,
 }
 
+impl<'a> Target<'a> {
+    /// Where and how `bucket`'s new shard sets are written.
+    #[must_use]
+    pub fn for_bucket(bucket: &'a BucketRecord) -> Self {
+        Self {
+            policy: bucket.policy,
+            eligible: &bucket.backends,
+        }
+    }
+}
+
 /// Hashes of the plaintext, computed while it streams through.
 pub struct BodyHasher {
     /// MD5 (the ETag).
@@ -144,21 +156,92 @@ impl BodyHasher {
         }
     }
 
+    /// A hasher computing MD5 plus the checksums `like` has: a copy carries its source's.
+    #[must_use]
+    pub fn carrying(like: &Checksums) -> Self {
+        let mut h = s3s::checksum::ChecksumHasher::default();
+        if like.crc32.is_some() {
+            h.crc32 = Some(Default::default());
+        }
+        if like.crc32c.is_some() {
+            h.crc32c = Some(Default::default());
+        }
+        if like.sha1.is_some() {
+            h.sha1 = Some(Default::default());
+        }
+        if like.sha256.is_some() {
+            h.sha256 = Some(Default::default());
+        }
+        if like.crc64nvme.is_some() {
+            h.crc64nvme = Some(Default::default());
+        }
+        Self::new(h)
+    }
+
     fn update(&mut self, data: &[u8]) {
         self.md5.update(data);
         self.checksums.update(data);
         self.size += data.len() as u64;
     }
+
+    /// The MD5 and the checksums computed (those not asked for are `None`).
+    #[must_use]
+    pub fn finish(self) -> ([u8; 16], Checksums) {
+        let md5: [u8; 16] = self.md5.finalize().into();
+        let c = self.checksums.finalize();
+        let checksums = Checksums {
+            crc32: c.checksum_crc32,
+            crc32c: c.checksum_crc32c,
+            sha1: c.checksum_sha1,
+            sha256: c.checksum_sha256,
+            crc64nvme: c.checksum_crc64nvme,
+        };
+        (md5, checksums)
+    }
 }
 
-/// A shard set durably written (to at least the write quorum).
+/// A shard set durably written (to at least the write quorum) that no record names yet.
+///
+/// A verb commits it (put, copy, upload part); dropped uncommitted (the body failed its
+/// checksum, a precondition refused, the request was cancelled) it is abandoned: marked
+/// Deleting and handed to the reaper.
+#[must_use = "a written set that is not committed is abandoned when dropped"]
 pub struct WrittenSet {
+    segment: Segment,
+    failed: Vec<FailedShard>,
+    /// Armed until the set is committed.
+    guard: PendingGuard,
+}
+
+impl WrittenSet {
     /// The set as a manifest segment.
-    pub segment: Segment,
-    /// Shards that failed: (set, index, backend, reason), to queue for repair.
-    pub failed: Vec<(Uuid, usize, String, String)>,
-    /// Hashes of the plaintext.
-    pub hasher: BodyHasher,
+    #[must_use]
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    /// Shards that failed, to queue for repair with the commit.
+    #[must_use]
+    pub fn failed(&self) -> &[FailedShard] {
+        &self.failed
+    }
+
+    /// The set is named by a committed record now: the guard stands down.
+    pub(in crate::engine) fn committed(self) {
+        let _ = self.into_parts();
+    }
+
+    /// The set and its failed shards, for a caller that commits (or abandons) it on its own
+    /// (the migrator): the guard stands down.
+    pub(in crate::engine) fn into_parts(self) -> (Segment, Vec<FailedShard>) {
+        let WrittenSet {
+            segment,
+            failed,
+            mut guard,
+        } = self;
+        guard.armed = false;
+        (segment, failed)
+    }
 }
 
 enum Msg {
@@ -178,7 +261,7 @@ impl Drop for PendingGuard {
     fn drop(&mut self) {
         if self.armed {
             match self.engine.catalog().abandon_set(self.set, &self.backends) {
-                Ok(d) => self.engine.reap(vec![d]),
+                Ok(d) => self.engine.reap(d),
                 Err(e) => {
                     tracing::warn!(set = %self.set, error = %e, "could not abandon shard set; the startup sweep will")
                 }
@@ -222,7 +305,7 @@ impl Engine {
         policy: BucketPolicy,
         body: S,
         hasher: BodyHasher,
-    ) -> Result<WrittenSet>
+    ) -> Result<(WrittenSet, BodyHasher)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -236,7 +319,8 @@ impl Engine {
     }
 
     /// Streams `body` into a new shard set placed and coded as `target` says, its blocks
-    /// sealed with a fresh data key when `encryption` asks for it.
+    /// sealed with a fresh data key when `encryption` asks for it; returns the set, to be
+    /// committed by a verb, and the hashes of the plaintext.
     pub async fn write_set_with<S, E>(
         &self,
         key: &str,
@@ -244,7 +328,7 @@ impl Engine {
         body: S,
         hasher: BodyHasher,
         encryption: &Encryption,
-    ) -> Result<WrittenSet>
+    ) -> Result<(WrittenSet, BodyHasher)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -255,15 +339,14 @@ impl Engine {
         // Before anything is recorded: a missing master key fails the request cleanly.
         let sealing = crate::crypto::new_set_key(encryption, set)?;
         self.catalog().begin_set(set, &backends)?;
-        let mut guard = PendingGuard {
+        let guard = PendingGuard {
             engine: self.clone(),
             set,
             backends: backends.clone(),
             armed: true,
         };
-        let written = self.write_shards(set, &backends, policy, body, hasher, sealing).await?;
-        guard.armed = false;
-        Ok(written)
+        let (segment, failed, hasher) = self.write_shards(set, &backends, policy, body, hasher, sealing).await?;
+        Ok((WrittenSet { segment, failed, guard }, hasher))
     }
 
     async fn write_shards<S, E>(
@@ -274,7 +357,7 @@ impl Engine {
         mut body: S,
         hasher: BodyHasher,
         sealing: Option<(SetCipher, SegmentKey)>,
-    ) -> Result<WrittenSet>
+    ) -> Result<(Segment, Vec<FailedShard>, BodyHasher)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -418,11 +501,7 @@ impl Engine {
             backends: backend_ids.to_vec(),
             encryption: segment_key,
         };
-        Ok(WrittenSet {
-            segment,
-            failed,
-            hasher,
-        })
+        Ok((segment, failed, hasher))
     }
 }
 

@@ -4,18 +4,39 @@
 //! runs under one commit lock: RocksDB batches take microseconds, so one lock costs little and
 //! makes "old manifest's shard sets become Deleting" exact under concurrent overwrites.
 
+use super::doomed::{Doomed, DoomedEntry};
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
-use crate::manifest::{
-    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, RepairRecord, SetOwner,
-    SetRecord, SetState, ShardMove, UploadRecord,
+use crate::records::{
+    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, Record, RepairRecord,
+    Segment, SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
-/// A shard set whose shards are to be deleted.
-pub type DoomedSet = (Uuid, SetRecord);
+/// What a commit guarded by the caller's check did. The check runs under the commit lock, so
+/// its verdict holds for the batch written.
+#[must_use]
+#[derive(Debug)]
+pub enum Checked<T, R> {
+    /// The check passed and the batch was written.
+    Done(T),
+    /// The check refused; nothing was written.
+    Refused(R),
+}
+
+/// Why the migrator's manifest swap was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// The bucket's policy moved on to a newer epoch than the one migrated to.
+    Policy,
+    /// The object changed (overwritten, deleted, a shard moved by the healer) or its bucket is gone.
+    Object,
+}
+
+/// A shard that failed during a write, to queue for repair: (set, index, backend, reason).
+pub type FailedShard = (Uuid, usize, String, String);
 
 /// Typed catalog over a [`MetaStore`].
 pub struct Catalog {
@@ -70,14 +91,14 @@ fn put_repair(batch: &mut Batch, set: Uuid, idx: usize, backend: &str, reason: &
 }
 
 /// Queues the shards a write could not store, as (set, index, backend, reason).
-fn queue_failed(batch: &mut Batch, failed: &[(Uuid, usize, String, String)]) {
+fn queue_failed(batch: &mut Batch, failed: &[FailedShard]) {
     for (set, idx, backend, reason) in failed {
         put_repair(batch, *set, *idx, backend, reason);
     }
 }
 
 /// Puts the record of `seg`'s set as Live, owned by `owner`, in `batch`.
-fn put_live(batch: &mut Batch, seg: &crate::manifest::Segment, owner: SetOwner, moves: Vec<ShardMove>) {
+fn put_live(batch: &mut Batch, seg: &Segment, owner: SetOwner, moves: Vec<ShardMove>) {
     let rec = SetRecord {
         state: SetState::Live,
         backends: seg.backends.clone(),
@@ -132,9 +153,9 @@ impl Catalog {
         }
     }
 
-    /// Marks a live segment's set as Deleting in `batch` and returns it for the reaper. An
-    /// unfinished move's copies stay on record, so they are deleted too.
-    fn doom(&self, batch: &mut Batch, seg: &crate::manifest::Segment) -> Result<DoomedSet> {
+    /// Marks a live segment's set as Deleting in `batch` and returns it for the reaper once
+    /// the batch is written. An unfinished move's copies stay on record, so they are deleted too.
+    fn doom(&self, batch: &mut Batch, seg: &Segment) -> Result<DoomedEntry> {
         let moves = self.set(seg.set)?.map(|r| r.moves).unwrap_or_default();
         let rec = SetRecord {
             state: SetState::Deleting,
@@ -153,7 +174,7 @@ impl Catalog {
         self.commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get_record<T: serde::de::DeserializeOwned>(&self, t: Table, key: &[u8]) -> Result<Option<T>> {
+    fn get_record<T: Record>(&self, t: Table, key: &[u8]) -> Result<Option<T>> {
         match self.store.get(t, key)? {
             None => Ok(None),
             Some(v) => decode(|| format!("{}/{}", t.name(), String::from_utf8_lossy(key)), &v).map(Some),
@@ -192,29 +213,34 @@ impl Catalog {
             automatic: false,
             reason: format!("default encryption {}", if on { "on" } else { "off" }),
         };
-        self.change_bucket(name, change, |cur| {
-            Ok((cur.encrypted != on).then(|| BucketRecord {
+        let decided = self.change_bucket(name, change, |cur| {
+            Ok::<_, std::convert::Infallible>((cur.encrypted != on).then(|| BucketRecord {
                 encrypted: on,
                 ..cur.clone()
             }))
         })?;
-        Ok(())
+        match decided {
+            Checked::Done(_) => Ok(()),
+            Checked::Refused(never) => match never {},
+        }
     }
 
     /// Changes a bucket's policy: `decide` sees the current record and returns the new one
-    /// (`None`: nothing to change). The new record gets the next epoch and `change`, and the
-    /// change is appended to the bucket's history, in one batch. Returns (old, new) when
-    /// something changed.
-    pub fn change_bucket(
+    /// (`None`: nothing to change) or refuses. The new record gets the next epoch and `change`,
+    /// and the change is appended to the bucket's history, in one batch. Done with (old, new)
+    /// when something changed.
+    pub fn change_bucket<R>(
         &self,
         name: &str,
         change: ChangeInfo,
-        decide: impl FnOnce(&BucketRecord) -> Result<Option<BucketRecord>>,
-    ) -> Result<Option<(BucketRecord, BucketRecord)>> {
+        decide: impl FnOnce(&BucketRecord) -> std::result::Result<Option<BucketRecord>, R>,
+    ) -> Result<Checked<Option<(BucketRecord, BucketRecord)>, R>> {
         let _g = self.lock();
         let old = self.require_bucket(name)?;
-        let Some(mut new) = decide(&old)? else {
-            return Ok(None);
+        let mut new = match decide(&old) {
+            Ok(Some(new)) => new,
+            Ok(None) => return Ok(Checked::Done(None)),
+            Err(refusal) => return Ok(Checked::Refused(refusal)),
         };
         new.policy_epoch = old.policy_epoch + 1;
         new.changed = Some(change.clone());
@@ -233,7 +259,7 @@ impl Catalog {
             encode(&entry),
         );
         self.store.write(b)?;
-        Ok(Some((old, new)))
+        Ok(Checked::Done(Some((old, new))))
     }
 
     /// Every policy change of a bucket, oldest first.
@@ -247,7 +273,7 @@ impl Catalog {
     }
 
     /// Deletes an empty bucket, aborting its multipart uploads; returns their shard sets.
-    pub fn delete_bucket(&self, name: &str) -> Result<Vec<DoomedSet>> {
+    pub fn delete_bucket(&self, name: &str) -> Result<Doomed> {
         let _g = self.lock();
         self.require_bucket(name)?;
         let prefix = bucket_prefix(name);
@@ -266,7 +292,7 @@ impl Catalog {
         }
         b.delete(Table::Buckets, name.as_bytes());
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Doomed::new(doomed))
     }
 
     /// All buckets, by name.
@@ -323,7 +349,7 @@ impl Catalog {
     }
 
     /// Marks a set that will never be committed as Deleting; returns it for the reaper.
-    pub fn abandon_set(&self, set: Uuid, backends: &[String]) -> Result<DoomedSet> {
+    pub fn abandon_set(&self, set: Uuid, backends: &[String]) -> Result<Doomed> {
         let rec = SetRecord {
             state: SetState::Deleting,
             backends: backends.to_vec(),
@@ -334,26 +360,28 @@ impl Catalog {
         let mut b = Batch::default();
         b.put(Table::ShardSets, set.as_bytes().to_vec(), encode(&rec));
         self.store.write(b)?;
-        Ok((set, rec))
+        Ok(Doomed::new(vec![(set, rec)]))
     }
 
     /// Atomically replaces the object's manifest if `check` accepts the current one.
     ///
     /// The new manifest's sets become Live, the old manifest's sets Deleting (returned), and
     /// shards that failed during the write are queued for repair, all in one batch.
-    pub fn commit_object(
+    pub fn commit_object<R>(
         &self,
         bucket: &str,
         key: &str,
         manifest: &ObjectManifest,
-        failed: &[(Uuid, usize, String, String)],
-        check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
-    ) -> Result<Vec<DoomedSet>> {
+        failed: &[FailedShard],
+        check: impl FnOnce(Option<&ObjectManifest>) -> std::result::Result<(), R>,
+    ) -> Result<Checked<Doomed, R>> {
         let _g = self.lock();
         let brec = self.require_bucket(bucket)?;
         let ok = object_key(bucket, key);
         let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
-        check(old.as_ref())?;
+        if let Err(refusal) = check(old.as_ref()) {
+            return Ok(Checked::Refused(refusal));
+        }
         self.note_epoch(&brec, manifest);
         let mut b = Batch::default();
         let mut doomed = Vec::new();
@@ -368,13 +396,14 @@ impl Catalog {
         queue_failed(&mut b, failed);
         b.put(Table::Objects, ok, encode(manifest));
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Checked::Done(Doomed::new(doomed)))
     }
 
     /// Swaps an object's manifest for `new`, the same object under the bucket's current
-    /// policy, made by the migrator from `expect`. Refused (`Ok(None)`) when the object changed
-    /// meanwhile (overwritten, deleted, a shard moved by the healer) or the policy moved on:
-    /// the client's data and the newest policy always win over the migrator's copy.
+    /// policy, made by the migrator from `expect`. Refused when the policy moved on
+    /// ([`Stale::Policy`]) or the object changed meanwhile (overwritten, deleted, a shard moved
+    /// by the healer: [`Stale::Object`]): the client's data and the newest policy always win
+    /// over the migrator's copy.
     ///
     /// Sets of `expect` that `new` no longer names become Deleting (returned); sets in both
     /// (shards moved, not re-encoded) keep their pending moves on record, for the caller to
@@ -385,21 +414,21 @@ impl Catalog {
         key: &str,
         expect: &ObjectManifest,
         new: &ObjectManifest,
-        failed: &[(Uuid, usize, String, String)],
-    ) -> Result<Option<Vec<DoomedSet>>> {
+        failed: &[FailedShard],
+    ) -> Result<Checked<Doomed, Stale>> {
         let _g = self.lock();
         let Some(brec) = self.bucket(bucket)? else {
-            return Ok(None);
+            return Ok(Checked::Refused(Stale::Object));
         };
         if brec.policy_epoch != new.policy_epoch {
-            return Ok(None);
+            return Ok(Checked::Refused(Stale::Policy));
         }
         let ok = object_key(bucket, key);
         let Some(cur) = self.get_record::<ObjectManifest>(Table::Objects, &ok)? else {
-            return Ok(None);
+            return Ok(Checked::Refused(Stale::Object));
         };
         if cur.version_id != expect.version_id || cur.segments != expect.segments {
-            return Ok(None);
+            return Ok(Checked::Refused(Stale::Object));
         }
         let mut b = Batch::default();
         let mut doomed = Vec::new();
@@ -421,7 +450,7 @@ impl Catalog {
         queue_failed(&mut b, failed);
         b.put(Table::Objects, ok, encode(new));
         self.store.write(b)?;
-        Ok(Some(doomed))
+        Ok(Checked::Done(Doomed::new(doomed)))
     }
 
     /// Records that shards of a live set are about to be copied to other backends, so a crash
@@ -459,12 +488,12 @@ impl Catalog {
     }
 
     /// Deletes an object (absent is fine); returns its shard sets.
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Vec<DoomedSet>> {
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Doomed> {
         let _g = self.lock();
         self.require_bucket(bucket)?;
         let ok = object_key(bucket, key);
         let Some(old): Option<ObjectManifest> = self.get_record(Table::Objects, &ok)? else {
-            return Ok(Vec::new());
+            return Ok(Doomed::none());
         };
         let mut b = Batch::default();
         let doomed = old
@@ -474,7 +503,7 @@ impl Catalog {
             .collect::<Result<_>>()?;
         b.delete(Table::Objects, ok);
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Doomed::new(doomed))
     }
 
     // ---- multipart uploads ----
@@ -502,8 +531,8 @@ impl Catalog {
         key: &str,
         upload_id: &str,
         part: &PartRecord,
-        failed: &[(Uuid, usize, String, String)],
-    ) -> Result<Vec<DoomedSet>> {
+        failed: &[FailedShard],
+    ) -> Result<Doomed> {
         let _g = self.lock();
         self.upload(bucket, key, upload_id)?;
         let pk = part_key(upload_id, part.part_number);
@@ -524,7 +553,7 @@ impl Catalog {
         queue_failed(&mut b, failed);
         b.put(Table::Parts, pk, encode(part));
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Doomed::new(doomed))
     }
 
     /// Parts of an upload, by part number.
@@ -538,7 +567,7 @@ impl Catalog {
             .collect()
     }
 
-    fn drop_upload_parts(&self, b: &mut Batch, upload_id: &str) -> Result<Vec<DoomedSet>> {
+    fn drop_upload_parts(&self, b: &mut Batch, upload_id: &str) -> Result<Vec<DoomedEntry>> {
         let mut prefix = upload_id.as_bytes().to_vec();
         prefix.push(0);
         let mut doomed = Vec::new();
@@ -553,20 +582,22 @@ impl Catalog {
     /// Turns an upload into the object `manifest` (whose segments are some of its parts).
     ///
     /// Unused parts and the replaced object's sets become Deleting and are returned.
-    pub fn complete_upload(
+    pub fn complete_upload<R>(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         manifest: &ObjectManifest,
-        check: impl FnOnce(Option<&ObjectManifest>) -> Result<()>,
-    ) -> Result<Vec<DoomedSet>> {
+        check: impl FnOnce(Option<&ObjectManifest>) -> std::result::Result<(), R>,
+    ) -> Result<Checked<Doomed, R>> {
         let _g = self.lock();
         let brec = self.require_bucket(bucket)?;
         self.upload(bucket, key, upload_id)?;
         let ok = object_key(bucket, key);
         let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
-        check(old.as_ref())?;
+        if let Err(refusal) = check(old.as_ref()) {
+            return Ok(Checked::Refused(refusal));
+        }
         self.note_epoch(&brec, manifest);
         let mut b = Batch::default();
         let mut doomed = Vec::new();
@@ -590,18 +621,18 @@ impl Catalog {
         b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
         b.put(Table::Objects, ok, encode(manifest));
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Checked::Done(Doomed::new(doomed)))
     }
 
     /// Aborts an upload; returns its parts' sets.
-    pub fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<DoomedSet>> {
+    pub fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Doomed> {
         let _g = self.lock();
         self.upload(bucket, key, upload_id)?;
         let mut b = Batch::default();
         let doomed = self.drop_upload_parts(&mut b, upload_id)?;
         b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
         self.store.write(b)?;
-        Ok(doomed)
+        Ok(Doomed::new(doomed))
     }
 
     /// In-progress uploads of a bucket whose keys start with `prefix`, as (key, record), in
@@ -693,7 +724,7 @@ impl Catalog {
             return Ok(false);
         }
         let mut b = Batch::default();
-        let moved = |seg: &mut crate::manifest::Segment| -> bool {
+        let moved = |seg: &mut Segment| -> bool {
             match seg.backends.get_mut(idx) {
                 Some(id) if seg.set == set && id == from => {
                     *id = to.to_owned();

@@ -2,13 +2,18 @@
 //! catalog of buckets, objects, uploads, shard sets and repairs on top.
 //!
 //! The trait is the seam for a distributed database later; the catalog never sees RocksDB.
+//! The catalog is the engine's tool: everything above the engine reaches it through engine
+//! verbs and lookups (`Engine::catalog` is private to the engine). This module imports only
+//! [`crate::records`] and [`crate::error`].
 
 pub mod catalog;
+pub mod doomed;
 pub mod rocks;
 
 use crate::error::Result;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, Checked, FailedShard, Listed, Stale};
+pub use doomed::Doomed;
 pub use rocks::RocksStore;
 
 /// The tables (RocksDB column families) of the catalog.

@@ -2,7 +2,7 @@
 
 use super::headers::ts;
 use super::Gateway;
-use crate::manifest::{now_ms, BucketRecord};
+use crate::records::{now_ms, BucketRecord};
 use placement::{BackendSelector, BucketPolicy};
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -62,7 +62,7 @@ impl Gateway {
             update_token_sha256: None,
             changed: None,
         };
-        self.engine.catalog().create_bucket(&input.bucket, &rec)?;
+        self.engine.create_bucket(&input.bucket, &rec)?;
         tracing::info!(bucket = %input.bucket, %policy, backends = %rec.backends, encrypted = rec.encrypted, "bucket created");
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
@@ -73,7 +73,7 @@ impl Gateway {
         &self,
         req: S3Request<HeadBucketInput>,
     ) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.engine.catalog().require_bucket(&req.input.bucket)?;
+        self.engine.require_bucket(&req.input.bucket)?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -81,8 +81,7 @@ impl Gateway {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        let doomed = self.engine.catalog().delete_bucket(&req.input.bucket)?;
-        self.engine.reap(doomed);
+        self.engine.delete_bucket(&req.input.bucket)?;
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
@@ -92,8 +91,7 @@ impl Gateway {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let buckets = self
             .engine
-            .catalog()
-            .list_buckets()?
+            .buckets()?
             .into_iter()
             .map(|(name, rec)| Bucket {
                 name: Some(name),
@@ -115,7 +113,7 @@ impl Gateway {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.engine.catalog().require_bucket(&req.input.bucket)?;
+        self.engine.require_bucket(&req.input.bucket)?;
         // Clients use the answer as the signing region, so it must stay a region name
         // (empty = us-east-1); the bucket's policy is not a region.
         Ok(S3Response::new(GetBucketLocationOutput::default()))
@@ -156,7 +154,6 @@ impl Gateway {
             }
         }
         self.engine
-            .catalog()
             .set_bucket_encrypted(&input.bucket, true, "s3:PutBucketEncryption")?;
         tracing::info!(bucket = %input.bucket, "bucket encryption on: new objects now, existing ones as the migrator reaches them");
         Ok(S3Response::new(PutBucketEncryptionOutput {}))
@@ -166,7 +163,7 @@ impl Gateway {
         &self,
         req: S3Request<GetBucketEncryptionInput>,
     ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
-        let rec = self.engine.catalog().require_bucket(&req.input.bucket)?;
+        let rec = self.engine.require_bucket(&req.input.bucket)?;
         if !rec.encrypted {
             let mut e = s3_error!(
                 ServerSideEncryptionConfigurationNotFoundError,
@@ -195,7 +192,6 @@ impl Gateway {
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
         // Objects already stored stay encrypted: only new writes change.
         self.engine
-            .catalog()
             .set_bucket_encrypted(&req.input.bucket, false, "s3:DeleteBucketEncryption")?;
         tracing::info!(bucket = %req.input.bucket, "bucket encryption off for new objects");
         Ok(S3Response::new(DeleteBucketEncryptionOutput {}))

@@ -3,15 +3,11 @@
 //! Re-encoding rather than sharing shard sets keeps one owner per set (simple, crash-safe
 //! deletion) and lets the destination bucket's policy apply.
 
-use super::headers::{check_copy_source_conditions, checksum_hasher, content_headers, ts, verify_body};
-use super::object::Stored;
+use super::headers::{check_copy_source_conditions, content_headers, ts};
 use super::{sse, Gateway};
-use crate::engine::{BodyHasher, ObjectReader, WrittenSet};
-use crate::manifest::{Checksums, ObjectManifest};
-use bytes::Bytes;
-use futures::Stream;
+use crate::engine::{BodyHasher, CopyTo};
 use s3s::dto::*;
-use s3s::{s3_error, S3Error, S3Request, S3Response, S3Result};
+use s3s::{s3_error, S3Request, S3Response, S3Result};
 
 /// The source bucket and key of a copy.
 pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
@@ -36,23 +32,6 @@ pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
     }
 }
 
-/// An object reader as a body stream for the write path.
-pub(super) fn reader_stream(reader: ObjectReader) -> impl Stream<Item = Result<Bytes, S3Error>> + Unpin {
-    Box::pin(futures::stream::try_unfold(reader, |mut r| async move {
-        match r.next_chunk().await {
-            Ok(Some(b)) => Ok(Some((b, r))),
-            Ok(None) => Ok(None),
-            Err(e) => Err(S3Error::from(e)),
-        }
-    }))
-}
-
-/// Hashers for the checksums the source carries, so the copy carries them too.
-fn hasher_like(src: &ObjectManifest) -> S3Result<BodyHasher> {
-    let empty = http::HeaderMap::new();
-    Ok(BodyHasher::new(checksum_hasher(None, &src.checksums, &empty)?))
-}
-
 impl Gateway {
     pub(super) async fn copy_object_op(
         &self,
@@ -60,7 +39,7 @@ impl Gateway {
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let dst = self.engine.catalog().require_bucket(&input.bucket)?;
+        let dst = self.engine.require_bucket(&input.bucket)?;
         let src_customer = sse::customer_key(
             input.copy_source_sse_customer_algorithm.as_ref(),
             input.copy_source_sse_customer_key.as_ref(),
@@ -118,38 +97,16 @@ impl Gateway {
             .engine
             .reader(&src_bucket, &src_key, &src, pins, 0..src.size)
             .with_customer_key(src_customer);
-        let WrittenSet {
-            segment,
-            failed,
-            hasher,
-        } = self
-            .engine
-            .write_set_with(
-                &input.key,
-                dst.target(),
-                reader_stream(reader),
-                hasher_like(&src)?,
-                &encryption,
-            )
-            .await?;
-        let stored = Stored { segment, failed };
-        let (md5, checksums) = match verify_body(hasher, None, Checksums::default(), None) {
-            Ok(v) => v,
-            Err(e) => {
-                self.abandon(&stored);
-                return Err(e);
-            }
+        let to = CopyTo {
+            bucket: &input.bucket,
+            key: &input.key,
+            record: &dst,
+            encryption: &encryption,
         };
-        let m = self.commit_written(
-            &input.bucket,
-            &input.key,
-            stored,
-            hex::encode(md5),
-            headers,
-            checksums.clone(),
-            dst.policy_epoch,
-            |_| Ok(()),
-        )?;
+        // The copy carries the checksums the source has.
+        let hasher = BodyHasher::carrying(&src.checksums);
+        let m = self.engine.copy_object(reader, hasher, to, headers).await?;
+        let checksums = m.checksums.clone();
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         Ok(S3Response::new(CopyObjectOutput {
             server_side_encryption,

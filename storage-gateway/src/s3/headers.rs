@@ -1,19 +1,18 @@
 //! Conversions between S3 wire types and stored records, and the checks shared by operations:
 //! conditional requests, Content-MD5 and x-amz-checksum-* verification.
 
-use crate::engine::BodyHasher;
-use crate::manifest::{Checksums, ContentHeaders, ObjectManifest};
+use crate::engine::{BodyHasher, EtagCondition, PreconditionFailed, WriteCondition};
+use crate::records::{Checksums, ContentHeaders, ObjectManifest};
 use base64::Engine as _;
-use md5::Digest;
 use s3s::checksum::ChecksumHasher;
 use s3s::dto::{ChecksumAlgorithm, ETag, ETagCondition, Metadata, Timestamp};
-use s3s::{s3_error, S3Result};
+use s3s::{s3_error, S3Error, S3Result};
 use time::OffsetDateTime;
 
 /// The x-amz-checksum-* headers of an input that carries them (PutObject, UploadPart).
 macro_rules! provided_checksums {
     ($input:expr) => {
-        $crate::manifest::Checksums {
+        $crate::records::Checksums {
             crc32: $input.checksum_crc32.clone(),
             crc32c: $input.checksum_crc32c.clone(),
             sha1: $input.checksum_sha1.clone(),
@@ -152,31 +151,21 @@ fn check_conditions(
     Ok(())
 }
 
-/// Applies PUT-time conditions (If-None-Match: *, If-Match) to the object being replaced.
-pub fn check_write_conditions(
-    current: Option<&ObjectManifest>,
-    if_match: Option<&ETagCondition>,
-    if_none_match: Option<&ETagCondition>,
-) -> S3Result<()> {
-    if let Some(c) = if_none_match {
-        match (c, current) {
-            (ETagCondition::Any, Some(_)) => return Err(s3_error!(PreconditionFailed, "If-None-Match: object exists")),
-            (ETagCondition::ETag(_), Some(m)) if etag_matches(m, c) => {
-                return Err(s3_error!(PreconditionFailed, "If-None-Match: ETag matches"));
-            }
-            _ => {}
-        }
+/// PUT-time conditions (If-Match, If-None-Match) as the engine checks them in the commit.
+pub fn write_condition(if_match: Option<&ETagCondition>, if_none_match: Option<&ETagCondition>) -> WriteCondition {
+    let engine_side = |c: &ETagCondition| match c {
+        ETagCondition::Any => EtagCondition::Any,
+        ETagCondition::ETag(e) => EtagCondition::Etag(e.value().to_owned()),
+    };
+    WriteCondition {
+        if_match: if_match.map(engine_side),
+        if_none_match: if_none_match.map(engine_side),
     }
-    if let Some(c) = if_match {
-        match current {
-            None => return Err(s3_error!(PreconditionFailed, "If-Match: object does not exist")),
-            Some(m) if !etag_matches(m, c) => {
-                return Err(s3_error!(PreconditionFailed, "If-Match: ETag does not match"))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
+}
+
+/// The S3 answer to a write whose precondition failed: 412 PreconditionFailed.
+pub fn precondition_failed(why: PreconditionFailed) -> S3Error {
+    s3_error!(PreconditionFailed, "{why}")
 }
 
 /// The checksums a client announced (explicit header, algorithm, or trailer), as hashers to
@@ -230,7 +219,7 @@ pub fn verify_body(
     mut provided: Checksums,
     trailers: Option<&s3s::TrailingHeaders>,
 ) -> S3Result<([u8; 16], Checksums)> {
-    let md5: [u8; 16] = hasher.md5.finalize().into();
+    let (md5, computed) = hasher.finish();
     if let Some(want) = content_md5 {
         let want = base64::engine::general_purpose::STANDARD
             .decode(want.trim())
@@ -250,14 +239,6 @@ pub fn verify_body(
         provided.sha256 = provided.sha256.or_else(|| get("x-amz-checksum-sha256"));
         provided.crc64nvme = provided.crc64nvme.or_else(|| get("x-amz-checksum-crc64nvme"));
     }
-    let c = hasher.checksums.finalize();
-    let computed = Checksums {
-        crc32: c.checksum_crc32,
-        crc32c: c.checksum_crc32c,
-        sha1: c.checksum_sha1,
-        sha256: c.checksum_sha256,
-        crc64nvme: c.checksum_crc64nvme,
-    };
     for (name, want, got) in [
         ("CRC32", &provided.crc32, &computed.crc32),
         ("CRC32C", &provided.crc32c, &computed.crc32c),

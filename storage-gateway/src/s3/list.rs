@@ -6,7 +6,7 @@
 
 use super::headers::ts;
 use super::Gateway;
-use crate::meta::catalog::Listed;
+use crate::engine::Listed;
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::*;
@@ -42,7 +42,7 @@ impl Gateway {
         after: Option<&[u8]>,
         max: usize,
     ) -> S3Result<Page> {
-        self.engine.catalog().require_bucket(bucket)?;
+        self.engine.require_bucket(bucket)?;
         let delimiter = delimiter.filter(|d| !d.is_empty());
         let mut from: Vec<u8> = match after {
             Some(a) => skip_past(a, delimiter),
@@ -57,7 +57,7 @@ impl Gateway {
         let batch_size = max + 1;
         let mut entries = 0usize;
         loop {
-            let batch = self.engine.catalog().list_objects(bucket, &from, prefix, batch_size)?;
+            let batch = self.engine.list_objects(bucket, &from, prefix, batch_size)?;
             let fetched = batch.len();
             let mut skipped_prefix = false;
             for item in batch {

@@ -2,13 +2,15 @@
 //! upload only writes a manifest listing the chosen parts' sets in order, so completion costs
 //! one metadata batch whatever the object size.
 
-use super::copy::{copy_source, reader_stream};
-use super::headers::{check_copy_source_conditions, check_write_conditions, content_headers, provided_checksums, ts};
-use super::object::{IncomingBody, Stored};
+use super::copy::copy_source;
+use super::headers::{
+    check_copy_source_conditions, content_headers, precondition_failed, provided_checksums, ts, write_condition,
+};
+use super::object::IncomingBody;
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
-use crate::engine::{BodyHasher, WrittenSet};
-use crate::manifest::{now_ms, Checksums, ObjectManifest, PartRecord, UploadRecord};
+use crate::engine::{BodyHasher, Commit, Completion, NewPart, Target};
+use crate::records::{now_ms, PartRecord, UploadRecord};
 use md5::Digest;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -40,7 +42,7 @@ impl Gateway {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
+        let bucket = self.engine.require_bucket(&input.bucket)?;
         let customer = sse::customer_key(
             input.sse_customer_algorithm.as_ref(),
             input.sse_customer_key.as_ref(),
@@ -64,7 +66,7 @@ impl Gateway {
             ),
             checksum_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str().to_owned()),
         };
-        self.engine.catalog().create_upload(&input.bucket, &input.key, &rec)?;
+        self.engine.create_upload(&input.bucket, &input.key, &rec)?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             server_side_encryption: matches!(encryption, Encryption::Master(_))
                 .then(|| ServerSideEncryption::from_static(ServerSideEncryption::AES256)),
@@ -78,34 +80,6 @@ impl Gateway {
         }))
     }
 
-    /// Commits a stored part with its failed shards queued for repair, abandoning its set if
-    /// the upload vanished meanwhile.
-    fn commit_part(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part: &PartRecord,
-        failed: &[(Uuid, usize, String, String)],
-    ) -> S3Result<()> {
-        match self.engine.catalog().commit_part(bucket, key, upload_id, part, failed) {
-            Ok(doomed) => {
-                self.engine.reap(doomed);
-                Ok(())
-            }
-            Err(e) => {
-                if let Ok(d) = self
-                    .engine
-                    .catalog()
-                    .abandon_set(part.segment.set, &part.segment.backends)
-                {
-                    self.engine.reap(vec![d]);
-                }
-                Err(e.into())
-            }
-        }
-    }
-
     pub(super) async fn upload_part_op(
         &self,
         req: S3Request<UploadPartInput>,
@@ -115,21 +89,18 @@ impl Gateway {
         if input.content_length.is_some_and(|l| l > MAX_PART_SIZE) {
             return Err(s3_error!(EntityTooLarge, "parts are limited to 5 GiB"));
         }
-        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
-        let upload = self
-            .engine
-            .catalog()
-            .upload(&input.bucket, &input.key, &input.upload_id)?;
+        let bucket = self.engine.require_bucket(&input.bucket)?;
+        let upload = self.engine.upload(&input.bucket, &input.key, &input.upload_id)?;
         let customer = sse::customer_key(
             input.sse_customer_algorithm.as_ref(),
             input.sse_customer_key.as_ref(),
             input.sse_customer_key_md5.as_ref(),
         )?;
         let encryption = self.part_encryption(&bucket, &upload, customer)?;
-        let (stored, md5, checksums) = self
+        let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.target(),
+                Target::for_bucket(&bucket),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
@@ -142,15 +113,14 @@ impl Gateway {
                 &encryption,
             )
             .await?;
-        let Stored { segment, failed } = stored;
-        let part = PartRecord {
+        let part = NewPart {
             part_number: n,
             etag: hex::encode(md5),
-            last_modified_ms: now_ms(),
-            segment,
             checksums: checksums.clone(),
         };
-        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part, &failed)?;
+        let part = self
+            .engine
+            .commit_part(&input.bucket, &input.key, &input.upload_id, written, part)?;
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartOutput {
             server_side_encryption,
@@ -173,11 +143,8 @@ impl Gateway {
         let input = req.input;
         let n = part_number(input.part_number)?;
         let (src_bucket, src_key) = copy_source(&input.copy_source)?;
-        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
-        let upload = self
-            .engine
-            .catalog()
-            .upload(&input.bucket, &input.key, &input.upload_id)?;
+        let bucket = self.engine.require_bucket(&input.bucket)?;
+        let upload = self.engine.upload(&input.bucket, &input.key, &input.upload_id)?;
         let customer = sse::customer_key(
             input.sse_customer_algorithm.as_ref(),
             input.sse_customer_key.as_ref(),
@@ -210,23 +177,19 @@ impl Gateway {
             .reader(&src_bucket, &src_key, &src, pins, range)
             .with_customer_key(src_customer);
         let hasher = BodyHasher::new(Default::default());
-        let WrittenSet {
-            segment,
-            failed,
-            hasher,
-        } = self
+        let (written, hasher) = self
             .engine
-            .write_set_with(&input.key, bucket.target(), reader_stream(reader), hasher, &encryption)
+            .write_copy(reader, &input.key, Target::for_bucket(&bucket), hasher, &encryption)
             .await?;
         let md5: [u8; 16] = hasher.md5.finalize().into();
-        let part = PartRecord {
+        let part = NewPart {
             part_number: n,
             etag: hex::encode(md5),
-            last_modified_ms: now_ms(),
-            segment,
-            checksums: Checksums::default(),
+            checksums: Default::default(),
         };
-        self.commit_part(&input.bucket, &input.key, &input.upload_id, &part, &failed)?;
+        let part = self
+            .engine
+            .commit_part(&input.bucket, &input.key, &input.upload_id, written, part)?;
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = part_echo(&part);
         Ok(S3Response::new(UploadPartCopyOutput {
             server_side_encryption,
@@ -246,18 +209,14 @@ impl Gateway {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
-        let upload = self
-            .engine
-            .catalog()
-            .upload(&input.bucket, &input.key, &input.upload_id)?;
+        let bucket = self.engine.require_bucket(&input.bucket)?;
+        let upload = self.engine.upload(&input.bucket, &input.key, &input.upload_id)?;
         let requested = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if requested.is_empty() {
             return Err(s3_error!(MalformedXML, "You must specify at least one part"));
         }
         let stored: std::collections::HashMap<u32, PartRecord> = self
             .engine
-            .catalog()
             .parts(&input.upload_id)?
             .into_iter()
             .map(|p| (p.part_number, p))
@@ -309,41 +268,23 @@ impl Gateway {
             etag_md5.update(&raw);
         }
         let etag = format!("{}-{}", hex::encode(etag_md5.finalize()), chosen.len());
-        let manifest = ObjectManifest {
-            version_id: Uuid::now_v7(),
-            size: chosen.iter().map(|r| r.segment.size).sum(),
+        let completion = Completion {
+            parts: chosen.into_iter().cloned().collect(),
             etag: etag.clone(),
-            last_modified_ms: now_ms(),
             headers: upload.headers,
-            checksums: Checksums::default(),
-            parts_count: u32::try_from(chosen.len()).ok(),
-            // Parts uploaded before a policy change are on the old code: the epoch before the
-            // current one hands the object to the migrator.
-            policy_epoch: if chosen
-                .iter()
-                .all(|r| self.engine.conforms(&input.key, &r.segment, &bucket))
-            {
-                bucket.policy_epoch
-            } else {
-                bucket.policy_epoch.saturating_sub(1)
-            },
-            segments: chosen.iter().map(|r| r.segment.clone()).collect(),
         };
-        let (if_match, if_none_match) = (input.if_match, input.if_none_match);
-        let mut refused = None;
-        let res =
-            self.engine
-                .catalog()
-                .complete_upload(&input.bucket, &input.key, &input.upload_id, &manifest, |cur| {
-                    check_write_conditions(cur, if_match.as_ref(), if_none_match.as_ref()).map_err(|e| {
-                        refused = Some(e);
-                        crate::error::Error::Internal("precondition refused".into())
-                    })
-                });
-        match res {
-            Ok(doomed) => self.engine.reap(doomed),
-            Err(e) => return Err(refused.unwrap_or_else(|| e.into())),
-        }
+        let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref());
+        let manifest = match self.engine.complete_upload(
+            &input.bucket,
+            &bucket,
+            &input.key,
+            &input.upload_id,
+            completion,
+            &condition,
+        )? {
+            Commit::Committed(m) => *m,
+            Commit::PreconditionFailed(why) => return Err(precondition_failed(why)),
+        };
         let (server_side_encryption, _, _) = sse::echo(&manifest);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             server_side_encryption,
@@ -360,27 +301,18 @@ impl Gateway {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
-        self.engine.catalog().require_bucket(&input.bucket)?;
-        let doomed = self
-            .engine
-            .catalog()
-            .abort_upload(&input.bucket, &input.key, &input.upload_id)?;
-        self.engine.reap(doomed);
+        self.engine.abort_upload(&input.bucket, &input.key, &input.upload_id)?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
     }
 
     pub(super) async fn list_parts_op(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
-        self.engine.catalog().require_bucket(&input.bucket)?;
-        let upload = self
-            .engine
-            .catalog()
-            .upload(&input.bucket, &input.key, &input.upload_id)?;
+        self.engine.require_bucket(&input.bucket)?;
+        let upload = self.engine.upload(&input.bucket, &input.key, &input.upload_id)?;
         let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
         let all: Vec<PartRecord> = self
             .engine
-            .catalog()
             .parts(&input.upload_id)?
             .into_iter()
             .filter(|p| p.part_number > marker)
@@ -425,15 +357,14 @@ impl Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
-        self.engine.catalog().require_bucket(&input.bucket)?;
+        self.engine.require_bucket(&input.bucket)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = usize::try_from(input.max_uploads.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
         let all: Vec<(String, UploadRecord)> = self
             .engine
-            .catalog()
-            .list_uploads(&input.bucket, &prefix)?
+            .uploads(&input.bucket, &prefix)?
             .into_iter()
             .filter(|(k, u)| {
                 key_marker.is_empty()
@@ -498,7 +429,7 @@ impl Gateway {
     /// must repeat, else as the bucket says.
     fn part_encryption(
         &self,
-        bucket: &crate::manifest::BucketRecord,
+        bucket: &crate::records::BucketRecord,
         upload: &UploadRecord,
         customer: Option<crate::crypto::CustomerKey>,
     ) -> S3Result<Encryption> {

@@ -1,13 +1,13 @@
 //! Single-object operations: PUT, GET, HEAD, DELETE and multi-object DELETE.
 
 use super::headers::{
-    check_read_conditions, check_write_conditions, checksum_hasher, content_headers, etag, metadata,
-    provided_checksums, ts, verify_body,
+    check_read_conditions, checksum_hasher, content_headers, etag, metadata, precondition_failed, provided_checksums,
+    ts, verify_body, write_condition,
 };
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
-use crate::engine::{BodyHasher, ObjectReader, Pins, WrittenSet};
-use crate::manifest::{now_ms, Checksums, ContentHeaders, ObjectManifest};
+use crate::engine::{BodyHasher, Commit, NewObject, ObjectReader, Pins, Target, WrittenSet};
+use crate::records::{Checksums, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
@@ -15,13 +15,6 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
-use uuid::Uuid;
-
-/// A shard set stored but not yet referenced by a manifest.
-pub(super) struct Stored {
-    pub segment: crate::manifest::Segment,
-    pub failed: Vec<(Uuid, usize, String, String)>,
-}
 
 /// A request body and what the client declared about it.
 pub(super) struct IncomingBody<'a> {
@@ -39,120 +32,51 @@ const MAX_PUT_SIZE: i64 = 5 << 30;
 const BODY_CHUNKS_IN_FLIGHT: usize = 2;
 
 impl Gateway {
-    #[allow(clippy::too_many_arguments)]
-    /// Turns a written set into a manifest and commits it, or abandons the set on failure.
-    pub(super) fn commit_written(
-        &self,
-        bucket: &str,
-        key: &str,
-        written: Stored,
-        etag: String,
-        headers: ContentHeaders,
-        checksums: Checksums,
-        policy_epoch: u64,
-        check: impl FnOnce(Option<&ObjectManifest>) -> S3Result<()>,
-    ) -> S3Result<ObjectManifest> {
-        let manifest = ObjectManifest {
-            version_id: Uuid::now_v7(),
-            size: written.segment.size,
-            etag,
-            last_modified_ms: now_ms(),
-            headers,
-            checksums,
-            parts_count: None,
-            policy_epoch,
-            segments: vec![written.segment.clone()],
-        };
-        let mut refused = None;
-        let res = self
-            .engine
-            .catalog()
-            .commit_object(bucket, key, &manifest, &written.failed, |cur| {
-                check(cur).map_err(|e| {
-                    refused = Some(e);
-                    crate::error::Error::Internal("precondition refused".into())
-                })
-            });
-        match res {
-            Ok(doomed) => {
-                self.engine.reap(doomed);
-                Ok(manifest)
-            }
-            Err(e) => {
-                self.abandon(&written);
-                Err(refused.unwrap_or_else(|| e.into()))
-            }
-        }
-    }
-
-    /// Gives up a written but uncommitted set.
-    pub(super) fn abandon(&self, written: &Stored) {
-        match self
-            .engine
-            .catalog()
-            .abandon_set(written.segment.set, &written.segment.backends)
-        {
-            Ok(d) => self.engine.reap(vec![d]),
-            Err(e) => tracing::warn!(set = %written.segment.set, error = %e, "could not abandon shard set"),
-        }
-    }
-
     /// Streams a client body into a new shard set and verifies it (length, Content-MD5,
-    /// x-amz-checksum-*); on any failure the set is abandoned.
+    /// x-amz-checksum-*); on any failure the set is dropped, which abandons it.
     pub(super) async fn store_body(
         &self,
         key: &str,
-        target: crate::engine::write::Target<'_>,
+        target: Target<'_>,
         incoming: IncomingBody<'_>,
         headers: &http::HeaderMap,
         trailers: Option<&s3s::TrailingHeaders>,
         encryption: &Encryption,
-    ) -> S3Result<(Stored, [u8; 16], Checksums)> {
+    ) -> S3Result<(WrittenSet, [u8; 16], Checksums)> {
         let hasher = BodyHasher::new(checksum_hasher(incoming.algorithm, &incoming.provided, headers)?);
         let body = incoming.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
-        let WrittenSet {
-            segment,
-            failed,
-            hasher,
-        } = self
+        let (written, hasher) = self
             .engine
             .write_set_with(key, target, body, hasher, encryption)
             .await?;
-        let written = Stored { segment, failed };
-        let size = written.segment.size;
-        let verified = if incoming
+        let size = written.segment().size;
+        if incoming
             .content_length
             .is_some_and(|l| u64::try_from(l).ok() != Some(size))
         {
-            Err(s3_error!(
+            return Err(s3_error!(
                 IncompleteBody,
                 "body has {size} bytes, Content-Length said otherwise"
-            ))
-        } else {
-            verify_body(hasher, incoming.content_md5, incoming.provided, trailers)
-        };
-        match verified {
-            Ok((md5, checksums)) => Ok((written, md5, checksums)),
-            Err(e) => {
-                self.abandon(&written);
-                Err(e)
-            }
+            ));
         }
+        let (md5, checksums) = verify_body(hasher, incoming.content_md5, incoming.provided, trailers)?;
+        Ok((written, md5, checksums))
     }
 
     pub(super) async fn put_object_op(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        let bucket = self.engine.catalog().require_bucket(&input.bucket)?;
+        let bucket = self.engine.require_bucket(&input.bucket)?;
         if input.content_length.is_some_and(|l| l > MAX_PUT_SIZE) {
             return Err(s3_error!(
                 EntityTooLarge,
                 "single PUT is limited to 5 GiB; use multipart upload"
             ));
         }
-        // Fail fast on a precondition that already fails; it is checked again at commit.
-        if input.if_none_match.is_some() || input.if_match.is_some() {
-            let cur = self.engine.catalog().object(&input.bucket, &input.key)?;
-            check_write_conditions(cur.as_ref(), input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref());
+        // Fail fast on a precondition that already fails; the commit checks it again.
+        if !condition.is_none() {
+            let cur = self.engine.object(&input.bucket, &input.key)?;
+            condition.check(cur.as_ref()).map_err(precondition_failed)?;
         }
         let customer = sse::customer_key(
             input.sse_customer_algorithm.as_ref(),
@@ -163,7 +87,7 @@ impl Gateway {
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                bucket.target(),
+                Target::for_bucket(&bucket),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
@@ -176,7 +100,7 @@ impl Gateway {
                 &encryption,
             )
             .await?;
-        let size = written.segment.size;
+        let size = written.segment().size;
         let headers = content_headers(
             input.content_type,
             input.content_encoding,
@@ -186,17 +110,19 @@ impl Gateway {
             input.expires.as_ref(),
             input.metadata,
         );
-        let (if_match, if_none_match) = (input.if_match, input.if_none_match);
-        let m = self.commit_written(
-            &input.bucket,
-            &input.key,
-            written,
-            hex::encode(md5),
+        let object = NewObject {
+            etag: hex::encode(md5),
             headers,
-            checksums.clone(),
-            bucket.policy_epoch,
-            |cur| check_write_conditions(cur, if_match.as_ref(), if_none_match.as_ref()),
-        )?;
+            checksums: checksums.clone(),
+            policy_epoch: bucket.policy_epoch,
+        };
+        let m = match self
+            .engine
+            .put_object(&input.bucket, &input.key, written, object, &condition)?
+        {
+            Commit::Committed(m) => *m,
+            Commit::PreconditionFailed(why) => return Err(precondition_failed(why)),
+        };
         tracing::debug!(bucket = %input.bucket, key = %input.key, size, "object stored");
         let (server_side_encryption, sse_customer_algorithm, sse_customer_key_md5) = sse::echo(&m);
         Ok(S3Response::new(PutObjectOutput {
@@ -216,10 +142,10 @@ impl Gateway {
 
     /// The manifest of an existing object, distinguishing a missing bucket from a missing key.
     pub(super) fn manifest(&self, bucket: &str, key: &str) -> S3Result<ObjectManifest> {
-        match self.engine.catalog().object(bucket, key)? {
+        match self.engine.object(bucket, key)? {
             Some(m) => Ok(m),
             None => {
-                self.engine.catalog().require_bucket(bucket)?;
+                self.engine.require_bucket(bucket)?;
                 Err(crate::error::Error::NoSuchKey {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
@@ -234,7 +160,7 @@ impl Gateway {
         match self.engine.pinned_object(bucket, key)? {
             Some(found) => Ok(found),
             None => {
-                self.engine.catalog().require_bucket(bucket)?;
+                self.engine.require_bucket(bucket)?;
                 Err(crate::error::Error::NoSuchKey {
                     bucket: bucket.to_owned(),
                     key: key.to_owned(),
@@ -389,8 +315,7 @@ impl Gateway {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let doomed = self.engine.catalog().delete_object(&req.input.bucket, &req.input.key)?;
-        self.engine.reap(doomed);
+        self.engine.delete_object(&req.input.bucket, &req.input.key)?;
         Ok(S3Response::new(DeleteObjectOutput::default()))
     }
 
@@ -399,20 +324,21 @@ impl Gateway {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
-        self.engine.catalog().require_bucket(&input.bucket)?;
+        self.engine.require_bucket(&input.bucket)?;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(MalformedXML, "at most 1000 keys per DeleteObjects request"));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
+        let keys: Vec<String> = input.delete.objects.into_iter().map(|o| o.key).collect();
+        let outcomes = self.engine.delete_objects(&input.bucket, &keys)?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
-        for obj in input.delete.objects {
-            match self.engine.catalog().delete_object(&input.bucket, &obj.key) {
-                Ok(doomed) => {
-                    self.engine.reap(doomed);
+        for (key, outcome) in keys.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(_) => {
                     if !quiet {
                         deleted.push(DeletedObject {
-                            key: Some(obj.key),
+                            key: Some(key),
                             ..Default::default()
                         });
                     }
@@ -421,7 +347,7 @@ impl Gateway {
                     let s3: s3s::S3Error = e.into();
                     errors.push(Error {
                         code: Some(s3.code().as_str().to_owned()),
-                        key: Some(obj.key),
+                        key: Some(key),
                         message: s3.message().map(str::to_owned),
                         version_id: None,
                     });

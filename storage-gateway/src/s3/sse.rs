@@ -3,7 +3,7 @@
 
 use super::Gateway;
 use crate::crypto::{CustomerKey, Encryption};
-use crate::manifest::{BucketRecord, KeyWrap, ObjectManifest};
+use crate::records::{BucketRecord, KeyWrap, ObjectManifest};
 use s3s::dto::ServerSideEncryption;
 use s3s::{s3_error, S3Result};
 

@@ -1,43 +1,35 @@
-//! Records kept in the metadata store, with their versioned encoding.
+//! Version 1 of the stored records: the structs as they are on disk today.
 //!
-//! Every record is stored as one format-version byte followed by JSON. JSON keeps records
-//! readable with `ldb` when debugging; the version byte lets a later format migrate old
-//! records on read instead of breaking on them.
+//! Never change the serialized shape of anything here: records written by every earlier build
+//! must keep decoding byte for byte (see the tests at the bottom). A new shape goes into a new
+//! module (`v2`), as the parent module's documentation describes.
 
-use crate::error::{Error, Result};
-use serde::de::DeserializeOwned;
+use super::Record;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
-/// Current format version of every record type.
-const FORMAT_V1: u8 = 1;
+/// The format version of every record type of this module.
+const V1: u8 = 1;
 
-/// Encodes a record with its format version.
-pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
-    // Serializing plain structs of strings and numbers to a Vec cannot fail.
-    serde_json::to_writer(&mut out, record).expect("records serialize to JSON");
-    out
+macro_rules! v1_records {
+    ($($t:ty),* $(,)?) => {
+        $(impl Record for $t {
+            const VERSION: u8 = V1;
+        })*
+    };
 }
 
-/// Decodes a record written by [`encode`]; `what` names it in the error.
-pub fn decode<T: DeserializeOwned>(what: impl Fn() -> String, bytes: &[u8]) -> Result<T> {
-    match bytes.split_first() {
-        Some((&FORMAT_V1, json)) => serde_json::from_slice(json).map_err(|e| Error::Corrupt {
-            what: what(),
-            message: e.to_string(),
-        }),
-        Some((v, _)) => Err(Error::Corrupt {
-            what: what(),
-            message: format!("unknown format version {v}"),
-        }),
-        None => Err(Error::Corrupt {
-            what: what(),
-            message: "empty record".into(),
-        }),
-    }
-}
+// The types stored as records of their own (one catalog value each); the rest are parts of them.
+v1_records!(
+    BucketRecord,
+    PolicyChange,
+    ObjectManifest,
+    UploadRecord,
+    PartRecord,
+    SetRecord,
+    RepairRecord
+);
 
 /// A bucket and its coding policy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,17 +88,6 @@ pub struct PolicyChange {
     pub old: BucketRecord,
     /// The bucket after.
     pub new: BucketRecord,
-}
-
-impl BucketRecord {
-    /// Where and how the bucket's new shard sets are written.
-    #[must_use]
-    pub fn target(&self) -> crate::engine::write::Target<'_> {
-        crate::engine::write::Target {
-            policy: self.policy,
-            eligible: &self.backends,
-        }
-    }
 }
 
 /// HTTP headers stored with an object and returned on GET/HEAD.
@@ -200,7 +181,7 @@ impl Segment {
         match self.encryption {
             None => plain,
             Some(_) => {
-                let tag = crate::crypto::TAG_LEN as u64;
+                let tag = super::TAG_LEN as u64;
                 crate::codec::Layout {
                     block_size: plain.block_size + tag,
                     size: plain.size + tag * plain.blocks(),
@@ -396,15 +377,6 @@ pub struct RepairRecord {
     pub unrecoverable: bool,
 }
 
-/// Current time in Unix milliseconds.
-#[must_use]
-pub fn now_ms() -> i64 {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,42 +408,5 @@ mod tests {
         assert_eq!(l.block_len(0), 4096 + 16);
         assert_eq!(l.block_len(2), 10 + 16);
         assert_eq!(segment(0, enc.encryption.clone()).layout().size, 0);
-    }
-
-    #[test]
-    fn records_without_encryption_fields_still_decode() {
-        let old = br#"{"set":"0190a0b0-0000-7000-8000-000000000000","size":5,"k":1,"m":0,"block_size":4096,"backends":["a"]}"#;
-        let mut bytes = vec![FORMAT_V1];
-        bytes.extend_from_slice(old);
-        let seg: Segment = decode(|| "seg".into(), &bytes).unwrap();
-        assert!(seg.encryption.is_none());
-        let plain_json = String::from_utf8(encode(&seg)).unwrap();
-        assert!(
-            !plain_json.contains("encryption"),
-            "plaintext segments keep the old format"
-        );
-        let old_bucket = br#"{"created_ms":1,"policy":{"k":4,"m":2,"block_size":1048576},"policy_epoch":1}"#;
-        let mut bytes = vec![FORMAT_V1];
-        bytes.extend_from_slice(old_bucket);
-        let b: BucketRecord = decode(|| "bucket".into(), &bytes).unwrap();
-        assert!(!b.encrypted);
-    }
-
-    #[test]
-    fn records_round_trip_and_reject_unknown_versions() {
-        let r = SetRecord {
-            state: SetState::Pending,
-            backends: vec!["a".into()],
-            segment: None,
-            owner: None,
-            moves: Vec::new(),
-        };
-        let bytes = encode(&r);
-        let back: SetRecord = decode(|| "set".into(), &bytes).unwrap();
-        assert_eq!(back.state, SetState::Pending);
-        let mut future = bytes.clone();
-        future[0] = 9;
-        assert!(decode::<SetRecord>(|| "set".into(), &future).is_err());
-        assert!(decode::<SetRecord>(|| "set".into(), &[]).is_err());
     }
 }
