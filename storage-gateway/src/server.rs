@@ -23,6 +23,10 @@ use tracing::Instrument;
 /// How long in-flight requests get to finish after shutdown is asked for.
 const GRACE: Duration = Duration::from_secs(10);
 
+/// How long background workers get to finish their step after the listeners stopped; those
+/// still stepping are then aborted (as safe as a crash: their work is resumable).
+const WORKER_GRACE: Duration = Duration::from_secs(5);
+
 /// How long the start-up probe waits for a backend before marking it down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -147,9 +151,12 @@ impl Server {
             .await
             .map_err(|e| Error::io(format!("binding admin port {}", config.admin.addr), e))?;
         tokio::spawn(reprobe(engine.backends().to_vec(), engine.telemetry().clone()));
-        tokio::spawn(crate::engine::heal::healer(engine.clone(), config.heal));
-        tokio::spawn(crate::engine::scrub::scrubber(engine.clone(), config.scrub));
-        tokio::spawn(crate::engine::migrate::migrator(engine.clone()));
+        let workers = engine.workers();
+        let spawned = workers
+            .spawn(crate::engine::heal::Healer::new(engine.clone(), config.heal))
+            .and_then(|_| workers.spawn(crate::engine::scrub::Scrubber::new(engine.clone(), config.scrub)))
+            .and_then(|_| workers.spawn(crate::engine::migrate::Migrator::new(engine.clone())));
+        spawned.map_err(|e| Error::Internal(format!("starting the background workers: {e}")))?;
         Ok(Self {
             listener,
             admin_listener,
@@ -180,7 +187,8 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish (up to a grace
-    /// period).
+    /// period), then stops the background workers (each at its next step boundary, or aborted
+    /// after a grace period of its own).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin = axum::serve(self.admin_listener, self.admin).with_graceful_shutdown(async {
@@ -226,6 +234,11 @@ impl Server {
         tokio::select! {
             () = graceful.shutdown() => {},
             () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; closing remaining connections"),
+        }
+        tracing::info!("stopping the background workers");
+        let aborted = self.engine.workers().shutdown(WORKER_GRACE).await;
+        if !aborted.is_empty() {
+            tracing::warn!(workers = ?aborted, "workers still busy after {WORKER_GRACE:?}; aborted (their work resumes at the next start)");
         }
         Ok(())
     }

@@ -14,15 +14,16 @@ use crate::records::{now_ms, Segment, SetOwner, SetState};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use uuid::Uuid;
+use workers::{Context, Next, Status, StepError, Throttle, Worker};
 
 /// Block bytes rebuilt per window (whole blocks; each shard read is about this / k): remote
 /// backends are latency-bound, so fewer, larger requests. Memory per set in flight is about
 /// twice this.
 const WINDOW_BYTES: u64 = 8 << 20;
 
-/// Sets rebuilt at once: overlaps the round trips of several sets.
+/// Sets rebuilt at once by default: overlaps the round trips of several sets.
 const PARALLEL_SETS: usize = 4;
 
 /// Counters of the healer since start.
@@ -69,54 +70,83 @@ impl Default for HealConfig {
     }
 }
 
-/// Keeps a rate shared by concurrent rebuilds: a caller sleeps whenever more bytes went out
-/// than the rate allows so far.
-struct Throttle {
-    start: Instant,
-    spent: std::sync::Mutex<u64>,
-    rate: Option<u64>,
+/// Largest number of sets the healer's throttle lets it rebuild at once (memory: about
+/// twice [`WINDOW_BYTES`] each).
+const MAX_PARALLEL_SETS: usize = 16;
+
+/// The healer as a worker: a pass over the repair queue, then a pause of `interval`.
+pub struct Healer {
+    engine: Engine,
+    interval: Duration,
+    throttle: Throttle,
 }
 
-impl Throttle {
-    async fn spent(&self, n: u64) {
-        let Some(rate) = self.rate.filter(|r| *r > 0) else {
-            return;
-        };
-        let total = {
-            let mut s = self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            *s += n;
-            *s
-        };
-        let due = Duration::from_secs_f64(total as f64 / rate as f64);
-        let elapsed = self.start.elapsed();
-        if due > elapsed {
-            tokio::time::sleep(due - elapsed).await;
+impl Healer {
+    /// The healer of `engine` with the start-up settings `config`.
+    #[must_use]
+    pub fn new(engine: Engine, config: HealConfig) -> Self {
+        Self {
+            engine,
+            interval: config.interval,
+            throttle: Throttle::new(config.max_bytes_per_sec, PARALLEL_SETS, MAX_PARALLEL_SETS),
         }
     }
 }
 
-/// Runs passes forever (until the runtime stops).
-pub async fn healer(engine: Engine, config: HealConfig) {
-    loop {
-        match engine.heal_pass(config.max_bytes_per_sec).await {
-            Ok(p) if p.repaired + p.failed + p.dropped > 0 => {
-                tracing::info!(
-                    repaired = p.repaired,
-                    failed = p.failed,
-                    dropped = p.dropped,
-                    "heal pass done"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "heal pass failed"),
+#[async_trait::async_trait]
+impl Worker for Healer {
+    fn name(&self) -> &str {
+        "healer"
+    }
+
+    async fn step(&mut self, ctx: &Context) -> Result<Next, StepError> {
+        let p = self
+            .engine
+            .heal_pass_with(&self.throttle, ctx)
+            .await
+            .map_err(|e| format!("heal pass failed: {e}"))?;
+        if p.repaired + p.failed + p.dropped > 0 {
+            tracing::info!(
+                repaired = p.repaired,
+                failed = p.failed,
+                dropped = p.dropped,
+                "heal pass done"
+            );
         }
-        tokio::time::sleep(config.interval).await;
+        Ok(Next::Idle(self.interval))
+    }
+
+    fn status(&self) -> Status {
+        let c = self.engine.heal_counters();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Status::default()
+            .counter("shards_repaired", load(&c.shards_repaired))
+            .counter("bytes_written", load(&c.bytes_written))
+            .counter("failures", load(&c.failures))
+            .counter("dropped", load(&c.dropped))
+            .counter("passes", load(&c.passes))
+    }
+
+    fn throttle(&self) -> Option<Throttle> {
+        Some(self.throttle.clone())
+    }
+
+    fn after_error(&self) -> Next {
+        Next::Idle(self.interval)
     }
 }
 
 impl Engine {
-    /// One pass over the repair queue, [`PARALLEL_SETS`] sets at a time.
+    /// One pass over the repair queue, [`PARALLEL_SETS`] sets at a time, writing at most
+    /// `max_bytes_per_sec` (`None`: unlimited); what `POST /api/v1/heal` runs.
     pub async fn heal_pass(&self, max_bytes_per_sec: Option<u64>) -> Result<HealPass> {
+        let throttle = Throttle::new(max_bytes_per_sec, PARALLEL_SETS, PARALLEL_SETS);
+        self.heal_pass_with(&throttle, &Context::default()).await
+    }
+
+    /// One pass over the repair queue under `throttle` (its rate, its concurrency in sets, its
+    /// pause before each set); sets not started when `ctx` is cancelled are left for later.
+    async fn heal_pass_with(&self, throttle: &Throttle, ctx: &Context) -> Result<HealPass> {
         use futures::StreamExt;
         let mut by_set: BTreeMap<Uuid, Vec<usize>> = BTreeMap::new();
         for (set, idx, _) in self.catalog().repairs()? {
@@ -131,14 +161,14 @@ impl Engine {
             }
             by_set.entry(set).or_default().push(idx);
         }
-        let throttle = Throttle {
-            start: Instant::now(),
-            spent: std::sync::Mutex::new(0),
-            rate: max_bytes_per_sec,
-        };
         let outcomes: Vec<Result<HealPass>> = futures::stream::iter(by_set)
-            .map(|(set, targets)| self.heal_set(set, targets, &throttle))
-            .buffer_unordered(PARALLEL_SETS)
+            .map(|(set, targets)| async move {
+                match ctx.unless_cancelled(throttle.while_paused()).await {
+                    Some(()) => self.heal_set(set, targets, throttle).await,
+                    None => Ok(HealPass::default()),
+                }
+            })
+            .buffer_unordered(throttle.concurrency())
             .collect()
             .await;
         let mut pass = HealPass::default();
@@ -148,7 +178,9 @@ impl Engine {
             pass.failed += o.failed;
             pass.dropped += o.dropped;
         }
-        self.heal_counters().passes.fetch_add(1, Ordering::Relaxed);
+        if !ctx.is_cancelled() {
+            self.heal_counters().passes.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(pass)
     }
 
@@ -252,7 +284,7 @@ impl Engine {
                     let coded = codec.encode(&layout, &block)?;
                     for (idx, w, _) in &mut writers {
                         w.write(&coded[*idx]).await?;
-                        throttle.spent(coded[*idx].len() as u64).await;
+                        throttle.spend(coded[*idx].len() as u64).await;
                     }
                 }
                 first = last + 1;

@@ -29,9 +29,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use workers::{Bell, Context, Next, Status, StepError, Worker};
 
 /// Objects read from the catalog per scan step.
 const PAGE: usize = 256;
@@ -46,11 +46,11 @@ const IDLE: Duration = Duration::from_secs(1);
 /// How long after a pass with errors its bucket is tried again.
 const RETRY_ERRORS: Duration = Duration::from_secs(30);
 
+/// How long the migrator waits before looking again when objects must be retried soon.
+const AGAIN: Duration = Duration::from_millis(250);
+
 /// How long a moved shard's old copy is kept for readers still holding its set.
 const MAX_UNPIN_WAIT: Duration = Duration::from_secs(600);
-
-/// Window over which the migration rate is measured.
-const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Migrator settings at start; [`Migrations::set_throttle`] changes them at run time.
 #[derive(Debug, Clone, Copy)]
@@ -70,16 +70,9 @@ impl Default for MigrationConfig {
     }
 }
 
-/// The migrator's throttle as the admin API shows and changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct Throttle {
-    /// MiB per second read for migration; 0 = unlimited.
-    pub max_mib_per_sec: f64,
-    /// Objects migrated at once.
-    pub concurrency: usize,
-    /// Whether migration is paused.
-    pub paused: bool,
-}
+/// The migrator's throttle as the admin API shows and changes it (`max_mib_per_sec`: MiB per
+/// second read for migration, 0 = unlimited; `concurrency`: objects migrated at once; `paused`).
+pub type Throttle = workers::ThrottleSettings;
 
 /// Largest accepted concurrency.
 pub const MAX_CONCURRENCY: usize = 64;
@@ -151,33 +144,25 @@ pub struct Counters {
 
 /// The migrator's shared state: throttle, per-bucket jobs, and the bell a policy change rings.
 pub struct Migrations {
-    /// Bytes per second; 0 = unlimited.
-    rate: AtomicU64,
-    concurrency: AtomicUsize,
-    paused: AtomicBool,
-    /// Theoretical arrival time of the next byte (GCRA), shared by all migrating tasks.
-    tat: Mutex<Option<Instant>>,
-    /// Bytes read for migration since start, and (when, that count) samples of the last
-    /// [`RATE_WINDOW`] for the rate. One bucket migrates at a time, so this is its rate.
-    read: AtomicU64,
-    samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// Shared by all migrating tasks; it also measures the rate. One bucket migrates at a
+    /// time, so that is its rate.
+    throttle: workers::Throttle,
     jobs: Mutex<HashMap<String, Job>>,
-    wake: tokio::sync::Notify,
+    /// Wakes the migrator: a policy change, or a throttle change (the throttle rings it).
+    bell: Bell,
 }
 
 impl Migrations {
     /// Migrator state with the start-up settings.
     #[must_use]
     pub fn new(config: MigrationConfig) -> Self {
+        let throttle = workers::Throttle::new(config.max_bytes_per_sec, config.concurrency, MAX_CONCURRENCY);
+        let bell = Bell::new();
+        throttle.ring_on_change(bell.clone());
         Self {
-            rate: AtomicU64::new(config.max_bytes_per_sec.unwrap_or(0)),
-            concurrency: AtomicUsize::new(config.concurrency.clamp(1, MAX_CONCURRENCY)),
-            paused: AtomicBool::new(false),
-            tat: Mutex::new(None),
-            read: AtomicU64::new(0),
-            samples: Mutex::new(VecDeque::new()),
+            throttle,
             jobs: Mutex::new(HashMap::new()),
-            wake: tokio::sync::Notify::new(),
+            bell,
         }
     }
 
@@ -189,92 +174,24 @@ impl Migrations {
     /// The current throttle.
     #[must_use]
     pub fn throttle(&self) -> Throttle {
-        Throttle {
-            max_mib_per_sec: self.rate.load(Ordering::Relaxed) as f64 / f64::from(1u32 << 20),
-            concurrency: self.concurrency.load(Ordering::Relaxed),
-            paused: self.paused.load(Ordering::Relaxed),
-        }
+        self.throttle.settings()
     }
 
-    /// Changes the throttle; takes effect for bytes and objects not yet started.
+    /// Changes the throttle; takes effect for bytes and objects not yet started, and wakes
+    /// the migrator.
     pub fn set_throttle(&self, t: Throttle) -> std::result::Result<(), String> {
-        if !t.max_mib_per_sec.is_finite() || t.max_mib_per_sec < 0.0 {
-            return Err(format!(
-                "max_mib_per_sec must be a number >= 0 (0 = unlimited), got {}",
-                t.max_mib_per_sec
-            ));
-        }
-        if !(1..=MAX_CONCURRENCY).contains(&t.concurrency) {
-            return Err(format!(
-                "concurrency must be within 1..={MAX_CONCURRENCY}, got {}",
-                t.concurrency
-            ));
-        }
-        // Float to integer bytes: the value was checked finite and non-negative above.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let rate = (t.max_mib_per_sec * f64::from(1u32 << 20)).round() as u64;
-        self.rate.store(rate, Ordering::Relaxed);
-        self.concurrency.store(t.concurrency, Ordering::Relaxed);
-        self.paused.store(t.paused, Ordering::Relaxed);
-        *self.tat.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-        self.wake.notify_one();
-        Ok(())
+        self.throttle.set(t).map_err(|e| e.to_string())
     }
 
     /// Tells the migrator a bucket's policy changed.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.bell.ring();
     }
 
     /// Waits until `n` more bytes may be read under the rate limit (a shared virtual clock:
     /// each read moves the time the next may start by its cost).
     async fn spend(&self, n: u64) {
-        let total = self.read.fetch_add(n, Ordering::Relaxed) + n;
-        {
-            let mut samples = self.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if samples.is_empty() {
-                // The rate counts from before this read, not from its end.
-                samples.push_back((Instant::now(), total - n));
-            }
-            if samples
-                .back()
-                .is_none_or(|s| s.0.elapsed() > Duration::from_millis(100))
-            {
-                samples.push_back((Instant::now(), total));
-                while samples.front().is_some_and(|s| s.0.elapsed() > RATE_WINDOW) {
-                    samples.pop_front();
-                }
-            }
-        }
-        let rate = self.rate.load(Ordering::Relaxed);
-        if rate == 0 {
-            return;
-        }
-        let due = {
-            let mut tat = self.tat.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            // At most 100 ms of unused rate may be spent at once: a burst after an idle spell
-            // must not hit clients.
-            let floor = now.checked_sub(Duration::from_millis(100)).unwrap_or(now);
-            let start = tat.map_or(now, |t| t.max(floor));
-            let next = start + Duration::from_secs_f64(n as f64 / rate as f64);
-            *tat = Some(next);
-            next
-        };
-        // In slices, so raising or lifting the limit frees waiting tasks quickly.
-        loop {
-            let now = Instant::now();
-            if now >= due || self.rate.load(Ordering::Relaxed) != rate {
-                return;
-            }
-            tokio::time::sleep((due - now).min(Duration::from_millis(200))).await;
-        }
-    }
-
-    async fn while_paused(&self) {
-        while self.paused.load(Ordering::Relaxed) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.throttle.spend(n).await;
     }
 
     /// The progress of `bucket`'s migration; `epoch` is the bucket's current epoch.
@@ -287,7 +204,7 @@ impl Migrations {
                 if v.target_epoch <= 1 && v.objects_total == 0 {
                     v.state = "idle";
                 }
-                if v.state == "running" && self.paused.load(Ordering::Relaxed) {
+                if v.state == "running" && self.throttle.is_paused() {
                     v.state = "paused";
                 }
                 if v.target_epoch < epoch {
@@ -297,7 +214,7 @@ impl Migrations {
                     v.finished_ms = None;
                 }
                 if v.state == "running" {
-                    v.rate_bytes_per_sec = self.rate_now();
+                    v.rate_bytes_per_sec = self.throttle.measured_rate();
                 }
                 if v.state != "done" && v.rate_bytes_per_sec > 0.0 {
                     v.eta_secs = Some(v.bytes_total.saturating_sub(v.bytes_done) as f64 / v.rate_bytes_per_sec);
@@ -311,19 +228,6 @@ impl Migrations {
                 ..MigrationView::default()
             },
         }
-    }
-
-    /// Bytes read per second over the last [`RATE_WINDOW`], up to now.
-    fn rate_now(&self) -> f64 {
-        let samples = self.samples.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(first) = samples.iter().find(|s| s.0.elapsed() <= RATE_WINDOW) else {
-            return 0.0;
-        };
-        let secs = first.0.elapsed().as_secs_f64();
-        if secs < 0.5 {
-            return 0.0;
-        }
-        self.read.load(Ordering::Relaxed).saturating_sub(first.1) as f64 / secs
     }
 
     /// Lifetime counters and remaining work of every bucket with a job, for the metrics.
@@ -393,61 +297,148 @@ enum Step {
     Reencode,
 }
 
-/// Runs the migrator forever (until the runtime stops).
-pub async fn migrator(engine: Engine) {
-    // Buckets known to be fully migrated, at which epoch; cleared when a write commits under
-    // an older epoch than its bucket's (it began before a change).
-    let mut clean: HashMap<String, u64> = HashMap::new();
-    let mut retry_at: HashMap<String, Instant> = HashMap::new();
-    let mut seen_stale = engine.catalog().stale_commits();
-    loop {
-        let stale = engine.catalog().stale_commits();
-        if stale != seen_stale {
-            clean.clear();
-            seen_stale = stale;
+/// One look over the buckets: those not looked at yet, and whether some bucket must be looked
+/// at again soon.
+struct Round {
+    buckets: VecDeque<(String, BucketRecord)>,
+    again: bool,
+}
+
+/// The migrator as a worker: looks over the buckets, one bucket's pass per step, then waits
+/// [`IDLE`] or until a policy or throttle change rings it. It honours its throttle's pause
+/// inside a pass (objects in flight finish, no new one starts), so it goes on looking and
+/// reporting while paused.
+pub struct Migrator {
+    engine: Engine,
+    /// Buckets known to be fully migrated, at which epoch; cleared when a write commits under
+    /// an older epoch than its bucket's (it began before a change).
+    clean: HashMap<String, u64>,
+    retry_at: HashMap<String, Instant>,
+    seen_stale: u64,
+    round: Option<Round>,
+}
+
+impl Migrator {
+    /// The migrator of `engine`.
+    #[must_use]
+    pub fn new(engine: Engine) -> Self {
+        let seen_stale = engine.catalog().stale_commits();
+        Self {
+            engine,
+            clean: HashMap::new(),
+            retry_at: HashMap::new(),
+            seen_stale,
+            round: None,
         }
-        let mut again = false;
-        match engine.catalog().list_buckets() {
+    }
+
+    /// Begins a look over the buckets; `None` when they cannot be listed.
+    fn begin_round(&mut self) -> Option<Round> {
+        let stale = self.engine.catalog().stale_commits();
+        if stale != self.seen_stale {
+            self.clean.clear();
+            self.seen_stale = stale;
+        }
+        match self.engine.catalog().list_buckets() {
             Ok(buckets) => {
                 let names: Vec<String> = buckets.iter().map(|(n, _)| n.clone()).collect();
-                engine.migrations().forget(&names);
-                clean.retain(|b, _| names.contains(b));
-                for (name, rec) in buckets {
-                    if clean.get(&name) == Some(&rec.policy_epoch)
-                        && retry_at.get(&name).is_none_or(|t| Instant::now() < *t)
-                    {
-                        continue;
-                    }
-                    retry_at.remove(&name);
-                    match engine.migrate_bucket(&name, &rec).await {
-                        Ok(PassEnd::Complete { errors }) => {
-                            clean.insert(name.clone(), rec.policy_epoch);
-                            if errors {
-                                retry_at.insert(name, Instant::now() + RETRY_ERRORS);
-                            }
-                        }
-                        Ok(PassEnd::Again) => again = true,
-                        Err(e) => {
-                            tracing::warn!(bucket = %name, error = %e, "migration pass failed; will retry");
-                            retry_at.insert(name.clone(), Instant::now() + RETRY_ERRORS);
-                            clean.insert(name, rec.policy_epoch);
-                        }
-                    }
-                }
+                self.engine.migrations().forget(&names);
+                self.clean.retain(|b, _| names.contains(b));
+                Some(Round {
+                    buckets: buckets.into(),
+                    again: false,
+                })
             }
-            Err(e) => tracing::warn!(error = %e, "migrator cannot list buckets"),
-        }
-        if !again {
-            let _ = tokio::time::timeout(IDLE, engine.migrations().wake.notified()).await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            Err(e) => {
+                tracing::warn!(error = %e, "migrator cannot list buckets");
+                None
+            }
         }
     }
 }
 
+#[async_trait::async_trait]
+impl Worker for Migrator {
+    fn name(&self) -> &str {
+        "migrator"
+    }
+
+    async fn step(&mut self, ctx: &Context) -> std::result::Result<Next, StepError> {
+        let round = match self.round.take() {
+            Some(r) => Some(r),
+            None => self.begin_round(),
+        };
+        let Some(mut round) = round else {
+            return Ok(Next::Idle(IDLE));
+        };
+        while let Some((name, rec)) = round.buckets.pop_front() {
+            if self.clean.get(&name) == Some(&rec.policy_epoch)
+                && self.retry_at.get(&name).is_none_or(|t| Instant::now() < *t)
+            {
+                continue;
+            }
+            self.retry_at.remove(&name);
+            match self.engine.migrate_bucket(&name, &rec, ctx).await {
+                Ok(PassEnd::Complete { errors }) => {
+                    self.clean.insert(name.clone(), rec.policy_epoch);
+                    if errors {
+                        self.retry_at.insert(name, Instant::now() + RETRY_ERRORS);
+                    }
+                }
+                Ok(PassEnd::Again) => round.again = true,
+                Err(e) => {
+                    tracing::warn!(bucket = %name, error = %e, "migration pass failed; will retry");
+                    self.retry_at.insert(name.clone(), Instant::now() + RETRY_ERRORS);
+                    self.clean.insert(name, rec.policy_epoch);
+                }
+            }
+            self.round = Some(round);
+            return Ok(Next::Busy);
+        }
+        Ok(Next::Idle(if round.again { AGAIN } else { IDLE }))
+    }
+
+    fn status(&self) -> Status {
+        let mut total = Counters::default();
+        let (mut objects_left, mut bytes_left) = (0, 0);
+        for (_, c, objects, bytes) in self.engine.migrations().counters() {
+            total.reencoded += c.reencoded;
+            total.moved += c.moved;
+            total.relabelled += c.relabelled;
+            total.failed += c.failed;
+            total.skipped += c.skipped;
+            total.bytes += c.bytes;
+            objects_left += objects;
+            bytes_left += bytes;
+        }
+        Status::default()
+            .counter("objects_reencoded", total.reencoded)
+            .counter("objects_moved", total.moved)
+            .counter("objects_relabelled", total.relabelled)
+            .counter("objects_failed", total.failed)
+            .counter("objects_skipped", total.skipped)
+            .counter("bytes_migrated", total.bytes)
+            .counter("objects_remaining", objects_left)
+            .counter("bytes_remaining", bytes_left)
+    }
+
+    fn throttle(&self) -> Option<workers::Throttle> {
+        Some(self.engine.migrations().throttle.clone())
+    }
+
+    fn bell(&self) -> Option<Bell> {
+        Some(self.engine.migrations().bell.clone())
+    }
+
+    fn parks_when_paused(&self) -> bool {
+        false
+    }
+}
+
 impl Engine {
-    /// One pass over a bucket: migrates every object whose epoch is older than `rec`'s.
-    async fn migrate_bucket(&self, bucket: &str, rec: &BucketRecord) -> Result<PassEnd> {
+    /// One pass over a bucket: migrates every object whose epoch is older than `rec`'s; stops
+    /// starting objects when `ctx` is cancelled.
+    async fn migrate_bucket(&self, bucket: &str, rec: &BucketRecord, ctx: &Context) -> Result<PassEnd> {
         let target = rec.policy_epoch;
         let (found, found_bytes) = self.count_stale(bucket, target)?;
         let m = self.migrations();
@@ -493,8 +484,11 @@ impl Engine {
                 if listed.manifest.policy_epoch >= target {
                     continue;
                 }
-                m.while_paused().await;
-                while in_flight.len() >= m.concurrency.load(Ordering::Relaxed) {
+                if ctx.unless_cancelled(m.throttle.while_paused()).await.is_none() {
+                    pass.again = true;
+                    break 'scan;
+                }
+                while in_flight.len() >= m.throttle.concurrency() {
                     let next: Option<(String, u64, Result<Outcome>)> = in_flight.next().await;
                     if let Some((key, size, res)) = next {
                         self.record(bucket, &key, size, res, &mut pass);

@@ -18,6 +18,9 @@
 //! - [`scrub`]: the scrubber that verifies every shard at a bounded rate.
 //! - [`pins`]: sets held by readers, which the reaper must not delete yet.
 //! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
+//!
+//! The healer, scrubber, reaper and migrator are [`workers::Worker`]s on the engine's runner
+//! ([`Engine::workers`]).
 
 pub mod buckets;
 pub mod heal;
@@ -64,13 +67,16 @@ struct Inner {
     telemetry: Arc<Telemetry>,
     stragglers: write::Stragglers,
     migrations: migrate::Migrations,
+    /// The background workers: the reaper, and whatever the server spawns beside it.
+    workers: workers::Runner,
     /// Reads steered by latency and hedged (true), or data shards first, never hedged.
     hedged_reads: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
     /// An engine over `backends` and `catalog` without master keys (encrypted writes and
-    /// reads of master-key-encrypted sets fail); spawns the reaper (needs a Tokio runtime).
+    /// reads of master-key-encrypted sets fail); spawns the reaper on its runner (needs a Tokio
+    /// runtime).
     pub fn new(catalog: Catalog, backends: Vec<Backend>) -> Self {
         Self::with_keys(
             catalog,
@@ -81,7 +87,8 @@ impl Engine {
     }
 
     /// An engine whose encrypted sets use the master keys of `keys` and whose reads are
-    /// steered by the backend latencies `telemetry` has seen (the backends record into it).
+    /// steered by the backend latencies `telemetry` has seen (the backends record into it);
+    /// spawns the reaper on the engine's runner ([`Engine::workers`]; needs a Tokio runtime).
     pub fn with_keys(catalog: Catalog, backends: Vec<Backend>, keys: Arc<KeyRing>, telemetry: Arc<Telemetry>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Self {
@@ -96,10 +103,14 @@ impl Engine {
                 telemetry,
                 stragglers: write::Stragglers::default(),
                 migrations: migrate::Migrations::new(migrate::MigrationConfig::default()),
+                workers: workers::Runner::new(),
                 hedged_reads: std::sync::atomic::AtomicBool::new(true),
             }),
         };
-        tokio::spawn(sweep::reaper(engine.clone(), rx));
+        if let Err(e) = engine.workers().spawn(sweep::Reaper::new(engine.clone(), rx)) {
+            // A new runner has no other worker and is not shut down: this cannot happen.
+            tracing::error!(error = %e, "cannot start the reaper; deleted sets stay until the next startup sweep");
+        }
         engine
     }
 
@@ -168,6 +179,13 @@ impl Engine {
     #[must_use]
     pub fn migrations(&self) -> &migrate::Migrations {
         &self.inner.migrations
+    }
+
+    /// The runner of the background workers (the reaper; the healer, scrubber and migrator
+    /// once the server spawns them): their status, pause, wake-up and shutdown.
+    #[must_use]
+    pub fn workers(&self) -> &workers::Runner {
+        &self.inner.workers
     }
 
     /// The healer's counters.

@@ -7,36 +7,123 @@ use crate::records::{SetRecord, SetState, ShardMove};
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use uuid::Uuid;
+use workers::{Context, Next, Status, StepError, Worker};
 
 /// How often the reaper retries sets whose deletion failed (a backend was down).
 const RETRY_EVERY: Duration = Duration::from_secs(60);
 
-/// Deletes the shards of every set handed to it, then forgets the set.
-pub(super) async fn reaper(engine: Engine, mut rx: mpsc::UnboundedReceiver<DoomedEntry>) {
-    let mut retry = tokio::time::interval(RETRY_EVERY);
-    retry.tick().await;
-    loop {
-        tokio::select! {
-            d = rx.recv() => match d {
-                Some(doomed) => {
-                    if engine.pins().release_for_deletion(&doomed) {
-                        delete_set(&engine, doomed.0, &doomed.1).await;
+/// Sets the reaper deletes per step before it looks at its other duties.
+const BATCH: usize = 64;
+
+/// The reaper as a worker: deletes the shards of every set handed to it (through
+/// [`Engine::reap`] or a last unpin), then forgets the set; every [`RETRY_EVERY`] it retries the
+/// sets still `Deleting` (a backend was down).
+pub struct Reaper {
+    engine: Engine,
+    rx: mpsc::UnboundedReceiver<DoomedEntry>,
+    /// A set taken off the channel while waiting, not handled yet.
+    next: Option<DoomedEntry>,
+    /// Every sender is gone (the engine was dropped): nothing more will come.
+    closed: bool,
+    retry_at: Instant,
+    deleted: u64,
+    deferred: u64,
+    failed: u64,
+    retries: u64,
+}
+
+impl Reaper {
+    /// The reaper of `engine`, fed by `rx`.
+    pub(super) fn new(engine: Engine, rx: mpsc::UnboundedReceiver<DoomedEntry>) -> Self {
+        Self {
+            engine,
+            rx,
+            next: None,
+            closed: false,
+            retry_at: Instant::now() + RETRY_EVERY,
+            deleted: 0,
+            deferred: 0,
+            failed: 0,
+            retries: 0,
+        }
+    }
+
+    /// Deletes `doomed` unless a reader pins it (then the last unpin hands it back).
+    async fn reap(&mut self, doomed: &DoomedEntry) {
+        if !self.engine.pins().release_for_deletion(doomed) {
+            self.deferred += 1;
+        } else if delete_set(&self.engine, doomed.0, &doomed.1).await {
+            self.deleted += 1;
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Reaper {
+    fn name(&self) -> &str {
+        "reaper"
+    }
+
+    async fn step(&mut self, _: &Context) -> Result<Next, StepError> {
+        let mut handled = 0;
+        while handled < BATCH {
+            let doomed = match self.next.take() {
+                Some(d) => d,
+                None => match self.rx.try_recv() {
+                    Ok(d) => d,
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.closed = true;
+                        break;
+                    }
+                },
+            };
+            self.reap(&doomed).await;
+            handled += 1;
+        }
+        if Instant::now() >= self.retry_at {
+            self.retry_at = Instant::now() + RETRY_EVERY;
+            self.retries += 1;
+            match self.engine.catalog().sets() {
+                Ok(sets) => {
+                    for doomed in sets {
+                        if doomed.1.state == SetState::Deleting {
+                            self.reap(&doomed).await;
+                        }
                     }
                 }
-                None => return,
-            },
-            _ = retry.tick() => {
-                match engine.catalog().sets() {
-                    Ok(sets) => for doomed in sets {
-                        if doomed.1.state == SetState::Deleting && engine.pins().release_for_deletion(&doomed) {
-                            delete_set(&engine, doomed.0, &doomed.1).await;
-                        }
-                    },
-                    Err(e) => tracing::warn!(error = %e, "reaper could not list shard sets"),
-                }
+                Err(e) => tracing::warn!(error = %e, "reaper could not list shard sets"),
             }
         }
+        Ok(if handled == BATCH {
+            Next::Busy
+        } else if self.closed {
+            Next::Done
+        } else {
+            Next::Wait
+        })
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::select! {
+            d = self.rx.recv() => match d {
+                Some(d) => self.next = Some(d),
+                None => self.closed = true,
+            },
+            () = tokio::time::sleep_until(self.retry_at) => {}
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status::default()
+            .counter("sets_deleted", self.deleted)
+            .counter("sets_deferred", self.deferred)
+            .counter("deletions_failed", self.failed)
+            .counter("retry_scans", self.retries)
     }
 }
 
