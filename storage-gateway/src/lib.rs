@@ -32,14 +32,14 @@
 //!   a commit's doomed sets come back as [`meta::Doomed`], which must reach the reaper.
 //! - [`engine`]: the verbs, shard set writes and reads, and the background work.
 //! - [`admin`]: the admin REST API (redundancy, health, heal/scrub triggers, `/metrics`,
-//!   sliding-window telemetry, bucket policies and migrations).
-//! - [`bucket_policy`]: validating and committing a bucket policy change (a new epoch).
+//!   sliding-window telemetry, storage policies and migrations).
+//! - [`storage_policy`]: validating and committing a bucket's storage policy change (a new
+//!   epoch; not an S3 bucket policy, which is access control).
 //! - [`gauges`]: healer, scrubber, repair-queue and health instruments for the exporter.
 //! - [`server`]: wires it all and serves HTTP until told to stop.
 
 pub mod admin;
 pub mod backend;
-pub mod bucket_policy;
 pub mod codec;
 pub mod config;
 pub mod crypto;
@@ -50,6 +50,7 @@ pub mod meta;
 pub mod records;
 pub mod s3;
 pub mod server;
+pub mod storage_policy;
 
 pub use config::{AdminConfig, Credentials, GatewayConfig};
 pub use error::{Error, Result};

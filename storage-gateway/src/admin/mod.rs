@@ -1,11 +1,11 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
 //! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
-//! the sliding-window telemetry the agents read, and bucket policies with their migrations
-//! ([`policy`]).
+//! the sliding-window telemetry the agents read, and buckets' storage policies with their
+//! migrations ([`policy`]). What each endpoint takes and answers is spelled once, in the
+//! `control_api` crate.
 
 mod policy;
 
-use crate::engine::heal::Redundancy;
 use crate::engine::Engine;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -13,9 +13,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Serialize;
+use control_api::{
+    routes, BackendHealth, BucketRedundancy, ErrorBody, HealPass, HealerCounters, RedundancyView, ScrubPass,
+    ScrubberCounters,
+};
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
@@ -33,26 +35,32 @@ pub fn router(engine: Engine, token: &str) -> Router {
         token: token.into(),
     };
     Router::new()
-        .route("/api/v1/redundancy", get(redundancy))
-        .route("/api/v1/heal", post(heal_now))
-        .route("/api/v1/scrub", post(scrub_now))
-        .route("/api/v1/telemetry/backends", get(backend_telemetry))
-        .route("/api/v1/telemetry/buckets/{bucket}", get(bucket_telemetry))
-        .route("/metrics", get(metrics))
+        .route(routes::REDUNDANCY, get(redundancy))
+        .route(routes::HEAL, post(heal_now))
+        .route(routes::SCRUB, post(scrub_now))
+        .route(routes::BACKEND_TELEMETRY, get(backend_telemetry))
+        .route(routes::BUCKET_TELEMETRY, get(bucket_telemetry))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::STORAGE_POLICY, get(policy::get_policy).put(policy::put_policy))
+        .route(routes::STORAGE_POLICY_HISTORY, get(policy::history))
+        // The paths from before the rename, kept (deprecated) so existing clients keep working.
         .route(
-            "/api/v1/buckets/{bucket}/policy",
+            routes::STORAGE_POLICY_ALIAS,
             get(policy::get_policy).put(policy::put_policy),
         )
-        .route("/api/v1/buckets/{bucket}/policy/history", get(policy::history))
-        .route("/api/v1/buckets/{bucket}/migration", get(policy::migration))
-        .route("/api/v1/migration", get(policy::get_throttle).put(policy::put_throttle))
+        .route(routes::STORAGE_POLICY_HISTORY_ALIAS, get(policy::history))
+        .route(routes::MIGRATION, get(policy::migration))
+        .route(
+            routes::MIGRATION_THROTTLE,
+            get(policy::get_throttle).put(policy::put_throttle),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
 
 fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(json!({ "error": message.to_string() }))).into_response()
+    (status, Json(ErrorBody::new(message))).into_response()
 }
 
 /// An error answer of a handler (JSON with a message), boxed so handlers' results stay small.
@@ -99,27 +107,6 @@ async fn authenticate(State(st): State<AdminState>, req: Request, next: Next) ->
     }
 }
 
-#[derive(Serialize)]
-struct BackendView {
-    id: String,
-    local: bool,
-    suspect: bool,
-    consecutive_failures: u32,
-    retry_in_ms: Option<u128>,
-    last_error: Option<String>,
-}
-
-#[derive(Serialize)]
-struct RedundancyView {
-    buckets: BTreeMap<String, Redundancy>,
-    repair_queue: usize,
-    /// Shards still being written after their PUT was acknowledged.
-    straggling_shards: usize,
-    healer: BTreeMap<&'static str, u64>,
-    scrubber: BTreeMap<&'static str, u64>,
-    backends: Vec<BackendView>,
-}
-
 async fn redundancy(State(st): State<AdminState>) -> Response {
     let e = &st.engine;
     let (buckets, queue) = match (e.redundancy(), e.repair_queue_len()) {
@@ -130,35 +117,45 @@ async fn redundancy(State(st): State<AdminState>) -> Response {
     let s = e.scrub_counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let view = RedundancyView {
-        buckets,
+        buckets: buckets
+            .into_iter()
+            .map(|(name, r)| {
+                let r = BucketRedundancy {
+                    full: r.full,
+                    degraded: r.degraded,
+                    unreadable: r.unreadable,
+                };
+                (name, r)
+            })
+            .collect(),
         repair_queue: queue,
         straggling_shards: e.straggling_shards(),
-        healer: BTreeMap::from([
-            ("shards_repaired", load(&h.shards_repaired)),
-            ("bytes_written", load(&h.bytes_written)),
-            ("failures", load(&h.failures)),
-            ("dropped", load(&h.dropped)),
-            ("passes", load(&h.passes)),
-        ]),
-        scrubber: BTreeMap::from([
-            ("passes", load(&s.passes)),
-            ("shards_checked", load(&s.shards_checked)),
-            ("blocks_checked", load(&s.blocks_checked)),
-            ("corrupt_blocks", load(&s.corrupt_blocks)),
-            ("missing_shards", load(&s.missing_shards)),
-            ("bytes_read", load(&s.bytes_read)),
-        ]),
+        healer: HealerCounters {
+            bytes_written: load(&h.bytes_written),
+            dropped: load(&h.dropped),
+            failures: load(&h.failures),
+            passes: load(&h.passes),
+            shards_repaired: load(&h.shards_repaired),
+        },
+        scrubber: ScrubberCounters {
+            blocks_checked: load(&s.blocks_checked),
+            bytes_read: load(&s.bytes_read),
+            corrupt_blocks: load(&s.corrupt_blocks),
+            missing_shards: load(&s.missing_shards),
+            passes: load(&s.passes),
+            shards_checked: load(&s.shards_checked),
+        },
         backends: e
             .backends()
             .iter()
             .map(|b| {
                 let h = b.health().status();
-                BackendView {
+                BackendHealth {
                     id: b.id().to_owned(),
                     local: b.is_local(),
                     suspect: h.suspect,
                     consecutive_failures: h.consecutive_failures,
-                    retry_in_ms: h.retry_in.map(|d| d.as_millis()),
+                    retry_in_ms: h.retry_in.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                     last_error: h.last_error,
                 }
             })
@@ -169,14 +166,23 @@ async fn redundancy(State(st): State<AdminState>) -> Response {
 
 async fn heal_now(State(st): State<AdminState>) -> Response {
     match st.engine.heal_pass(None).await {
-        Ok(p) => Json(json!({ "repaired": p.repaired, "failed": p.failed, "dropped": p.dropped })).into_response(),
+        Ok(p) => Json(HealPass {
+            dropped: p.dropped,
+            failed: p.failed,
+            repaired: p.repaired,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 
 async fn scrub_now(State(st): State<AdminState>) -> Response {
     match st.engine.scrub_pass(None).await {
-        Ok(p) => Json(json!({ "shards": p.shards, "queued": p.queued })).into_response(),
+        Ok(p) => Json(ScrubPass {
+            queued: p.queued,
+            shards: p.shards,
+        })
+        .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }

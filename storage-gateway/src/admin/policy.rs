@@ -1,15 +1,18 @@
-//! Bucket policy, history and migration endpoints, and the migrator's throttle.
+//! Storage policy, history and migration endpoints, and the migrator's throttle.
 
 use super::{bucket_record, AdminState, ApiError};
-use crate::bucket_policy::{self, PolicyRequest, Refusal};
-use crate::engine::migrate::Throttle;
+use crate::engine::migrate::{MigrationView, Throttle};
+use crate::storage_policy::{self, Refusal};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use control_api::{
+    MigrationProgress, MigrationState, MigrationThrottle, MigrationThrottleRequest, StoragePolicyChanged,
+    StoragePolicyHistory, StoragePolicyRequest,
+};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// A JSON body, or a 400 JSON error naming what is wrong with it.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
@@ -35,7 +38,7 @@ impl From<Refusal> for ApiError {
 
 pub(super) async fn get_policy(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
     let rec = bucket_record(&st.engine, &bucket)?;
-    Ok(Json(bucket_policy::view(&bucket, &rec, Some(&st.engine))).into_response())
+    Ok(Json(storage_policy::view(&bucket, &rec, Some(&st.engine))).into_response())
 }
 
 pub(super) async fn put_policy(
@@ -45,13 +48,13 @@ pub(super) async fn put_policy(
 ) -> Result<Response, ApiError> {
     // Unknown bucket before a bad body: the more basic error first.
     bucket_record(&st.engine, &bucket)?;
-    let req: PolicyRequest = parse(&body)?;
-    let applied = bucket_policy::apply(&st.engine, &bucket, &req)?;
-    Ok(Json(json!({
-        "changed": applied.changed,
-        "policy": bucket_policy::view(&bucket, &applied.record, Some(&st.engine)),
-        "migration": st.engine.migrations().view(&bucket, applied.record.policy_epoch),
-    }))
+    let req: StoragePolicyRequest = parse(&body)?;
+    let applied = storage_policy::apply(&st.engine, &bucket, &req)?;
+    Ok(Json(StoragePolicyChanged {
+        changed: applied.changed,
+        policy: storage_policy::view(&bucket, &applied.record, Some(&st.engine)),
+        migration: progress(st.engine.migrations().view(&bucket, applied.record.policy_epoch)),
+    })
     .into_response())
 }
 
@@ -61,47 +64,70 @@ pub(super) async fn history(State(st): State<AdminState>, Path(bucket): Path<Str
         .engine
         .policy_history(&bucket)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(Json(json!({
-        "bucket": bucket,
-        "changes": bucket_policy::history_view(&bucket, changes),
-    }))
+    Ok(Json(StoragePolicyHistory {
+        changes: storage_policy::history_view(&bucket, changes),
+        bucket,
+    })
     .into_response())
 }
 
 pub(super) async fn migration(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
     let rec = bucket_record(&st.engine, &bucket)?;
-    Ok(Json(st.engine.migrations().view(&bucket, rec.policy_epoch)).into_response())
+    Ok(Json(progress(st.engine.migrations().view(&bucket, rec.policy_epoch))).into_response())
+}
+
+/// The engine's account of a migration as the API shows it.
+fn progress(v: MigrationView) -> MigrationProgress {
+    MigrationProgress {
+        // The engine's states are the API's four names.
+        state: v.state.parse().unwrap_or(MigrationState::Running),
+        bucket: v.bucket,
+        target_epoch: v.target_epoch,
+        objects_total: v.objects_total,
+        objects_done: v.objects_done,
+        bytes_total: v.bytes_total,
+        bytes_done: v.bytes_done,
+        objects_reencoded: v.objects_reencoded,
+        objects_moved: v.objects_moved,
+        objects_relabelled: v.objects_relabelled,
+        objects_remaining: v.objects_remaining,
+        rate_bytes_per_sec: v.rate_bytes_per_sec,
+        eta_secs: v.eta_secs,
+        errors: v.errors,
+        last_error: v.last_error,
+        skipped: v.skipped,
+        started_ms: v.started_ms,
+        finished_ms: v.finished_ms,
+    }
+}
+
+fn throttle_view(t: Throttle) -> MigrationThrottle {
+    MigrationThrottle {
+        max_mib_per_sec: t.max_mib_per_sec,
+        concurrency: t.concurrency,
+        paused: t.paused,
+    }
 }
 
 pub(super) async fn get_throttle(State(st): State<AdminState>) -> Response {
-    Json(st.engine.migrations().throttle()).into_response()
-}
-
-/// A throttle change: any subset of the fields.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ThrottleRequest {
-    max_mib_per_sec: Option<f64>,
-    concurrency: Option<usize>,
-    paused: Option<bool>,
+    Json(throttle_view(st.engine.migrations().throttle())).into_response()
 }
 
 pub(super) async fn put_throttle(State(st): State<AdminState>, body: Bytes) -> Result<Response, ApiError> {
-    let req: ThrottleRequest = parse(&body)?;
+    let req: MigrationThrottleRequest = parse(&body)?;
     let m = st.engine.migrations();
-    let cur = m.throttle();
-    let new = Throttle {
-        max_mib_per_sec: req.max_mib_per_sec.unwrap_or(cur.max_mib_per_sec),
-        concurrency: req.concurrency.unwrap_or(cur.concurrency),
-        paused: req.paused.unwrap_or(cur.paused),
-    };
-    m.set_throttle(new)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let new = req.applied_to(throttle_view(m.throttle()));
+    m.set_throttle(Throttle {
+        max_mib_per_sec: new.max_mib_per_sec,
+        concurrency: new.concurrency,
+        paused: new.paused,
+    })
+    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     tracing::info!(
         max_mib_per_sec = new.max_mib_per_sec,
         concurrency = new.concurrency,
         paused = new.paused,
         "migration throttle changed"
     );
-    Ok(Json(m.throttle()).into_response())
+    Ok(Json(throttle_view(m.throttle())).into_response())
 }

@@ -1,5 +1,6 @@
-//! Changing a bucket's policy: the request operators and agents send, its validation against
-//! the configured backends, and the view the admin API returns.
+//! Changing a bucket's storage policy (code, backends, encryption, intent; not an S3 bucket
+//! policy, which is access control): the validation of a [`StoragePolicyRequest`] against the
+//! configured backends, its commit, and the [`StoragePolicyView`] the admin API returns.
 //!
 //! A change is computed from the current record (fields left out keep their value), refused
 //! with a reason that names the cause, or committed as a new epoch with its history entry;
@@ -8,78 +9,13 @@
 use crate::engine::{Engine, PolicyChanged};
 use crate::error::Error;
 use crate::records::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
-use placement::{BackendSelector, BucketPolicy, Redundancy};
-use serde::{Deserialize, Deserializer, Serialize};
+use control_api::{BackendsField, LocationRestrictions, StoragePolicyChange, StoragePolicyRequest, StoragePolicyView};
+use placement::{BackendSelector, BucketPolicy};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Shortest policy update token accepted: it is a credential.
 const MIN_TOKEN_LEN: usize = 8;
-
-/// A requested change; every field is optional and absent ones keep the current value.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyRequest {
-    /// `ec-K-M` or `replicate-N` (excludes `k` and `m`).
-    pub preset: Option<String>,
-    /// Data shards.
-    pub k: Option<u8>,
-    /// Parity shards.
-    pub m: Option<u8>,
-    /// Plaintext bytes per block.
-    pub block_size: Option<u32>,
-    /// Eligible backends: a selector (`region=eu,local3`) or a list of ids; empty = all.
-    pub backends: Option<BackendsField>,
-    /// Encrypt new objects at rest.
-    pub encryption: Option<bool>,
-    /// The MLSysOps spelling of `encryption`: `on` or `off`.
-    pub server_side_encryption: Option<String>,
-    /// Backend losses the bucket must survive; `null` lifts the constraint.
-    #[serde(default, deserialize_with = "present")]
-    pub redundancy: Option<Option<Redundancy>>,
-    /// Highest acceptable backend GET latency, ms; `null` lifts it.
-    #[serde(default, deserialize_with = "present")]
-    pub max_latency: Option<Option<u64>>,
-    /// Lowest acceptable backend download bandwidth, MiB/s; `null` lifts it.
-    #[serde(default, deserialize_with = "present")]
-    pub min_download_speed: Option<Option<f64>>,
-    /// Where data may be stored.
-    pub location_restrictions: Option<LocationRestrictions>,
-    /// From a human: the token agents must present from now on (`""` removes it). From an
-    /// agent (`automatic`): the token it presents.
-    pub policy_update_token: Option<String>,
-    /// The change is made by an agent, not a human.
-    #[serde(default)]
-    pub automatic: bool,
-    /// Who makes the change.
-    pub changed_by: Option<String>,
-    /// Why (agents give their explanation).
-    pub reason: Option<String>,
-}
-
-/// Distinguishes a field set to `null` (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
-}
-
-/// Eligible backends as a selector text or a list of ids.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum BackendsField {
-    /// `region=eu,gdpr=true`, `local0,local1` or `""` (all).
-    Selector(String),
-    /// Backend ids; empty = all.
-    Ids(Vec<String>),
-}
-
-/// `location_restrictions` of the MLSysOps bucket description.
-#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocationRestrictions {
-    /// Only backends labelled `gdpr=true` may hold the bucket's data.
-    #[serde(default)]
-    pub gdpr: bool,
-}
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -107,82 +43,16 @@ impl From<Error> for Refusal {
     }
 }
 
-/// A bucket's policy as the admin API shows it (never its token).
-#[derive(Debug, Clone, Serialize)]
-pub struct PolicyView {
-    /// Bucket.
-    pub bucket: String,
-    /// Policy epoch.
-    pub epoch: u64,
-    /// k and m as a preset name.
-    pub preset: String,
-    /// Data shards.
-    pub k: u8,
-    /// Parity shards.
-    pub m: u8,
-    /// Plaintext bytes per block.
-    pub block_size: u32,
-    /// Selector text ("" = all backends).
-    pub backends: String,
-    /// Backends the selector admits now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eligible: Option<Vec<String>>,
-    /// New objects encrypted at rest.
-    pub encryption: bool,
-    /// The same, as `on` / `off`.
-    pub server_side_encryption: &'static str,
-    /// Stated redundancy.
-    pub redundancy: Option<Redundancy>,
-    /// Latency target, ms.
-    pub max_latency: Option<u64>,
-    /// Bandwidth target, MiB/s.
-    pub min_download_speed: Option<f64>,
-    /// Location restrictions.
-    pub location_restrictions: LocationRestrictions,
-    /// Whether agents may change the policy (a token is set).
-    pub automatic_updates: bool,
-    /// When the current epoch began.
-    pub changed_ms: i64,
-    /// Who began it.
-    pub changed_by: String,
-    /// Made by an agent.
-    pub automatic: bool,
-    /// Why.
-    pub reason: String,
-    /// Eligible backends that miss the bucket's latency or bandwidth target right now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub warnings: Option<Vec<String>>,
-}
-
-/// One history entry as shown.
-#[derive(Debug, Serialize)]
-pub struct ChangeView {
-    /// The epoch the change began.
-    pub epoch: u64,
-    /// When.
-    pub at_ms: i64,
-    /// Who.
-    pub changed_by: String,
-    /// Made by an agent.
-    pub automatic: bool,
-    /// Why.
-    pub reason: String,
-    /// Before.
-    pub old: PolicyView,
-    /// After.
-    pub new: PolicyView,
-}
-
 /// The view of a bucket record; `engine` adds eligibility and warnings when given.
 #[must_use]
-pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> PolicyView {
+pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> StoragePolicyView {
     let changed = rec.changed.clone().unwrap_or(ChangeInfo {
         at_ms: rec.created_ms,
         by: "s3:CreateBucket".into(),
         automatic: false,
         reason: String::new(),
     });
-    PolicyView {
+    StoragePolicyView {
         bucket: bucket.to_owned(),
         epoch: rec.policy_epoch,
         preset: rec.policy.to_string(),
@@ -192,7 +62,7 @@ pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> Policy
         backends: rec.backends.to_string(),
         eligible: engine.map(|e| e.eligible(&rec.backends)),
         encryption: rec.encrypted,
-        server_side_encryption: if rec.encrypted { "on" } else { "off" },
+        server_side_encryption: if rec.encrypted { "on" } else { "off" }.to_owned(),
         redundancy: rec.intent.redundancy,
         max_latency: rec.intent.max_latency_ms,
         min_download_speed: rec.intent.min_download_mib_s,
@@ -208,10 +78,10 @@ pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> Policy
 
 /// The bucket's history as shown.
 #[must_use]
-pub fn history_view(bucket: &str, changes: Vec<PolicyChange>) -> Vec<ChangeView> {
+pub fn history_view(bucket: &str, changes: Vec<PolicyChange>) -> Vec<StoragePolicyChange> {
     changes
         .into_iter()
-        .map(|c| ChangeView {
+        .map(|c| StoragePolicyChange {
             epoch: c.epoch,
             at_ms: c.change.at_ms,
             changed_by: c.change.by,
@@ -262,7 +132,7 @@ fn token_hash(token: &str) -> String {
 }
 
 /// Checks that an automatic change carries the bucket's token.
-fn authorize_automatic(bucket: &str, cur: &BucketRecord, req: &PolicyRequest) -> Result<(), Refusal> {
+fn authorize_automatic(bucket: &str, cur: &BucketRecord, req: &StoragePolicyRequest) -> Result<(), Refusal> {
     let Some(want) = &cur.update_token_sha256 else {
         return Err(Refusal::Forbidden(format!(
             "bucket {bucket} does not accept automatic policy changes: no policy_update_token is set on it"
@@ -283,7 +153,12 @@ fn authorize_automatic(bucket: &str, cur: &BucketRecord, req: &PolicyRequest) ->
 }
 
 /// The record `req` asks for, from the current one; `Err` says why it is refused.
-pub fn decide(engine: &Engine, bucket: &str, cur: &BucketRecord, req: &PolicyRequest) -> Result<BucketRecord, Refusal> {
+pub fn decide(
+    engine: &Engine,
+    bucket: &str,
+    cur: &BucketRecord,
+    req: &StoragePolicyRequest,
+) -> Result<BucketRecord, Refusal> {
     let invalid = |m: String| Refusal::Invalid(m);
     if req.automatic {
         authorize_automatic(bucket, cur, req)?;
@@ -454,7 +329,7 @@ pub struct Applied {
 }
 
 /// Validates and commits a policy change to `bucket`, and wakes the migrator.
-pub fn apply(engine: &Engine, bucket: &str, req: &PolicyRequest) -> Result<Applied, Refusal> {
+pub fn apply(engine: &Engine, bucket: &str, req: &StoragePolicyRequest) -> Result<Applied, Refusal> {
     let change = ChangeInfo {
         at_ms: now_ms(),
         by: req
@@ -486,7 +361,7 @@ pub fn apply(engine: &Engine, bucket: &str, req: &PolicyRequest) -> Result<Appli
                 encrypted = new.encrypted,
                 by = new.changed.as_ref().map_or("", |c| c.by.as_str()),
                 automatic = req.automatic,
-                "bucket policy changed"
+                "storage policy changed"
             );
             engine.migrations().wake();
             Ok(Applied {
@@ -538,7 +413,7 @@ mod tests {
         e
     }
 
-    fn req(json: &str) -> PolicyRequest {
+    fn req(json: &str) -> StoragePolicyRequest {
         serde_json::from_str(json).unwrap()
     }
 
@@ -586,7 +461,7 @@ mod tests {
             "refusals change nothing"
         );
         assert!(matches!(apply(&e, "nope", &req("{}")), Err(Refusal::NoSuchBucket(_))));
-        assert!(serde_json::from_str::<PolicyRequest>(r#"{"colour": 1}"#).is_err());
+        assert!(serde_json::from_str::<StoragePolicyRequest>(r#"{"colour": 1}"#).is_err());
     }
 
     #[tokio::test]

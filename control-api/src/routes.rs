@@ -1,0 +1,30 @@
+//! The admin API's paths, as the server routes them (`{bucket}`: one path segment, the bucket
+//! name percent-encoded) and the client fills them.
+
+/// `GET`: redundancy per bucket, repair queue, healer and scrubber counters, backend health.
+pub const REDUNDANCY: &str = "/api/v1/redundancy";
+/// `POST`: one heal pass now.
+pub const HEAL: &str = "/api/v1/heal";
+/// `POST`: one scrub pass now.
+pub const SCRUB: &str = "/api/v1/scrub";
+/// `GET`: sliding-window statistics of every backend.
+pub const BACKEND_TELEMETRY: &str = "/api/v1/telemetry/backends";
+/// `GET`: sliding-window statistics of one bucket.
+pub const BUCKET_TELEMETRY: &str = "/api/v1/telemetry/buckets/{bucket}";
+/// `GET`: every OpenTelemetry instrument in the Prometheus text format.
+pub const METRICS: &str = "/metrics";
+/// `GET`, `PUT`: a bucket's storage policy.
+pub const STORAGE_POLICY: &str = "/api/v1/buckets/{bucket}/storage-policy";
+/// `GET`: a bucket's storage policy changes, oldest first.
+pub const STORAGE_POLICY_HISTORY: &str = "/api/v1/buckets/{bucket}/storage-policy/history";
+/// Deprecated alias of [`STORAGE_POLICY`], served for clients written before the rename.
+pub const STORAGE_POLICY_ALIAS: &str = "/api/v1/buckets/{bucket}/policy";
+/// Deprecated alias of [`STORAGE_POLICY_HISTORY`].
+pub const STORAGE_POLICY_HISTORY_ALIAS: &str = "/api/v1/buckets/{bucket}/policy/history";
+/// `GET`: the progress of a bucket's migration to its current storage policy.
+pub const MIGRATION: &str = "/api/v1/buckets/{bucket}/migration";
+/// `GET`, `PUT`: the migrator's throttle.
+pub const MIGRATION_THROTTLE: &str = "/api/v1/migration";
+
+/// The placeholder of a bucket name in a path.
+pub const BUCKET: &str = "{bucket}";
