@@ -12,6 +12,8 @@
 //! - [`metrics`]: the Prometheus page;
 //! - [`raw_http`]: requests sent without the SDK;
 //! - [`s3`]: SDK calls and their answers and errors;
+//! - [`multipart`]: multipart uploads;
+//! - [`sse_c`]: customer-provided keys and their headers;
 //! - [`data`]: test data, MD5s and ETags;
 //! - [`config`]: TOML config files;
 //! - [`wait`]: polling for asynchronous work;
@@ -25,10 +27,12 @@ pub mod config;
 pub mod data;
 pub mod layout;
 pub mod metrics;
+pub mod multipart;
 pub mod process;
 pub mod raw_http;
 pub mod s3;
 pub mod s3s_fs;
+pub mod sse_c;
 pub mod wait;
 
 pub use admin::ADMIN_TOKEN;
@@ -38,10 +42,12 @@ pub use config::six_local_backends;
 pub use data::{assert_same_bytes, etag_of, md5_hex, multipart_etag, random_bytes, MIB};
 pub use layout::{layout_problem, set_locations, snapshot_files, wait_for_layout};
 pub use metrics::prom_value;
+pub use multipart::Multipart;
 pub use process::{binary_path, ServerOptions, SpawnFailure, TestServer, ACCESS_KEY, SECRET_KEY};
 pub use raw_http::{raw_request, RawResponse};
 pub use s3::{
     collect_body, copy_source, create_bucket, err_info, expect_err, get_bytes, ok, percent_encode, put_bytes,
     put_multipart, url_decode, ErrInfo,
 };
+pub use sse_c::{SseC, WithCopySourceSseC, WithSseC};
 pub use wait::eventually;

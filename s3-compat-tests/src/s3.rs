@@ -6,8 +6,9 @@ use std::fmt::Debug;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
+
+use crate::multipart::Multipart;
 
 /// `x-amz-copy-source` value: the SDK sends it verbatim, so the key must be
 /// percent-encoded here (slashes stay as separators).
@@ -159,44 +160,9 @@ pub async fn put_bytes(
 
 /// Uploads `parts` as one multipart upload of `bucket/key` and completes it.
 pub async fn put_multipart(client: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let up = ok(
-        client.create_multipart_upload().bucket(bucket).key(key).send().await,
-        &format!("CreateMultipartUpload {bucket}/{key}"),
-    );
-    let id = up.upload_id().expect("upload id").to_owned();
-    let mut done = Vec::new();
-    for (i, p) in parts.iter().enumerate() {
-        let n = i as i32 + 1;
-        let out = ok(
-            client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&id)
-                .part_number(n)
-                .body(ByteStream::from(p.clone()))
-                .send()
-                .await,
-            &format!("UploadPart {bucket}/{key} #{n} ({} bytes)", p.len()),
-        );
-        done.push(
-            CompletedPart::builder()
-                .part_number(n)
-                .e_tag(out.e_tag().expect("part etag"))
-                .build(),
-        );
-    }
-    ok(
-        client
-            .complete_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
-            .send()
-            .await,
-        &format!("CompleteMultipartUpload {bucket}/{key}"),
-    );
+    let mut upload = Multipart::start(client, bucket, key).await;
+    upload.parts(parts).await;
+    upload.complete().await;
 }
 
 /// GETs `bucket/key` whole.
