@@ -1,0 +1,149 @@
+//! The admin API of a test server (bearer token, JSON in and out), the waits built on it
+//! (migration done, stragglers settled) and the `mlsysops admin` CLI run on its data dir.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::process::{binary_path, TestServer};
+
+/// Bearer token of the admin API of every test server.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+impl TestServer {
+    /// Calls the admin API: `method path` with the test token (or `token`); returns the status
+    /// and the JSON body.
+    pub async fn admin(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
+        self.admin_with_token(method, path, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Like [`Self::admin`] with a chosen bearer token (or none).
+    pub async fn admin_with_token(&self, method: &str, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+        let (status, body) = self.admin_raw(method, path, token).await;
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {status}, body is not JSON ({e}): {body:?}"));
+        (status, json)
+    }
+
+    /// Calls the admin API and returns the status and the body as text (e.g. `/metrics`).
+    pub async fn admin_raw(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        self.admin_send(method, path, token, None, Vec::new()).await
+    }
+
+    /// Calls the admin API with a JSON request body (`content-type: application/json`) and the
+    /// test token; returns the status and the JSON response body.
+    pub async fn admin_json(&self, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.admin_json_with_token(method, path, body, Some(ADMIN_TOKEN)).await
+    }
+
+    /// Like [`Self::admin_json`] with a chosen bearer token (or none).
+    pub async fn admin_json_with_token(
+        &self,
+        method: &str,
+        path: &str,
+        body: serde_json::Value,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let bytes = serde_json::to_vec(&body).expect("serialize JSON body");
+        let (status, text) = self
+            .admin_send(method, path, token, Some("application/json"), bytes)
+            .await;
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!("admin {method} {path} with body {body}: {status}, response is not JSON ({e}): {text:?}")
+        });
+        (status, json)
+    }
+
+    /// Sends one admin request with an arbitrary body (`content_type`, when given, as its
+    /// content type) and returns the status and the response body as text.
+    pub async fn admin_send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        use http_body_util::BodyExt;
+        let stream = tokio::net::TcpStream::connect(self.admin_addr())
+            .await
+            .expect("connect to admin port");
+        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("admin HTTP handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", self.admin_addr().to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = send
+            .send_request(
+                req.body(http_body_util::Full::new(Bytes::from(body)))
+                    .expect("admin request"),
+            )
+            .await
+            .expect("admin request sent");
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("admin body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// Polls `GET /api/v1/buckets/{bucket}/migration` until the bucket's migration is `done`
+    /// with nothing remaining, and returns that view; panics with the last view on timeout.
+    pub async fn wait_migration_done(&self, bucket: &str, timeout: Duration) -> serde_json::Value {
+        let path = format!("/api/v1/buckets/{bucket}/migration");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, view) = self.admin("GET", &path).await;
+            if status == 200 && view["state"] == "done" && view["objects_remaining"] == 0 {
+                return view;
+            }
+            if Instant::now() >= deadline {
+                panic!("migration of bucket {bucket} not done within {timeout:?}; last view: HTTP {status} {view}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until no shard of an acknowledged PUT is still being written (a PUT returns at
+    /// its write quorum; the last shards may land just after), so that what is on the
+    /// backends' disks can be inspected.
+    pub async fn settled(&self) {
+        for _ in 0..300 {
+            let (status, view) = self.admin("GET", "/api/v1/redundancy").await;
+            if status == 200 && view["straggling_shards"] == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("shards of acknowledged writes still in flight after 30 s");
+    }
+
+    /// Runs `mlsysops admin <args> --data-dir <data>` with the server's env and waits for
+    /// it; its output goes to the server log too.
+    pub fn run_admin(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(binary_path())
+            .arg("admin")
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .envs(self.options().env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {} admin: {e}", binary_path().display()));
+        self.append_log(&format!(
+            "[admin {args:?}] {}\n[admin out] {}\n[admin err] {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        ));
+        out
+    }
+}
