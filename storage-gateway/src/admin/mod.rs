@@ -4,6 +4,7 @@
 //! ([`policy`]).
 
 mod policy;
+mod workers;
 
 use crate::engine::heal::Redundancy;
 use crate::engine::Engine;
@@ -46,6 +47,8 @@ pub fn router(engine: Engine, token: &str) -> Router {
         .route("/api/v1/buckets/{bucket}/policy/history", get(policy::history))
         .route("/api/v1/buckets/{bucket}/migration", get(policy::migration))
         .route("/api/v1/migration", get(policy::get_throttle).put(policy::put_throttle))
+        .route("/api/v1/workers", get(workers::list))
+        .route("/api/v1/workers/{name}", axum::routing::put(workers::change))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
