@@ -5,6 +5,7 @@
 //! `control_api` crate.
 
 mod policy;
+mod workers;
 
 use crate::engine::Engine;
 use axum::extract::{Path, Request, State};
@@ -54,6 +55,8 @@ pub fn router(engine: Engine, token: &str) -> Router {
             routes::MIGRATION_THROTTLE,
             get(policy::get_throttle).put(policy::put_throttle),
         )
+        .route("/api/v1/workers", get(workers::list))
+        .route("/api/v1/workers/{name}", axum::routing::put(workers::change))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
