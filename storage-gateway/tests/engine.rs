@@ -372,9 +372,7 @@ impl Rig {
     }
 
     fn gate(&self, i: usize) -> &GatedStore {
-        self.gates
-            .get(&i)
-            .map_or_else(|| panic!("backend {i} has no gate"), |g| g)
+        self.gates.get(&i).unwrap_or_else(|| panic!("backend {i} has no gate"))
     }
 
     /// Creates bucket `name`.
@@ -1721,179 +1719,163 @@ async fn migrator_loses_races_to_clients_and_newer_policies() {
 // ---------------------------------------------------------------------------------------------
 // 6. Every verb that stops naming a set hands it to the reaper.
 
-/// A verb run on the rig [`verbs_hand_doomed_sets_to_the_reaper`] sets up.
-type VerbFn = for<'a> fn(&'a Rig) -> BoxFuture<'a, ()>;
+/// A verb run on the rig [`verbs_hand_doomed_sets_to_the_reaper`] sets up, named by its case.
+type VerbFn = for<'a> fn(&'a Rig, &'a str) -> BoxFuture<'a, ()>;
+
+/// The value of `res`, or a panic naming the case.
+fn ok<T>(case: &str, res: storage_gateway::Result<T>) -> T {
+    res.unwrap_or_else(|e| panic!("{case}: {e}"))
+}
+
+/// A relabelling swap of `a` (same code and backends, a new epoch), run after `meanwhile`.
+async fn swap_a(r: &Rig, case: &str, meanwhile: bool) -> Swap {
+    let rec = r.change(case, B, 2, 2, &[0, 1, 2, 3]);
+    let expect = r.object(case, B, "a").expect("a exists");
+    if meanwhile {
+        r.put(case, B, "a", b"client").await;
+    }
+    let new = ObjectManifest {
+        policy_epoch: rec.policy_epoch,
+        ..expect.clone()
+    };
+    ok(case, r.engine.swap_migrated(B, "a", &expect, &new, &[]))
+}
 
 #[tokio::test]
 async fn verbs_hand_doomed_sets_to_the_reaper() {
-    const V: &str = "doomed sets";
     // Every set of bucket B has one shard on each of b0..b3, so each backend holds one shard
     // per live set. The rig starts with four: objects `a` and `c`, and parts 1 and 2 of an
-    // upload to `a`.
+    // upload to `a`. Each case gives the live sets it leaves.
     let cases: [(&str, VerbFn, usize); 19] = [
         (
             "put a new key",
-            |r| {
-                Box::pin(async move {
-                    r.put(V, B, "n", b"new").await;
-                })
-            },
+            |r, case| Box::pin(async move { drop(r.put(case, B, "n", b"new").await) }),
             5,
         ),
         (
             "put over an object",
-            |r| {
-                Box::pin(async move {
-                    r.put(V, B, "a", b"new").await;
-                })
-            },
+            |r, case| Box::pin(async move { drop(r.put(case, B, "a", b"new").await) }),
             4,
         ),
         (
             "put refused by If-None-Match: *",
-            |r| {
+            |r, case| {
                 Box::pin(async move {
-                    let (w, o) = r.write(V, B, "a", b"new").await;
-                    let cond = Cond::IfNoneMatchAny.against(None);
-                    let got = r.engine.put_object(B, "a", w, o, &cond);
-                    assert!(matches!(got, Ok(Commit::PreconditionFailed(_))), "{got:?}");
+                    let (w, o) = r.write(case, B, "a", b"new").await;
+                    let got = r.engine.put_object(B, "a", w, o, &Cond::IfNoneMatchAny.against(None));
+                    assert!(matches!(got, Ok(Commit::PreconditionFailed(_))), "{case}: {got:?}");
                 })
             },
             4,
         ),
-        ("copy to a new key", |r| Box::pin(copy(r, "n")), 5),
-        ("copy over an object", |r| Box::pin(copy(r, "a")), 4),
+        ("copy to a new key", |r, case| Box::pin(copy(r, case, "n")), 5),
+        ("copy over an object", |r, case| Box::pin(copy(r, case, "a")), 4),
         (
             "delete",
-            |r| Box::pin(async move { assert!(r.engine.delete_object(B, "a").unwrap()) }),
+            |r, case| Box::pin(async move { assert!(ok(case, r.engine.delete_object(B, "a")), "{case}") }),
             3,
         ),
         (
             "delete of an absent key",
-            |r| Box::pin(async move { assert!(!r.engine.delete_object(B, "x").unwrap()) }),
+            |r, case| Box::pin(async move { assert!(!ok(case, r.engine.delete_object(B, "x")), "{case}") }),
             4,
         ),
         (
             "delete several",
-            |r| {
+            |r, case| {
                 Box::pin(async move {
                     let keys = ["a".to_owned(), "c".to_owned(), "x".to_owned()];
-                    let got: Vec<bool> = r
-                        .engine
-                        .delete_objects(B, &keys)
-                        .unwrap()
+                    let got: Vec<bool> = ok(case, r.engine.delete_objects(B, &keys))
                         .into_iter()
-                        .map(Result::unwrap)
+                        .map(|res| ok(case, res))
                         .collect();
-                    assert_eq!(got, [true, true, false]);
+                    assert_eq!(got, [true, true, false], "{case}");
                 })
             },
             2,
         ),
         (
             "upload another part",
-            |r| {
-                Box::pin(async move {
-                    upload_part(r, V, "a", 3, b"part 3").await.unwrap();
-                })
-            },
+            |r, case| Box::pin(async move { drop(ok(case, upload_part(r, case, "a", 3, b"part 3").await)) }),
             5,
         ),
         (
             "replace a part",
-            |r| {
-                Box::pin(async move {
-                    upload_part(r, V, "a", 1, b"part 1 again").await.unwrap();
-                })
-            },
+            |r, case| Box::pin(async move { drop(ok(case, upload_part(r, case, "a", 1, b"again").await)) }),
             4,
         ),
         (
             "complete with every part, over an object",
-            |r| {
-                Box::pin(
-                    async move { assert!(matches!(complete(r, V, "a", &[1, 2], Cond::None), Commit::Committed(_))) },
-                )
+            |r, case| {
+                Box::pin(async move {
+                    let got = complete(r, case, "a", &[1, 2], Cond::None);
+                    assert!(matches!(got, Commit::Committed(_)), "{case}: {got:?}");
+                })
             },
             3,
         ),
         (
             "complete with one part, over an object",
-            |r| Box::pin(async move { assert!(matches!(complete(r, V, "a", &[2], Cond::None), Commit::Committed(_))) }),
+            |r, case| {
+                Box::pin(async move {
+                    let got = complete(r, case, "a", &[2], Cond::None);
+                    assert!(matches!(got, Commit::Committed(_)), "{case}: {got:?}");
+                })
+            },
             2,
         ),
         (
             "complete refused",
-            |r| {
+            |r, case| {
                 Box::pin(async move {
-                    let got = complete(r, V, "a", &[1, 2], Cond::IfNoneMatchAny);
-                    assert!(matches!(got, Commit::PreconditionFailed(_)), "{got:?}");
+                    let got = complete(r, case, "a", &[1, 2], Cond::IfNoneMatchAny);
+                    assert!(matches!(got, Commit::PreconditionFailed(_)), "{case}: {got:?}");
                 })
             },
             4,
         ),
         (
             "abort",
-            |r| Box::pin(async move { r.engine.abort_upload(B, "a", UP).unwrap() }),
+            |r, case| Box::pin(async move { ok(case, r.engine.abort_upload(B, "a", UP)) }),
             2,
         ),
         (
             "a part for an aborted upload",
-            |r| {
+            |r, case| {
                 Box::pin(async move {
-                    r.engine.abort_upload(B, "a", UP).unwrap();
-                    assert!(upload_part(r, V, "a", 3, b"late").await.is_err());
+                    ok(case, r.engine.abort_upload(B, "a", UP));
+                    let got = upload_part(r, case, "a", 3, b"late").await;
+                    assert!(matches!(got, Err(Error::NoSuchUpload(_))), "{case}: {got:?}");
                 })
             },
             2,
         ),
         (
             "a written set dropped uncommitted",
-            |r| Box::pin(async move { drop(r.write(V, B, "a", b"cancelled").await) }),
+            |r, case| Box::pin(async move { drop(r.write(case, B, "a", b"cancelled").await) }),
             4,
         ),
         (
             "commit into a deleted bucket",
-            |r| {
+            |r, case| {
                 Box::pin(async move {
                     r.bucket("gone", &record(2, 2, &[0, 1, 2, 3]));
-                    let (w, o) = r.write(V, "gone", "a", b"late").await;
-                    r.engine.delete_bucket("gone").unwrap();
+                    let (w, o) = r.write(case, "gone", "a", b"late").await;
+                    ok(case, r.engine.delete_bucket("gone"));
                     let got = r.engine.put_object("gone", "a", w, o, &WriteCondition::default());
-                    assert!(matches!(got, Err(Error::NoSuchBucket(_))), "{got:?}");
+                    assert!(matches!(got, Err(Error::NoSuchBucket(_))), "{case}: {got:?}");
                 })
             },
             4,
         ),
         (
-            "the migrator's swap (relabel)",
-            |r| {
-                Box::pin(async move {
-                    let rec = r.change(V, B, 2, 2, &[0, 1, 2, 3]);
-                    let expect = r.object(V, B, "a").unwrap();
-                    let new = ObjectManifest {
-                        policy_epoch: rec.policy_epoch,
-                        ..expect.clone()
-                    };
-                    assert_eq!(r.engine.swap_migrated(B, "a", &expect, &new, &[]).unwrap(), Swap::Done);
-                })
-            },
+            "the migrator's swap",
+            |r, case| Box::pin(async move { assert_eq!(swap_a(r, case, false).await, Swap::Done, "{case}") }),
             4,
         ),
         (
-            "the migrator's swap, raced",
-            |r| {
-                Box::pin(async move {
-                    let rec = r.change(V, B, 2, 2, &[0, 1, 2, 3]);
-                    let expect = r.object(V, B, "a").unwrap();
-                    r.put(V, B, "a", b"client").await;
-                    let new = ObjectManifest {
-                        policy_epoch: rec.policy_epoch,
-                        ..expect.clone()
-                    };
-                    assert_eq!(r.engine.swap_migrated(B, "a", &expect, &new, &[]).unwrap(), Swap::Raced);
-                })
-            },
+            "the migrator's swap, raced by a client",
+            |r, case| Box::pin(async move { assert_eq!(swap_a(r, case, true).await, Swap::Raced, "{case}") }),
             4,
         ),
     ];
@@ -1902,16 +1884,17 @@ async fn verbs_hand_doomed_sets_to_the_reaper() {
         rig.bucket(B, &record(2, 2, &[0, 1, 2, 3]));
         rig.put(name, B, "a", &data(1, 6_000)).await;
         rig.put(name, B, "c", &data(2, 6_000)).await;
-        rig.engine.create_upload(B, "a", &upload_record()).unwrap();
+        ok(name, rig.engine.create_upload(B, "a", &upload_record()));
         for n in [1, 2] {
-            upload_part(&rig, name, "a", n, &data(10 + u64::from(n), 5_000))
-                .await
-                .unwrap();
+            ok(
+                name,
+                upload_part(&rig, name, "a", n, &data(10 + u64::from(n), 5_000)).await,
+            );
         }
         let live: BTreeMap<String, usize> = (0..4).map(|i| (id(i), 4)).collect();
         assert_eq!(rig.counts().await, live, "{name}: shards per backend before");
 
-        verb(&rig).await;
+        verb(&rig, name).await;
         rig.fence(name).await;
         rig.settled(name).await;
         let live: BTreeMap<String, usize> = (0..4).map(|i| (id(i), live_after)).collect();
@@ -1926,9 +1909,9 @@ async fn verbs_hand_doomed_sets_to_the_reaper() {
 }
 
 /// Copies `c` to `to`.
-async fn copy(rig: &Rig, to: &str) {
-    let rec = rig.engine.require_bucket(B).unwrap();
-    let source = rig.open("copy", B, "c");
+async fn copy(rig: &Rig, case: &str, to: &str) {
+    let rec = ok(case, rig.engine.require_bucket(B));
+    let source = rig.open(case, B, "c");
     let dest = CopyTo {
         bucket: B,
         key: to,
@@ -1936,8 +1919,10 @@ async fn copy(rig: &Rig, to: &str) {
         encryption: &Encryption::None,
     };
     let hasher = BodyHasher::carrying(&Checksums::default());
-    rig.engine
-        .copy_object(source, hasher, dest, ContentHeaders::default())
-        .await
-        .unwrap();
+    ok(
+        case,
+        rig.engine
+            .copy_object(source, hasher, dest, ContentHeaders::default())
+            .await,
+    );
 }
