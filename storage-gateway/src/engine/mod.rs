@@ -30,6 +30,8 @@ pub mod pins;
 pub mod read;
 pub mod scrub;
 pub mod sweep;
+#[cfg(test)]
+mod tests;
 pub mod uploads;
 pub mod write;
 
