@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use storage_gateway::backend::{Backend, FaultSpec};
 use storage_gateway::crypto::Encryption;
-use storage_gateway::engine::migrate::migrator;
+use storage_gateway::engine::migrate::Migrator;
 use storage_gateway::engine::{
     BodyHasher, Commit, Completion, CopyTo, Engine, EtagCondition, NewObject, NewPart, ObjectReader, PolicyChanged,
     PreconditionFailed, Swap, Target, WriteCondition, WrittenSet,
@@ -1515,11 +1515,14 @@ async fn migrated(rig: &Rig, case: &str, epoch: u64, on: &[usize]) {
 
 /// The migrator at work, on [`Rig`]s with it running. Its throttle is lifted: the objects are
 /// small.
-fn start_migrator(rig: &Rig) -> tokio::task::JoinHandle<()> {
+fn start_migrator(rig: &Rig) -> workers::WorkerHandle {
     let mut throttle = rig.engine.migrations().throttle();
     throttle.max_mib_per_sec = 0.0;
     rig.engine.migrations().set_throttle(throttle).unwrap();
-    tokio::spawn(migrator(rig.engine.clone()))
+    rig.engine
+        .workers()
+        .spawn(Migrator::new(rig.engine.clone()))
+        .expect("the migrator starts on the engine's runner")
 }
 
 #[tokio::test]
@@ -1648,7 +1651,7 @@ async fn migrator_moves_and_reencodes() {
             let want = if on.contains(&i) { OBJECTS } else { 0 };
             assert_eq!(n, want, "{name}: shards on {backend}");
         }
-        migrator.abort();
+        migrator.pause();
     }
 }
 
@@ -1732,7 +1735,7 @@ async fn migrator_loses_races_to_clients_and_newer_policies() {
             Some(bytes),
             "{name}: bytes read back"
         );
-        migrator.abort();
+        migrator.pause();
     }
 }
 
