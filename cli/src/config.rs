@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::Args;
+use control_api::{ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
 use placement::BucketPolicy;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -160,9 +161,6 @@ fn multicloud_sim(data_dir: &Path) -> Vec<BackendSpec> {
         .collect()
 }
 
-/// Name of the generated admin token file inside the data dir.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-
 /// What `resolve` generated on this start (and so may print once).
 #[derive(Default)]
 pub struct Generated {
@@ -266,7 +264,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         .admin_addr
         .or(file.admin_addr)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9001)));
-    let env_token = std::env::var("MLSYSOPS_ADMIN_TOKEN").ok().filter(|s| !s.is_empty());
+    let env_token = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|s| !s.is_empty());
     let (admin_token, generated_token) = match env_token.or(file.admin_token) {
         Some(t) => (t, false),
         None => load_or_generate_token(&data_dir)?,

@@ -29,7 +29,7 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Load generator: PUT/GET/mixed/list/multipart against any S3 endpoint.
     Bench(Box<bench::BenchArgs>),
-    /// Bucket policies and migrations through a running gateway's admin API.
+    /// Buckets' storage policies and migrations through a running gateway's admin API.
     Bucket(Box<bucket::BucketArgs>),
 }
 
@@ -103,7 +103,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         println!("admin endpoint: http://{}", server.admin_addr()?);
         if generated.admin_token {
             println!("admin token: {}", config.admin.token);
-            println!("(generated; stored in {})", config.data_dir.join(config::ADMIN_TOKEN_FILE).display());
+            println!("(generated; stored in {})", config.data_dir.join(control_api::ADMIN_TOKEN_FILE).display());
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, "serving S3");
         server.serve(shutdown_signal()).await?;
