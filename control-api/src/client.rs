@@ -7,6 +7,7 @@ use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRe
 use crate::routes;
 use crate::storage_policy::{StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView};
 use crate::token::TokenFileError;
+use crate::workers::{WorkerChange, WorkerStatus, WorkersView};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -231,6 +232,16 @@ impl Client {
             .await
     }
 
+    /// Every background worker's status, in start order.
+    pub async fn workers(&self) -> Result<WorkersView, ClientError> {
+        self.call(Method::GET, routes::WORKERS, None, None::<&()>).await
+    }
+
+    /// Pauses or resumes the worker `name`, or changes its throttle; returns its status now.
+    pub async fn change_worker(&self, name: &str, change: &WorkerChange) -> Result<WorkerStatus, ClientError> {
+        self.call(Method::PUT, routes::WORKER, Some(name), Some(change)).await
+    }
+
     /// Changes the migrator's throttle (fields left out keep their value); returns it as it is now.
     pub async fn set_migration_throttle(
         &self,
@@ -330,13 +341,15 @@ impl Client {
 
     /// `route` under the base URL, its `{bucket}` segment replaced by `bucket`, every segment
     /// percent-encoded (bucket names come from users).
-    fn url(&self, route: &str, bucket: Option<&str>) -> Url {
+    /// `route` under the base URL, its placeholder segment (`{bucket}`, `{name}`) filled with
+    /// `value`, percent-encoded as one segment.
+    fn url(&self, route: &str, value: Option<&str>) -> Url {
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty();
             for segment in route.trim_start_matches('/').split('/') {
-                path.push(match bucket {
-                    Some(b) if segment == routes::BUCKET => b,
+                path.push(match value {
+                    Some(v) if segment.starts_with('{') && segment.ends_with('}') => v,
                     _ => segment,
                 });
             }
@@ -367,6 +380,10 @@ mod tests {
         assert_eq!(
             c.url(routes::MIGRATION, Some("a/b?c")).as_str(),
             "http://127.0.0.1:9001/api/v1/buckets/a%2Fb%3Fc/migration"
+        );
+        assert_eq!(
+            c.url(routes::WORKER, Some("healer")).as_str(),
+            "http://127.0.0.1:9001/api/v1/workers/healer"
         );
         assert_eq!(
             c.url(routes::MIGRATION_THROTTLE, None).as_str(),

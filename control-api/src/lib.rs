@@ -15,6 +15,7 @@ pub mod migration;
 pub mod routes;
 pub mod storage_policy;
 pub mod token;
+pub mod workers;
 
 #[cfg(feature = "client")]
 mod client;
@@ -34,3 +35,4 @@ pub use storage_policy::{
     StoragePolicyRequest, StoragePolicyView,
 };
 pub use token::{admin_token, admin_token_from_env, TokenFileError, ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
+pub use workers::{ThrottleSettings, WorkerChange, WorkerState, WorkerStatus, WorkersView};

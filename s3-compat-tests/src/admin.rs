@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use control_api::{Client, Method, MigrationState};
 
 use crate::process::{binary_path, TestServer};
 
@@ -12,6 +12,12 @@ use crate::process::{binary_path, TestServer};
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 impl TestServer {
+    /// A typed client of this server's admin API (the `control-api` crate's, as the CLI and
+    /// the agents use it) with the test token, or with `token` (none: no `Authorization`).
+    pub fn admin_client(&self, token: Option<&str>) -> Client {
+        Client::at(self.admin_addr(), token.map(str::to_owned)).expect("admin API client")
+    }
+
     /// Calls the admin API: `method path` with the test token (or `token`); returns the status
     /// and the JSON body.
     pub async fn admin(&self, method: &str, path: &str) -> (u16, serde_json::Value) {
@@ -28,11 +34,11 @@ impl TestServer {
 
     /// Calls the admin API and returns the status and the body as text (e.g. `/metrics`).
     pub async fn admin_raw(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-        self.admin_send(method, path, token, None, Vec::new()).await
+        self.exchange(method, path, token, None).await
     }
 
-    /// Calls the admin API with a JSON request body (`content-type: application/json`) and the
-    /// test token; returns the status and the JSON response body.
+    /// Calls the admin API with a JSON request body and the test token; returns the status and
+    /// the JSON response body.
     pub async fn admin_json(&self, method: &str, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
         self.admin_json_with_token(method, path, body, Some(ADMIN_TOKEN)).await
     }
@@ -46,67 +52,43 @@ impl TestServer {
         token: Option<&str>,
     ) -> (u16, serde_json::Value) {
         let bytes = serde_json::to_vec(&body).expect("serialize JSON body");
-        let (status, text) = self
-            .admin_send(method, path, token, Some("application/json"), bytes)
-            .await;
+        let (status, text) = self.exchange(method, path, token, Some(bytes)).await;
         let json = serde_json::from_str(&text).unwrap_or_else(|e| {
             panic!("admin {method} {path} with body {body}: {status}, response is not JSON ({e}): {text:?}")
         });
         (status, json)
     }
 
-    /// Sends one admin request with an arbitrary body (`content_type`, when given, as its
-    /// content type) and returns the status and the response body as text.
-    pub async fn admin_send(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        content_type: Option<&str>,
-        body: Vec<u8>,
-    ) -> (u16, String) {
-        use http_body_util::BodyExt;
-        let stream = tokio::net::TcpStream::connect(self.admin_addr())
-            .await
-            .expect("connect to admin port");
-        let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .expect("admin HTTP handshake");
-        tokio::spawn(conn);
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", self.admin_addr().to_string());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        if let Some(ct) = content_type {
-            req = req.header("content-type", ct);
-        }
-        let resp = send
-            .send_request(
-                req.body(http_body_util::Full::new(Bytes::from(body)))
-                    .expect("admin request"),
-            )
-            .await
-            .expect("admin request sent");
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.expect("admin body").to_bytes();
-        (status, String::from_utf8_lossy(&body).into_owned())
+    /// Sends one admin request with an arbitrary body (as `application/json`, malformed or
+    /// not) and returns the status and the response body as text.
+    pub async fn admin_send(&self, method: &str, path: &str, token: Option<&str>, body: Vec<u8>) -> (u16, String) {
+        self.exchange(method, path, token, Some(body)).await
     }
 
-    /// Polls `GET /api/v1/buckets/{bucket}/migration` until the bucket's migration is `done`
-    /// with nothing remaining, and returns that view; panics with the last view on timeout.
+    async fn exchange(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> (u16, String) {
+        let m = Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("HTTP method {method:?}: {e}"));
+        let (status, text) = self
+            .admin_client(token)
+            .send_text(m, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {e}"));
+        (status.as_u16(), text)
+    }
+
+    /// Polls the bucket's migration progress until it is `done` with nothing remaining, and
+    /// returns that view; panics with the last view on timeout.
     pub async fn wait_migration_done(&self, bucket: &str, timeout: Duration) -> serde_json::Value {
-        let path = format!("/api/v1/buckets/{bucket}/migration");
+        let client = self.admin_client(Some(ADMIN_TOKEN));
         let deadline = Instant::now() + timeout;
         loop {
-            let (status, view) = self.admin("GET", &path).await;
-            if status == 200 && view["state"] == "done" && view["objects_remaining"] == 0 {
-                return view;
+            let view = client.migration(bucket).await;
+            if let Ok(v) = &view {
+                if v.state == MigrationState::Done && v.objects_remaining == 0 {
+                    return serde_json::to_value(v).expect("migration view as JSON");
+                }
             }
             if Instant::now() >= deadline {
-                panic!("migration of bucket {bucket} not done within {timeout:?}; last view: HTTP {status} {view}");
+                panic!("migration of bucket {bucket} not done within {timeout:?}; last view: {view:?}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -116,9 +98,9 @@ impl TestServer {
     /// its write quorum; the last shards may land just after), so that what is on the
     /// backends' disks can be inspected.
     pub async fn settled(&self) {
+        let client = self.admin_client(Some(ADMIN_TOKEN));
         for _ in 0..300 {
-            let (status, view) = self.admin("GET", "/api/v1/redundancy").await;
-            if status == 200 && view["straggling_shards"] == 0 {
+            if client.redundancy().await.is_ok_and(|r| r.straggling_shards == 0) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -696,13 +696,7 @@ async fn policy_api_refusals() {
         );
     }
     let (status, text) = srv
-        .admin_send(
-            "PUT",
-            &policy,
-            Some(ADMIN_TOKEN),
-            Some("application/json"),
-            b"{\"preset\": ".to_vec(),
-        )
+        .admin_send("PUT", &policy, Some(ADMIN_TOKEN), b"{\"preset\": ".to_vec())
         .await;
     assert_eq!(status, 400, "malformed JSON: {text}");
     let resp: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("malformed JSON: not JSON ({e}): {text}"));

@@ -55,8 +55,8 @@ pub fn router(engine: Engine, token: &str) -> Router {
             routes::MIGRATION_THROTTLE,
             get(policy::get_throttle).put(policy::put_throttle),
         )
-        .route("/api/v1/workers", get(workers::list))
-        .route("/api/v1/workers/{name}", axum::routing::put(workers::change))
+        .route(routes::WORKERS, get(workers::list))
+        .route(routes::WORKER, axum::routing::put(workers::change))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)

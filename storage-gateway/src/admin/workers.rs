@@ -8,11 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use control_api::WorkersView;
 
 /// `GET /api/v1/workers`: every worker's status, in start order.
 pub(super) async fn list(State(st): State<AdminState>) -> Response {
-    Json(json!({ "workers": st.engine.workers().statuses() })).into_response()
+    Json(WorkersView {
+        workers: st.engine.workers().statuses(),
+    })
+    .into_response()
 }
 
 /// `PUT /api/v1/workers/{name}`: pause or resume a worker, or change its throttle.
