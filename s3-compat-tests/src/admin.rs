@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 
 use control_api::{Client, Method, MigrationState};
 
-use crate::process::{binary_path, TestServer};
-
-/// Bearer token of the admin API of every test server.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+use crate::process::{binary_path, TestServer, ADMIN_TOKEN};
 
 impl TestServer {
     /// A typed client of this server's admin API (the `control-api` crate's, as the CLI and

@@ -35,19 +35,18 @@ pub mod s3s_fs;
 pub mod sse_c;
 pub mod wait;
 
-pub use admin::ADMIN_TOKEN;
 pub use aws_sdk_s3;
 pub use client::{RequestLog, REGION};
 pub use config::six_local_backends;
 pub use data::{assert_same_bytes, etag_of, md5_hex, multipart_etag, random_bytes, MIB};
 pub use layout::{layout_problem, set_locations, snapshot_files, wait_for_layout};
 pub use metrics::prom_value;
-pub use multipart::Multipart;
-pub use process::{binary_path, ServerOptions, SpawnFailure, TestServer, ACCESS_KEY, SECRET_KEY};
+pub use multipart::{put_multipart, Multipart};
+pub use process::{binary_path, ServerOptions, SpawnFailure, TestServer, ACCESS_KEY, ADMIN_TOKEN, SECRET_KEY};
 pub use raw_http::{raw_request, RawResponse};
 pub use s3::{
     collect_body, copy_source, create_bucket, err_info, expect_err, get_bytes, ok, percent_encode, put_bytes,
-    put_multipart, url_decode, ErrInfo,
+    url_decode, ErrInfo,
 };
 pub use sse_c::{SseC, WithCopySourceSseC, WithSseC};
 pub use wait::eventually;

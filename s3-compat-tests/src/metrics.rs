@@ -1,7 +1,7 @@
 //! The Prometheus page of a test server and reading samples off it.
 
-use crate::admin::ADMIN_TOKEN;
 use crate::process::TestServer;
+use crate::process::ADMIN_TOKEN;
 
 impl TestServer {
     /// The `/metrics` page (Prometheus text), fetched with the test token.

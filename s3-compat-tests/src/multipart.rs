@@ -217,3 +217,10 @@ impl Multipart {
         )
     }
 }
+
+/// Uploads `parts` as one multipart upload of `bucket/key` and completes it.
+pub async fn put_multipart(client: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
+    let mut upload = Multipart::start(client, bucket, key).await;
+    upload.parts(parts).await;
+    upload.complete().await;
+}

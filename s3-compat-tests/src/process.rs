@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::admin::ADMIN_TOKEN;
+/// Bearer token of the admin API of every test server.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 /// Access key the test servers accept.
 pub const ACCESS_KEY: &str = "testaccess";

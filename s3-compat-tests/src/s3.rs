@@ -8,8 +8,6 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-use crate::multipart::Multipart;
-
 /// `x-amz-copy-source` value: the SDK sends it verbatim, so the key must be
 /// percent-encoded here (slashes stay as separators).
 pub fn copy_source(bucket: &str, key: &str) -> String {
@@ -156,13 +154,6 @@ pub async fn put_bytes(
             .await,
         &format!("PutObject {bucket}/{key} ({} bytes)", data.len()),
     )
-}
-
-/// Uploads `parts` as one multipart upload of `bucket/key` and completes it.
-pub async fn put_multipart(client: &Client, bucket: &str, key: &str, parts: &[Vec<u8>]) {
-    let mut upload = Multipart::start(client, bucket, key).await;
-    upload.parts(parts).await;
-    upload.complete().await;
 }
 
 /// GETs `bucket/key` whole.

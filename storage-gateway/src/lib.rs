@@ -1,13 +1,14 @@
 //! The data plane: an S3 gateway whose objects are Reed-Solomon coded across backends.
 //!
 //! ```text
-//!   S3 client ──SigV4/HTTP──> s3 (s3s)          admin API ──HTTP──> admin, bucket_policy
+//!   S3 client ──SigV4/HTTP──> s3 (s3s)          admin API ──HTTP──> admin, storage_policy
 //!                              │  protocol only:                     │
 //!                              └──── verbs and lookups ──────────────┘  the engine is the door
 //!                                          ▼
 //!                                       engine ── objects, uploads, buckets: verbs that write,
 //!                                          │      commit and reap as one unit (typed outcomes)
-//!                                          │      write, read, pins, sweep, heal, scrub, migrate
+//!                                          │      write, read, pins; workers on one Runner:
+//!                                          │      heal, scrub, sweep (reaper), migrate
 //!                 ┌──────────────┬─────────┴──────┬───────────────┐
 //!                 ▼              ▼                ▼               ▼
 //!              crypto ───────► meta            backend          codec
@@ -20,7 +21,7 @@
 //! Dependencies point down only. [`records`] is the bottom: every stored struct and its
 //! encoding, importing nothing above it but [`codec`]'s layout arithmetic and [`error`].
 //! [`meta`] knows records and nothing of the engine. Only the [`engine`] reaches the catalog
-//! (`Engine::catalog` is private to it); the S3 front, the admin API, [`bucket_policy`],
+//! (`Engine::catalog` is private to it); the S3 front, the admin API, [`storage_policy`],
 //! [`gauges`] and [`server`] call its verbs and lookups.
 //!
 //! - [`records`]: versioned records (object manifests, shard sets, buckets and their policy
