@@ -1,5 +1,7 @@
 //! Configuration: flags beat env, env beats the TOML file, the file beats defaults.
 
+mod limits;
+
 use anyhow::{bail, Context};
 use clap::Args;
 use control_api::{ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
@@ -87,6 +89,8 @@ pub struct ServeArgs {
     /// Objects the migrator works on at once, 1..=64 [default: 4].
     #[arg(long, env = "MLSYSOPS_MIGRATION_CONCURRENCY")]
     migration_concurrency: Option<usize>,
+    #[command(flatten)]
+    limits: limits::LimitsArgs,
 }
 
 /// The TOML file: every key optional.
@@ -118,6 +122,9 @@ struct FileConfig {
     read_strategy: Option<String>,
     migration_mib_per_sec: Option<f64>,
     migration_concurrency: Option<usize>,
+    /// `[limits]`: what clients may hold of the S3 port.
+    #[serde(default)]
+    limits: limits::LimitsFile,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -329,6 +336,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         max_bytes_per_sec: (migration_mib > 0.0).then(|| (migration_mib * f64::from(1u32 << 20)).round() as u64),
         concurrency,
     };
+    let limits = limits::resolve(args.limits, file.limits)?;
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -353,6 +361,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             telemetry: None,
             hedged_reads,
             migration,
+            limits,
         },
         Generated {
             credentials: generated_credentials,

@@ -172,6 +172,8 @@ impl Gateway {
         if range.end - range.start > MAX_PART_SIZE as u64 {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
         }
+        let len = range.end - range.start;
+        let _memory = self.reserve_memory(&bucket.policy, Some(len), len, &input.key).await?;
         let reader = self
             .engine
             .reader(&src_bucket, &src_key, &src, pins, range)
