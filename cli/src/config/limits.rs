@@ -56,7 +56,9 @@ pub fn resolve(args: LimitsArgs, file: LimitsFile) -> anyhow::Result<LimitsConfi
     };
     let body_memory_bytes = match args.body_memory_mib.or(file.body_memory_mib) {
         Some(0) => bail!("limits.body_memory_mib must be at least 1"),
-        Some(mib) => mib.checked_mul(1 << 20).context("limits.body_memory_mib is too large")?,
+        Some(mib) => mib
+            .checked_mul(1 << 20)
+            .context("limits.body_memory_mib is too large")?,
         None => default_body_memory(),
     };
     let limits = LimitsConfig {
@@ -112,8 +114,8 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_nonsense_is_refused() {
-        let file: LimitsFile = toml::from_str("max_connections = 10\nheader_timeout_secs = 3\nmax_header_bytes = 16384")
-            .expect("parses");
+        let file: LimitsFile =
+            toml::from_str("max_connections = 10\nheader_timeout_secs = 3\nmax_header_bytes = 16384").expect("parses");
         let args = LimitsArgs {
             max_connections: Some(20),
             ..LimitsArgs::default()
@@ -129,6 +131,9 @@ mod tests {
         assert!(bad("max_header_bytes = 100"));
         assert!(bad("body_timeout_secs = 0"));
         assert!(bad("body_memory_mib = 0"));
-        assert!(toml::from_str::<LimitsFile>("max_conections = 1").is_err(), "a typo is refused");
+        assert!(
+            toml::from_str::<LimitsFile>("max_conections = 1").is_err(),
+            "a typo is refused"
+        );
     }
 }

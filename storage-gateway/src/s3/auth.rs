@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(check("POST", "/b/k?uploads", &form), Err("NotImplemented".into()));
         // An object may well have that content type: only POST is refused.
         assert_eq!(check("PUT", "/b/k", &form), Ok(()));
-        assert_eq!(check("POST", "/b?delete", &[("content-type", "application/xml")]), Ok(()));
+        assert_eq!(
+            check("POST", "/b?delete", &[("content-type", "application/xml")]),
+            Ok(())
+        );
     }
 
     #[test]
@@ -139,7 +142,10 @@ mod tests {
         assert_eq!(check("GET", "/b/k", &v2), Err("InvalidRequest".into()));
         let presigned = "/b/k?AWSAccessKeyId=AKIA&Expires=99999999999&Signature=abc%3D";
         assert_eq!(check("GET", presigned, &[]), Err("InvalidRequest".into()));
-        let v4 = [("authorization", "AWS4-HMAC-SHA256 Credential=AKIA/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00")];
+        let v4 = [(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIA/20250101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+        )];
         assert_eq!(check("GET", "/b/k", &v4), Ok(()));
     }
 

@@ -230,7 +230,10 @@ impl Gateway {
         let full = range.start == 0 && range.end == m.size;
         let memory = self
             .memory
-            .reserve(read_footprint(range.end - range.start, BODY_CHUNKS_IN_FLIGHT), &input.key)
+            .reserve(
+                read_footprint(range.end - range.start, BODY_CHUNKS_IN_FLIGHT),
+                &input.key,
+            )
             .await?;
         let mut reader = self
             .engine
