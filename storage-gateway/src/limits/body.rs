@@ -26,8 +26,10 @@ pub fn stalled(timeout: Duration) -> s3s::S3Error {
 pub struct PacedBody<B> {
     inner: B,
     timeout: Duration,
-    /// Armed when a poll finds no frame ready; disarmed by the next frame.
+    /// Made at the first wait and reset at the next ones (not reallocated per chunk).
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether `deadline` is running: from a poll that found no frame until the next frame.
+    armed: bool,
     failed: bool,
 }
 
@@ -38,6 +40,7 @@ impl<B> PacedBody<B> {
             inner,
             timeout,
             deadline: None,
+            armed: false,
             failed: false,
         }
     }
@@ -57,14 +60,22 @@ where
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                self.deadline = None;
+                self.armed = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
                 let timeout = self.timeout;
-                let deadline = self
-                    .deadline
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                let arm = !self.armed;
+                self.armed = true;
+                let deadline = match &mut self.deadline {
+                    Some(d) => {
+                        if arm {
+                            d.as_mut().reset(tokio::time::Instant::now() + timeout);
+                        }
+                        d
+                    }
+                    None => self.deadline.insert(Box::pin(tokio::time::sleep(timeout))),
+                };
                 if deadline.as_mut().poll(cx).is_ready() {
                     self.failed = true;
                     self.deadline = None;
@@ -88,10 +99,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http_body_util_shim::{next_frame, ChannelBody};
+    use shim::{next_frame, ChannelBody};
 
     /// A minimal channel-fed body, so the test needs no extra crate.
-    mod http_body_util_shim {
+    mod shim {
         use super::*;
         use tokio::sync::mpsc;
 
