@@ -586,6 +586,15 @@ async fn anonymous_requests_do_not_move_a_buckets_statistics() {
             assert_eq!(r.status, 403, "anonymous {method} {path}: {}", r.body_text());
         }
     }
+    // A declared length is not believed without a signature.
+    let r = raw_request(
+        "PUT",
+        &format!("{base}/tel/a/big"),
+        &[("x-amz-decoded-content-length", "1000000000000")],
+        b"x".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body_text());
     let after = bucket_counters(&srv, "tel").await;
     assert_eq!(before, after, "anonymous requests moved the bucket's statistics");
 
@@ -596,7 +605,17 @@ async fn anonymous_requests_do_not_move_a_buckets_statistics() {
         "http_server_request_duration_seconds_count",
         &[("rpc_method", "anonymous")],
     );
-    assert_eq!(anonymous, Some(40.0), "{text}");
+    assert_eq!(anonymous, Some(41.0), "{text}");
+    let anonymous_bytes = prom_value(
+        &text,
+        "mlsysops_s3_request_body_bytes_total",
+        &[("rpc_method", "anonymous")],
+    );
+    // (Their bodies are never read: nothing at all, rather than the declared terabyte.)
+    assert!(
+        anonymous_bytes.unwrap_or(0.0) < 1000.0,
+        "anonymous bytes in: {anonymous_bytes:?}\n{text}"
+    );
     assert!(
         !text.contains("hot0/"),
         "an anonymous prefix reached the metrics:\n{text}"

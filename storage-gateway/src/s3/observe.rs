@@ -273,7 +273,11 @@ impl Pending {
         } else {
             &tag.operation
         };
-        let bytes_in = obs.decoded_len.unwrap_or_else(|| obs.bytes_in.load(Ordering::Relaxed));
+        // The declared length is the client's word: taken only once its signature held (s3s
+        // then holds the body to it), else an anonymous header could inflate the counters.
+        let authenticated = !tag.operation.is_empty() && tag.operation != ANONYMOUS;
+        let counted = obs.bytes_in.load(Ordering::Relaxed);
+        let bytes_in = obs.decoded_len.filter(|_| authenticated).unwrap_or(counted);
         let (access, object_size) = match operation {
             "GetObject" if status == 200 => (Access::Read, response_len),
             "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" | "ListParts" | "ListMultipartUploads" => {
