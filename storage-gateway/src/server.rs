@@ -87,6 +87,7 @@ pub struct Server {
 impl Server {
     /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
+        config.limits.check().map_err(Error::Config)?;
         let telemetry = match &config.telemetry {
             Some(t) => t.clone(),
             None => Arc::new(Telemetry::new(
@@ -140,7 +141,6 @@ impl Server {
             unfinished_moves = report.moves,
             "startup sweep done"
         );
-        config.limits.check().map_err(Error::Config)?;
         let memory = MemoryBudget::new(config.limits.body_memory_bytes, config.limits.body_memory_wait);
         let gateway = Gateway::new(engine.clone(), config.default_policy)
             .encrypt_new_buckets(encrypt)
