@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption,
-};
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ServerSideEncryption};
 use s3_compat_tests::*;
 
 /// Length of the line a test body repeats.
@@ -102,9 +100,7 @@ async fn sse_s3_multipart_leaves_no_plaintext_on_any_backend() {
         assert_eq!(out.server_side_encryption(), aes256(), "UploadPart {n} answers AES256");
     }
     // A part copied from the plaintext object is sealed like the others.
-    let copied = up
-        .copy_part(5, &copy_source("plain", "control"), "bytes=0-99999")
-        .await;
+    let copied = up.copy_part(5, &copy_source("plain", "control"), "bytes=0-99999").await;
     assert_eq!(
         copied.server_side_encryption(),
         aes256(),
@@ -204,7 +200,11 @@ async fn sse_c_multipart_needs_the_key_on_every_part_and_every_read() {
         "HeadObject with the key",
     );
     assert_eq!(head.sse_customer_key_md5(), Some(key.key_md5()), "HeadObject");
-    assert_eq!(head.content_length(), i64::try_from(sealed.len()).ok(), "HeadObject size");
+    assert_eq!(
+        head.content_length(),
+        i64::try_from(sealed.len()).ok(),
+        "HeadObject size"
+    );
     let got = ok(
         c.get_object().bucket("plain").key("sealed").sse_c(&key).send().await,
         "GetObject with the key",

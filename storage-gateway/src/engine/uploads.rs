@@ -109,44 +109,46 @@ impl Engine {
         completion: Completion,
         condition: &WriteCondition,
     ) -> Result<Commit> {
-        let checked = self.catalog().complete_upload(bucket, key, upload_id, |upload, current, old| {
-            condition.check(old).map_err(Refusal::Condition)?;
-            let mut segments = Vec::with_capacity(completion.parts.len());
-            for chosen in &completion.parts {
-                let n = chosen.part_number;
-                // The catalog lists parts by part number.
-                let now = current
-                    .binary_search_by_key(&n, |p| p.part_number)
-                    .map(|i| &current[i])
-                    .map_err(|_| Refusal::Part(n, "is no longer uploaded"))?;
-                if now.etag != chosen.etag {
-                    return Err(Refusal::Part(
-                        n,
-                        "was uploaded again with other bytes while the upload was being completed",
-                    ));
+        let checked = self
+            .catalog()
+            .complete_upload(bucket, key, upload_id, |upload, current, old| {
+                condition.check(old).map_err(Refusal::Condition)?;
+                let mut segments = Vec::with_capacity(completion.parts.len());
+                for chosen in &completion.parts {
+                    let n = chosen.part_number;
+                    // The catalog lists parts by part number.
+                    let now = current
+                        .binary_search_by_key(&n, |p| p.part_number)
+                        .map(|i| &current[i])
+                        .map_err(|_| Refusal::Part(n, "is no longer uploaded"))?;
+                    if now.etag != chosen.etag {
+                        return Err(Refusal::Part(
+                            n,
+                            "was uploaded again with other bytes while the upload was being completed",
+                        ));
+                    }
+                    if !sealed_as(&upload.encryption, &now.segment) {
+                        return Err(Refusal::Part(n, "is not encrypted as the upload requires"));
+                    }
+                    segments.push(now.segment.clone());
                 }
-                if !sealed_as(&upload.encryption, &now.segment) {
-                    return Err(Refusal::Part(n, "is not encrypted as the upload requires"));
-                }
-                segments.push(now.segment.clone());
-            }
-            let conforming = segments.iter().all(|s| self.conforms(key, s, record));
-            Ok(ObjectManifest {
-                version_id: Uuid::now_v7(),
-                size: segments.iter().map(|s| s.size).sum(),
-                etag: completion.etag,
-                last_modified_ms: now_ms(),
-                headers: completion.headers,
-                checksums: Checksums::default(),
-                parts_count: u32::try_from(segments.len()).ok(),
-                policy_epoch: if conforming {
-                    record.policy_epoch
-                } else {
-                    record.policy_epoch.saturating_sub(1)
-                },
-                segments,
-            })
-        })?;
+                let conforming = segments.iter().all(|s| self.conforms(key, s, record));
+                Ok(ObjectManifest {
+                    version_id: Uuid::now_v7(),
+                    size: segments.iter().map(|s| s.size).sum(),
+                    etag: completion.etag,
+                    last_modified_ms: now_ms(),
+                    headers: completion.headers,
+                    checksums: Checksums::default(),
+                    parts_count: u32::try_from(segments.len()).ok(),
+                    policy_epoch: if conforming {
+                        record.policy_epoch
+                    } else {
+                        record.policy_epoch.saturating_sub(1)
+                    },
+                    segments,
+                })
+            })?;
         match checked {
             Checked::Done((manifest, doomed)) => {
                 self.reap(doomed);

@@ -614,7 +614,8 @@ impl Catalog {
             Err(refusal) => return Ok(Checked::Refused(refusal)),
         };
         // The rule this lock exists for: the object names only sets that are live parts now.
-        let live: std::collections::HashMap<Uuid, &Segment> = parts.iter().map(|p| (p.segment.set, &p.segment)).collect();
+        let live: std::collections::HashMap<Uuid, &Segment> =
+            parts.iter().map(|p| (p.segment.set, &p.segment)).collect();
         if let Some(stray) = manifest
             .segments
             .iter()

@@ -175,11 +175,13 @@ fn upload_records_v2_keep_their_bytes_and_upgrade_v1() {
         r#"{{"upload_id":"u2","created_ms":7,"headers":{HEADERS},"checksum_algorithm":null}}"#
     ));
     let u: UploadRecord = decode(|| "upload".into(), &plain).unwrap();
-    assert_eq!((u.upload_id.as_str(), u.encryption), ("u2", UploadEncryption::Bucket));
+    assert_eq!((u.upload_id.as_str(), &u.encryption), ("u2", &UploadEncryption::Bucket));
 
     // A build that knows only version 1 refuses version 2 rather than dropping the encryption.
     let v2 = encode(&u);
-    let err = decode::<v1::UploadRecord>(|| "upload u2".into(), &v2).unwrap_err().to_string();
+    let err = decode::<v1::UploadRecord>(|| "upload u2".into(), &v2)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown format version 2"), "{err}");
 }
 
