@@ -80,7 +80,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
+    /// Opens metadata and backends, checks that the backends are this deployment's (refusing
+    /// to start otherwise, unless told), sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
         let telemetry = match &config.telemetry {
             Some(t) => t.clone(),
@@ -127,12 +128,19 @@ impl Server {
             })
             .map_err(|e| Error::Config(format!("migration: {e}")))?;
         crate::gauges::register(&engine);
-        let report = engine.startup_sweep().await?;
+        let report = engine.startup_sweep(&config.sweep).await.map_err(|e| match e {
+            Error::StartRefused(msg) => Error::StartRefused(format!("{msg}\n(metadata: {})", meta_dir.display())),
+            other => other,
+        })?;
         tracing::info!(
             pending = report.pending,
             deleting = report.deleting,
             orphans = report.orphans,
             unfinished_moves = report.moves,
+            young = report.young,
+            restored = report.restored,
+            quarantine_runs_purged = report.purged,
+            unreachable = report.unreachable,
             "startup sweep done"
         );
         let gateway = Gateway::new(engine.clone(), config.default_policy).encrypt_new_buckets(encrypt);
