@@ -23,7 +23,8 @@ use uuid::Uuid;
 pub const QUARANTINE_PREFIX: &str = ".mlsysops/quarantine";
 
 /// `<run>`: the UTC second of the sweep that quarantined a set.
-const RUN_FORMAT: &[BorrowedFormatItem<'_>] = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+const RUN_FORMAT: &[BorrowedFormatItem<'_>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
 
 /// A shard set found under `shards/`, with the time anything of it last changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +148,7 @@ impl Backend {
                 continue;
             };
             let t = SystemTime::from(meta.last_modified);
-            newest
-                .entry(set)
-                .and_modify(|n| *n = (*n).max(t))
-                .or_insert(t);
+            newest.entry(set).and_modify(|n| *n = (*n).max(t)).or_insert(t);
         }
         Ok(newest
             .into_iter()
@@ -185,17 +183,14 @@ impl Backend {
             absent_ok(tokio::fs::remove_dir(&src).await).map_err(|e| io(&self.id, "removing", &src, e))?;
             return Ok(files.len());
         }
-        let objects = self
-            .list_all(&Path::from(format!("{SHARDS_PREFIX}/{set}")))
-            .await?;
+        let objects = self.list_all(&Path::from(format!("{SHARDS_PREFIX}/{set}"))).await?;
         for meta in &objects {
             let Some(name) = meta.location.filename() else {
                 continue;
             };
             let to = Path::from(format!("{QUARANTINE_PREFIX}/{run}/{set}/{name}"));
             let copy = self.store.copy(&meta.location, &to);
-            self.call(BackendOp::Put, "copy", &meta.location, |()| 0, copy)
-                .await?;
+            self.call(BackendOp::Put, "copy", &meta.location, |()| 0, copy).await?;
             self.delete_object(&meta.location).await?;
         }
         Ok(objects.len())
@@ -278,8 +273,7 @@ impl Backend {
                 Err(e) => return Err(e),
             }
             let copy = self.store.copy(&meta.location, &to);
-            self.call(BackendOp::Put, "copy", &meta.location, |()| 0, copy)
-                .await?;
+            self.call(BackendOp::Put, "copy", &meta.location, |()| 0, copy).await?;
             self.delete_object(&meta.location).await?;
             restored += 1;
         }
@@ -292,10 +286,7 @@ impl Backend {
             let dir = Self::local_quarantine(root).join(run);
             return absent_ok(tokio::fs::remove_dir_all(&dir).await).map_err(|e| io(&self.id, "removing", &dir, e));
         }
-        for meta in self
-            .list_all(&Path::from(format!("{QUARANTINE_PREFIX}/{run}")))
-            .await?
-        {
+        for meta in self.list_all(&Path::from(format!("{QUARANTINE_PREFIX}/{run}"))).await? {
             self.delete_object(&meta.location).await?;
         }
         Ok(())
@@ -336,11 +327,18 @@ mod tests {
         }
         let sets = b.list_sets_aged().await.unwrap();
         assert_eq!(sets.iter().map(|s| s.set).collect::<Vec<_>>(), vec![a, c]);
-        assert!(sets.iter().all(|s| s.modified <= SystemTime::now() + Duration::from_secs(5)));
+        assert!(sets
+            .iter()
+            .all(|s| s.modified <= SystemTime::now() + Duration::from_secs(5)));
 
         assert_eq!(b.quarantine_set(a, "20240101T000000Z").await.unwrap(), 2);
         assert_eq!(
-            b.list_sets_aged().await.unwrap().iter().map(|s| s.set).collect::<Vec<_>>(),
+            b.list_sets_aged()
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.set)
+                .collect::<Vec<_>>(),
             vec![c]
         );
         let q = b.list_quarantine().await.unwrap();
@@ -359,7 +357,12 @@ mod tests {
         b.purge_quarantine_run("20240101T000000Z").await.unwrap();
         assert!(b.list_quarantine().await.unwrap().is_empty());
         assert_eq!(
-            b.list_sets_aged().await.unwrap().iter().map(|s| s.set).collect::<Vec<_>>(),
+            b.list_sets_aged()
+                .await
+                .unwrap()
+                .iter()
+                .map(|s| s.set)
+                .collect::<Vec<_>>(),
             vec![a]
         );
     }

@@ -87,10 +87,10 @@ impl Finding {
                 ours.starts,
                 by(m)
             ),
-            Finding::Unaccounted => {
-                "no owner marker, and this metadata names none of its shard sets".to_owned()
+            Finding::Unaccounted => "no owner marker, and this metadata names none of its shard sets".to_owned(),
+            Finding::EmptyMetadata => {
+                "no owner marker, and this metadata is empty (no bucket, no shard set)".to_owned()
             }
-            Finding::EmptyMetadata => "no owner marker, and this metadata is empty (no bucket, no shard set)".to_owned(),
         }
     }
 }
@@ -133,7 +133,13 @@ async fn look(b: &Backend) -> Seen {
 }
 
 /// What stands between this metadata and backend `b` holding `sets`, if anything.
-fn judge(ours: &DeploymentRecord, meta_empty: bool, known: &HashSet<Uuid>, marker: Marker, sets: &[StoredSet]) -> Option<Finding> {
+fn judge(
+    ours: &DeploymentRecord,
+    meta_empty: bool,
+    known: &HashSet<Uuid>,
+    marker: Marker,
+    sets: &[StoredSet],
+) -> Option<Finding> {
     match marker {
         Marker::Found(m) if m.deployment_id != ours.id => Some(Finding::Foreign(m)),
         Marker::Found(m) if m.start > ours.starts => Some(Finding::Ahead(m)),
@@ -188,7 +194,12 @@ impl Engine {
             });
         }
         if !refusals.is_empty() {
-            return Err(Error::StartRefused(refusal_message(&deployment, first_start, meta_empty, &refusals)));
+            return Err(Error::StartRefused(refusal_message(
+                &deployment,
+                first_start,
+                meta_empty,
+                &refusals,
+            )));
         }
         for (backend, what, sets) in &adopted {
             tracing::warn!(%backend, found = %what, shard_sets = sets, "taking the backend over as told; sets this metadata does not name will be quarantined, not deleted");
@@ -214,7 +225,12 @@ impl Engine {
     }
 }
 
-fn refusal_message(ours: &DeploymentRecord, first_start: bool, meta_empty: bool, refusals: &[(String, Finding, usize)]) -> String {
+fn refusal_message(
+    ours: &DeploymentRecord,
+    first_start: bool,
+    meta_empty: bool,
+    refusals: &[(String, Finding, usize)],
+) -> String {
     let mut msg = format!(
         "refusing to start: {} backend(s) hold shard data this metadata cannot vouch for, and the start-up sweep \
          would move it away. This metadata: deployment {}{}, {}. Found:",
@@ -371,12 +387,15 @@ mod tests {
         assert!(err.contains("this metadata is empty"), "{err}");
         assert!(err.contains(EMPTY_METADATA_FLAG), "{err}");
         // Metadata that names a set of b0 only: b1 is unaccounted for.
-        gw.engine
-            .catalog()
-            .begin_set(named, &["b0".to_owned()])
-            .unwrap();
-        let err = claim(&gw, Overrides::default(), &[named]).await.unwrap_err().to_string();
-        assert!(err.contains("backend \"b1\": no owner marker, and this metadata names none"), "{err}");
+        gw.engine.catalog().begin_set(named, &["b0".to_owned()]).unwrap();
+        let err = claim(&gw, Overrides::default(), &[named])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("backend \"b1\": no owner marker, and this metadata names none"),
+            "{err}"
+        );
         assert!(!err.contains("backend \"b0\""), "{err}");
         put_set(&stores[1], named).await;
         let c = claim(&gw, Overrides::default(), &[named]).await.unwrap();

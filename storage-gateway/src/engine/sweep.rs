@@ -289,7 +289,10 @@ impl Engine {
             report.restored += restored;
             report.purged += purged;
         }
-        let candidates = claim.owned.iter().flat_map(|o| o.sets.iter().map(move |s| (&o.backend, *s)));
+        let candidates = claim
+            .owned
+            .iter()
+            .flat_map(|o| o.sets.iter().map(move |s| (&o.backend, *s)));
         let outcome = self.quarantine_unnamed(candidates, cfg.grace, now, &run).await;
         report.orphans = outcome.unrecorded;
         report.young = outcome.young.len();
@@ -412,14 +415,14 @@ impl Engine {
     /// Looks again at `young` sets once the youngest is `grace` old: those still unnamed are
     /// quarantined then (their Pending records forgotten), without waiting for a restart.
     fn sweep_later(&self, young: Vec<(String, StoredSet)>, grace: Duration) {
-        let Some(due) = young
-            .iter()
-            .filter_map(|(_, s)| s.modified.checked_add(grace))
-            .max()
-        else {
+        let Some(due) = young.iter().filter_map(|(_, s)| s.modified.checked_add(grace)).max() else {
             return;
         };
-        tracing::info!(sets = young.len(), in_secs = due.duration_since(SystemTime::now()).unwrap_or_default().as_secs(), "unnamed shard sets younger than the grace period kept; looking again when they are older");
+        tracing::info!(
+            sets = young.len(),
+            in_secs = due.duration_since(SystemTime::now()).unwrap_or_default().as_secs(),
+            "unnamed shard sets younger than the grace period kept; looking again when they are older"
+        );
         let engine = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(due.duration_since(SystemTime::now()).unwrap_or_default()).await;
@@ -449,9 +452,7 @@ impl Engine {
                 Err(e) => tracing::warn!(backend = %id, error = %e, "cannot list the backend for the delayed sweep"),
             }
         }
-        let outcome = self
-            .quarantine_unnamed(candidates.into_iter(), grace, now, &run)
-            .await;
+        let outcome = self.quarantine_unnamed(candidates.into_iter(), grace, now, &run).await;
         let mut forgotten = 0;
         for set in by_backend.values().flatten().collect::<HashSet<_>>() {
             if outcome.kept.contains(set) {

@@ -8,8 +8,8 @@ use super::doomed::{Doomed, DoomedEntry};
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
 use crate::records::{
-    decode, encode, now_ms, BucketRecord, ChangeInfo, DeploymentRecord, ObjectManifest, PartRecord, PolicyChange, Record, RepairRecord,
-    Segment, SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
+    decode, encode, now_ms, BucketRecord, ChangeInfo, DeploymentRecord, ObjectManifest, PartRecord, PolicyChange,
+    Record, RepairRecord, Segment, SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
