@@ -31,8 +31,9 @@ const RUN_FORMAT: &[BorrowedFormatItem<'_>] =
 pub struct StoredSet {
     /// The set.
     pub set: Uuid,
-    /// The newest modification time of its objects (files and directory, locally).
-    pub modified: SystemTime,
+    /// The newest modification time of its objects (files and directory, locally); `None`
+    /// when the lister was told it is not needed (local backends then spare the `stat`s).
+    pub modified: Option<SystemTime>,
 }
 
 /// A set in quarantine.
@@ -118,8 +119,9 @@ impl Backend {
         }
     }
 
-    /// Every shard set on this backend, with when it last changed.
-    pub async fn list_sets_aged(&self) -> Result<Vec<StoredSet>> {
+    /// Every shard set on this backend, with when it last changed for those `needs_age`
+    /// picks (remote listings carry every object's time anyway).
+    pub async fn list_sets_aged(&self, needs_age: impl Fn(Uuid) -> bool) -> Result<Vec<StoredSet>> {
         if let Some(root) = &self.local_root {
             let dir = root.join(SHARDS_PREFIX);
             let mut out = Vec::new();
@@ -127,8 +129,15 @@ impl Backend {
                 let Some(set) = name.to_str().and_then(|s| Uuid::parse_str(s).ok()) else {
                     continue;
                 };
+                if !needs_age(set) {
+                    out.push(StoredSet { set, modified: None });
+                    continue;
+                }
                 match newest_mtime(&path).await {
-                    Ok(modified) => out.push(StoredSet { set, modified }),
+                    Ok(modified) => out.push(StoredSet {
+                        set,
+                        modified: Some(modified),
+                    }),
                     // Deleted meanwhile (a set being reaped): nothing to sweep.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(io(&self.id, "reading", &path, e)),
@@ -152,7 +161,10 @@ impl Backend {
         }
         Ok(newest
             .into_iter()
-            .map(|(set, modified)| StoredSet { set, modified })
+            .map(|(set, modified)| StoredSet {
+                set,
+                modified: Some(modified),
+            })
             .collect())
     }
 
@@ -325,15 +337,15 @@ mod tests {
         for p in shards(a).into_iter().chain(shards(c)) {
             put(&*b.store, &p).await;
         }
-        let sets = b.list_sets_aged().await.unwrap();
+        let sets = b.list_sets_aged(|_| true).await.unwrap();
         assert_eq!(sets.iter().map(|s| s.set).collect::<Vec<_>>(), vec![a, c]);
-        assert!(sets
-            .iter()
-            .all(|s| s.modified <= SystemTime::now() + Duration::from_secs(5)));
+        assert!(sets.iter().all(|s| s
+            .modified
+            .is_some_and(|t| t <= SystemTime::now() + Duration::from_secs(5))));
 
         assert_eq!(b.quarantine_set(a, "20240101T000000Z").await.unwrap(), 2);
         assert_eq!(
-            b.list_sets_aged()
+            b.list_sets_aged(|_| true)
                 .await
                 .unwrap()
                 .iter()
@@ -351,13 +363,13 @@ mod tests {
         );
         assert_eq!(b.restore_set(&q[0]).await.unwrap(), 2);
         assert!(b.list_quarantine().await.unwrap().is_empty());
-        assert_eq!(b.list_sets_aged().await.unwrap().len(), 2);
+        assert_eq!(b.list_sets_aged(|_| true).await.unwrap().len(), 2);
 
         b.quarantine_set(c, "20240101T000000Z").await.unwrap();
         b.purge_quarantine_run("20240101T000000Z").await.unwrap();
         assert!(b.list_quarantine().await.unwrap().is_empty());
         assert_eq!(
-            b.list_sets_aged()
+            b.list_sets_aged(|_| true)
                 .await
                 .unwrap()
                 .iter()
@@ -379,5 +391,8 @@ mod tests {
         let b = Backend::local("l", dir.path()).unwrap();
         quarantine_and_restore(&b, |s| vec![format!("shards/{s}/0"), format!("shards/{s}/3")]).await;
         assert!(!dir.path().join(QUARANTINE_PREFIX).join("20240101T000000Z").exists());
+        // Ages nobody asked for are not looked up.
+        let unaged = b.list_sets_aged(|_| false).await.unwrap();
+        assert!(unaged.len() == 1 && unaged[0].modified.is_none(), "{unaged:?}");
     }
 }

@@ -14,8 +14,8 @@
 use super::Engine;
 use crate::backend::{Backend, Marker, OwnerMarker, StoredSet};
 use crate::error::{Error, Result};
-use crate::records::{now_ms, DeploymentRecord};
-use std::collections::HashSet;
+use crate::records::{now_ms, DeploymentRecord, SetRecord, SetState};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use uuid::Uuid;
 
@@ -121,12 +121,15 @@ enum Seen {
     Up(Marker, Vec<StoredSet>),
 }
 
-async fn look(b: &Backend) -> Seen {
+/// Reads `b`'s marker and lists its sets, with the ages of those the metadata does not
+/// settle (no record, or Pending: what the sweep may move).
+async fn look(b: &Backend, records: &HashMap<Uuid, SetRecord>) -> Seen {
     let marker = match b.read_marker().await {
         Ok(m) => m,
         Err(e) => return Seen::Down(e),
     };
-    match b.list_sets_aged().await {
+    let needs_age = |set| records.get(&set).is_none_or(|r| r.state == SetState::Pending);
+    match b.list_sets_aged(needs_age).await {
         Ok(sets) => Seen::Up(marker, sets),
         Err(e) => Seen::Down(e),
     }
@@ -136,7 +139,7 @@ async fn look(b: &Backend) -> Seen {
 fn judge(
     ours: &DeploymentRecord,
     meta_empty: bool,
-    known: &HashSet<Uuid>,
+    known: &HashMap<Uuid, SetRecord>,
     marker: Marker,
     sets: &[StoredSet],
 ) -> Option<Finding> {
@@ -148,17 +151,21 @@ fn judge(
         Marker::Absent if sets.is_empty() => None,
         Marker::Absent if meta_empty => Some(Finding::EmptyMetadata),
         // Written before markers existed: ours if the metadata names any of it.
-        Marker::Absent if sets.iter().any(|s| known.contains(&s.set)) => None,
+        Marker::Absent if sets.iter().any(|s| known.contains_key(&s.set)) => None,
         Marker::Absent => Some(Finding::Unaccounted),
     }
 }
 
 impl Engine {
-    /// Checks every backend's owner marker against the metadata (`known`: every set it has a
+    /// Checks every backend's owner marker against the metadata (`records`: every set it has a
     /// record of); refuses with [`Error::StartRefused`], having changed nothing, when a backend
     /// is not ours and no override says to take it. Otherwise counts this start in the
     /// metadata (durably) and writes our marker on every backend that answered.
-    pub(super) async fn claim_backends(&self, overrides: Overrides, known: &HashSet<Uuid>) -> Result<Claim> {
+    pub(super) async fn claim_backends(
+        &self,
+        overrides: Overrides,
+        records: &HashMap<Uuid, SetRecord>,
+    ) -> Result<Claim> {
         let recorded = self.catalog().deployment()?;
         let first_start = recorded.is_none();
         let mut deployment = recorded.unwrap_or_else(|| DeploymentRecord {
@@ -167,7 +174,7 @@ impl Engine {
             starts: 0,
         });
         let meta_empty = self.catalog().is_empty()?;
-        let seen = futures::future::join_all(self.backends().iter().map(look)).await;
+        let seen = futures::future::join_all(self.backends().iter().map(|b| look(b, records))).await;
         let mut owned = Vec::new();
         let mut unreachable = Vec::new();
         let mut refusals = Vec::new();
@@ -181,7 +188,7 @@ impl Engine {
                     continue;
                 }
             };
-            if let Some(finding) = judge(&deployment, meta_empty, known, marker, &sets) {
+            if let Some(finding) = judge(&deployment, meta_empty, records, marker, &sets) {
                 if finding.overridden(overrides) {
                     adopted.push((b.id().to_owned(), finding.describe(&deployment), sets.len()));
                 } else {
@@ -297,7 +304,18 @@ mod tests {
     }
 
     async fn claim(gw: &Gw, o: Overrides, known: &[Uuid]) -> Result<Claim> {
-        gw.engine.claim_backends(o, &known.iter().copied().collect()).await
+        let records = gw
+            .engine
+            .catalog()
+            .sets()
+            .unwrap()
+            .into_iter()
+            .collect::<HashMap<_, _>>();
+        assert!(
+            known.iter().all(|s| records.contains_key(s)),
+            "the test's known sets are recorded"
+        );
+        gw.engine.claim_backends(o, &records).await
     }
 
     #[tokio::test]

@@ -258,9 +258,7 @@ impl Engine {
     /// when they come of age. Run before serving, so no write of this process is in flight.
     pub async fn startup_sweep(&self, cfg: &SweepConfig) -> Result<SweepReport> {
         let records: HashMap<Uuid, SetRecord> = self.catalog().sets()?.into_iter().collect();
-        let claim = self
-            .claim_backends(cfg.overrides, &records.keys().copied().collect())
-            .await?;
+        let claim = self.claim_backends(cfg.overrides, &records).await?;
         let mut report = SweepReport {
             unreachable: claim.unreachable.len(),
             ..SweepReport::default()
@@ -389,7 +387,10 @@ impl Engine {
                     continue;
                 }
             };
-            let age = now.duration_since(stored.modified).unwrap_or_default();
+            // Listed without its age only if it was settled at the listing; unknown: young.
+            let age = stored
+                .modified
+                .map_or(Duration::ZERO, |t| now.duration_since(t).unwrap_or_default());
             if !grace.is_zero() && age < grace {
                 out.kept.insert(set);
                 out.young.push((backend.id().to_owned(), stored));
@@ -415,12 +416,17 @@ impl Engine {
     /// Looks again at `young` sets once the youngest is `grace` old: those still unnamed are
     /// quarantined then (their Pending records forgotten), without waiting for a restart.
     fn sweep_later(&self, young: Vec<(String, StoredSet)>, grace: Duration) {
-        let Some(due) = young.iter().filter_map(|(_, s)| s.modified.checked_add(grace)).max() else {
+        let now = SystemTime::now();
+        let Some(due) = young
+            .iter()
+            .filter_map(|(_, s)| s.modified.unwrap_or(now).checked_add(grace))
+            .max()
+        else {
             return;
         };
         tracing::info!(
             sets = young.len(),
-            in_secs = due.duration_since(SystemTime::now()).unwrap_or_default().as_secs(),
+            in_secs = due.duration_since(now).unwrap_or_default().as_secs(),
             "unnamed shard sets younger than the grace period kept; looking again when they are older"
         );
         let engine = self.clone();
@@ -442,7 +448,7 @@ impl Engine {
         let mut candidates = Vec::new();
         for (id, sets) in &by_backend {
             let Ok(backend) = self.backend(id) else { continue };
-            match backend.list_sets_aged().await {
+            match backend.list_sets_aged(|s| sets.contains(&s)).await {
                 Ok(listed) => candidates.extend(
                     listed
                         .into_iter()
