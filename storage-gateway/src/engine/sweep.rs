@@ -317,7 +317,7 @@ impl Engine {
         Ok(report)
     }
 
-    /// Moves back the quarantined sets on `backend` that the metadata names Live, and deletes
+    /// Moves back the quarantined sets on `backend` that the metadata names Live there, and deletes
     /// quarantine runs older than the retention; returns (sets restored, runs deleted).
     async fn tend_quarantine(&self, backend: &Backend, cfg: &SweepConfig, now: SystemTime) -> (usize, usize) {
         let quarantined = match backend.list_quarantine().await {
@@ -330,8 +330,10 @@ impl Engine {
         let (mut restored, mut purged) = (0, 0);
         let mut keep_runs = HashSet::new();
         for q in &quarantined {
-            let live = matches!(self.catalog().set(q.set), Ok(Some(rec)) if rec.state == SetState::Live);
-            if !live {
+            // Only shards the record places here: another copy would be garbage nobody sweeps.
+            let named_here = matches!(self.catalog().set(q.set), Ok(Some(rec))
+                if rec.state == SetState::Live && rec.all_locations().iter().any(|(b, _)| b == backend.id()));
+            if !named_here {
                 continue;
             }
             match backend.restore_set(q).await {
@@ -414,7 +416,8 @@ impl Engine {
     }
 
     /// Looks again at `young` sets once the youngest is `grace` old: those still unnamed are
-    /// quarantined then (their Pending records forgotten), without waiting for a restart.
+    /// quarantined then (their Pending records forgotten), without waiting for a restart; those
+    /// changed meanwhile get another look later.
     fn sweep_later(&self, young: Vec<(String, StoredSet)>, grace: Duration) {
         let now = SystemTime::now();
         let Some(due) = young
@@ -476,6 +479,10 @@ impl Engine {
             still_young = outcome.young.len(),
             "delayed sweep done"
         );
+        // Changed again meanwhile: someone is still writing them; look again later.
+        if !outcome.young.is_empty() {
+            self.sweep_later(outcome.young, grace);
+        }
     }
 }
 
