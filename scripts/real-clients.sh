@@ -444,6 +444,30 @@ aws_multipart_abort() {
     fi
 }
 
+# `aws s3 cp --sse AES256` of a file above the multipart threshold (8 MiB) into
+# a bucket without default encryption: every part is sealed, HeadObject says
+# AES256, and no backend file holds a line of the plaintext. The same upload
+# without --sse is the control that shows grep finds plaintext when it is there.
+aws_cp_sse_multipart() {
+    local sealed='<rc-sse-multipart>plaintext-line' control='<rc-sse-control>-plaintext-line' got
+    yes "$sealed" | head -c $((20 * 1024 * 1024)) >"$WORK/sse.bin" || true
+    yes "$control" | head -c $((20 * 1024 * 1024)) >"$WORK/sse-control.bin" || true
+    aws s3 cp "$WORK/sse-control.bin" "s3://$BA/sse/control.bin"
+    grep -rlF -- "$control" "$WORK/data/backends" >/dev/null ||
+        fail "control: grep finds no plaintext of an unencrypted multipart upload under $WORK/data/backends"
+    aws s3 cp "$WORK/sse.bin" "s3://$BA/sse/sealed.bin" --sse AES256
+    got=$(aws s3api head-object --bucket "$BA" --key sse/sealed.bin --query ServerSideEncryption --output text)
+    expect_eq "head-object ServerSideEncryption after 'aws s3 cp --sse AES256' (multipart)" "AES256" "$got"
+    got=$(aws s3api head-object --bucket "$BA" --key sse/sealed.bin --query ETag --output text)
+    expect_contains "ETag of the 20 MiB upload (multipart)" "$got" "-"
+    aws s3 cp "s3://$BA/sse/sealed.bin" "$WORK/sse.down"
+    same_file "$WORK/sse.bin" "$WORK/sse.down"
+    if got=$(grep -rlF -- "$sealed" "$WORK/data/backends"); then
+        fail "backend files hold plaintext of an object uploaded with --sse AES256:
+$got"
+    fi
+}
+
 aws_rm_recursive() {
     aws s3 rm --recursive "s3://$BA/"
     local out
@@ -630,6 +654,7 @@ check "aws s3 ls --recursive lists exactly the tree's keys" aws_ls_recursive
 check "aws s3api multipart create/upload-part x2/list-parts/complete/get/head (-2 ETag)" aws_multipart
 check "aws s3api multipart ETag is md5(md5(p1)||md5(p2))-2" aws_multipart_etag_value
 check "aws s3api multipart abort (list-multipart-uploads, NoSuchUpload)" aws_multipart_abort
+check "aws s3 cp --sse AES256 20 MiB (multipart): HeadObject AES256, no plaintext on any backend" aws_cp_sse_multipart
 check "aws s3 rm --recursive empties the bucket" aws_rm_recursive
 check "aws s3 rb removes the bucket" aws_rb
 

@@ -1,5 +1,7 @@
 //! Configuration: flags beat env, env beats the TOML file, the file beats defaults.
 
+mod limits;
+
 use anyhow::{bail, Context};
 use clap::Args;
 use control_api::{ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
@@ -104,6 +106,8 @@ pub struct ServeArgs {
     /// marker. For this start only: a flag, never a file or env setting.
     #[arg(long = "i-know-metadata-is-empty")]
     i_know_metadata_is_empty: bool,
+    #[command(flatten)]
+    limits: limits::LimitsArgs,
 }
 
 /// The TOML file: every key optional.
@@ -137,6 +141,9 @@ struct FileConfig {
     migration_concurrency: Option<usize>,
     sweep_grace_secs: Option<f64>,
     quarantine_retention_secs: Option<f64>,
+    /// `[limits]`: what clients may hold of the S3 port.
+    #[serde(default)]
+    limits: limits::LimitsFile,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -371,6 +378,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             metadata_is_empty: args.i_know_metadata_is_empty,
         },
     };
+    let limits = limits::resolve(args.limits, file.limits)?;
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -396,6 +404,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             hedged_reads,
             migration,
             sweep,
+            limits,
         },
         Generated {
             credentials: generated_credentials,

@@ -446,6 +446,11 @@ impl TestServer {
         Ok(running.addr)
     }
 
+    /// Process id of the running server (for reading its `/proc` entries).
+    pub fn pid(&self) -> Option<u32> {
+        self.running.as_ref().map(|r| r.child.id())
+    }
+
     /// Whether the process is up (not stopped or killed).
     pub fn is_running(&self) -> bool {
         self.running.is_some()

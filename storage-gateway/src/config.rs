@@ -39,6 +39,8 @@ pub struct GatewayConfig {
     pub migration: crate::engine::migrate::MigrationConfig,
     /// The start-up sweep: grace period, quarantine retention, ownership overrides.
     pub sweep: crate::engine::sweep::SweepConfig,
+    /// What clients may hold of the S3 port: connections, timeouts, header sizes, body memory.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 /// Where the admin API listens and the bearer token it wants.

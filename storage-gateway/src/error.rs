@@ -28,6 +28,10 @@ pub enum Error {
     /// The multipart upload does not exist (never created, completed or aborted).
     #[error("multipart upload {0:?} does not exist")]
     NoSuchUpload(String),
+    /// A part named to complete an upload is not (or no longer) the one uploaded with that
+    /// ETag, or is not encrypted as the upload requires; the message names the part.
+    #[error("{0}")]
+    InvalidPart(String),
     /// A bucket policy or preset was refused.
     #[error(transparent)]
     Policy(#[from] placement::PolicyError),

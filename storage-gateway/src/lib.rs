@@ -37,6 +37,8 @@
 //! - [`storage_policy`]: validating and committing a bucket's storage policy change (a new
 //!   epoch; not an S3 bucket policy, which is access control).
 //! - [`gauges`]: healer, scrubber, repair-queue and health instruments for the exporter.
+//! - [`limits`]: what clients may hold of the S3 port (connections, header and body pace,
+//!   idle time, HTTP/2 streams, memory for bodies), used by [`server`] and the S3 front.
 //! - [`server`]: wires it all and serves HTTP until told to stop.
 
 pub mod admin;
@@ -47,6 +49,7 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod gauges;
+pub mod limits;
 pub mod meta;
 pub mod records;
 pub mod s3;

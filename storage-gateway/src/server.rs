@@ -1,16 +1,20 @@
-//! Wiring: backends, metadata, engine and the S3 service, served over HTTP/1.1 and HTTP/2.
+//! Wiring: backends, metadata, engine and the S3 service, served over HTTP/1.1 and HTTP/2
+//! within the limits of [`crate::limits`].
 
 use crate::backend::Backend;
 use crate::config::GatewayConfig;
 use crate::crypto::KeyRing;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::limits::body::PacedBody;
+use crate::limits::connections::Activity;
+use crate::limits::listener;
+use crate::limits::memory::MemoryBudget;
+use crate::limits::LimitsConfig;
 use crate::meta::{Catalog, RocksStore};
 use crate::s3::{
     BucketExists, Gateway, GatewayHost, KnownBuckets, Observation, ObservedBody, StaticAuth, TaggingAccess,
 };
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -77,12 +81,14 @@ pub struct Server {
     admin: axum::Router,
     service: S3Service,
     engine: Engine,
+    limits: LimitsConfig,
 }
 
 impl Server {
     /// Opens metadata and backends, checks that the backends are this deployment's (refusing
     /// to start otherwise, unless told), sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
+        config.limits.check().map_err(Error::Config)?;
         let telemetry = match &config.telemetry {
             Some(t) => t.clone(),
             None => Arc::new(Telemetry::new(
@@ -143,7 +149,10 @@ impl Server {
             unreachable = report.unreachable,
             "startup sweep done"
         );
-        let gateway = Gateway::new(engine.clone(), config.default_policy).encrypt_new_buckets(encrypt);
+        let memory = MemoryBudget::new(config.limits.body_memory_bytes, config.limits.body_memory_wait);
+        let gateway = Gateway::new(engine.clone(), config.default_policy)
+            .encrypt_new_buckets(encrypt)
+            .memory_budget(memory);
         let mut builder = S3ServiceBuilder::new(gateway);
         builder.set_auth(StaticAuth::new(
             config.credentials.access_key.clone(),
@@ -171,6 +180,7 @@ impl Server {
             admin: crate::admin::router(engine.clone(), &config.admin.token),
             service,
             engine,
+            limits: config.limits.clone(),
         })
     }
 
@@ -198,51 +208,36 @@ impl Server {
     /// period), then stops the background workers (each at its next step boundary, or aborted
     /// after a grace period of its own).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
-        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
-        let admin = axum::serve(self.admin_listener, self.admin).with_graceful_shutdown(async {
-            let _ = admin_stopped.await;
-        });
-        let admin = tokio::spawn(async move {
-            if let Err(e) = admin.await {
-                tracing::error!(error = %e, "admin API stopped");
-            }
-        });
-        let http = ConnBuilder::new(TokioExecutor::new());
+        let stop_admin = tokio_util::sync::CancellationToken::new();
+        let admin = {
+            let (listener, router, limits) = (self.admin_listener, self.admin, self.limits.clone());
+            let body_timeout = limits.body_timeout;
+            let stopped = stop_admin.clone().cancelled_owned();
+            tokio::spawn(async move {
+                let make = |activity| AdminService {
+                    router: router.clone(),
+                    activity,
+                    body_timeout,
+                };
+                listener::serve(listener, "admin", &limits, make, stopped, GRACE).await;
+            })
+        };
         let engine = self.engine.clone();
         let exists: BucketExists = Arc::new(KnownBuckets::new(move |b| engine.bucket(b).is_ok_and(|r| r.is_some())));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            let (socket, _) = tokio::select! {
-                res = self.listener.accept() => match res {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        tracing::error!(error = %e, "accepting connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = socket.set_nodelay(true);
-            let service = HttpService {
-                s3: self.service.clone(),
-                telemetry: self.engine.telemetry().clone(),
-                exists: exists.clone(),
-            };
-            let conn = http.serve_connection(TokioIo::new(socket), service);
-            let conn = graceful.watch(conn.into_owned());
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-        tracing::info!("shutting down: waiting for in-flight requests");
-        let _ = stop_admin.send(());
+        let make = |activity| HttpService {
+            s3: self.service.clone(),
+            telemetry: self.engine.telemetry().clone(),
+            exists: exists.clone(),
+            activity,
+            body_timeout: self.limits.body_timeout,
+        };
+        let shutdown = async {
+            shutdown.await;
+            tracing::info!("shutting down: waiting for in-flight requests");
+            stop_admin.cancel();
+        };
+        listener::serve(self.listener, "S3", &self.limits, make, shutdown, GRACE).await;
         let _ = admin.await;
-        tokio::select! {
-            () = graceful.shutdown() => {},
-            () = tokio::time::sleep(GRACE) => tracing::warn!("grace period over; closing remaining connections"),
-        }
         tracing::info!("stopping the background workers");
         let aborted = self.engine.workers().shutdown(WORKER_GRACE).await;
         if !aborted.is_empty() {
@@ -252,12 +247,16 @@ impl Server {
     }
 }
 
-/// The S3 service plus HTTP-level fixes for clients and per-request telemetry.
+/// The S3 service plus HTTP-level fixes for clients, the limits applied per request, and
+/// per-request telemetry.
 #[derive(Clone)]
 struct HttpService {
     s3: S3Service,
     telemetry: Arc<Telemetry>,
     exists: BucketExists,
+    /// The connection's, for its watchdog.
+    activity: Arc<Activity>,
+    body_timeout: Duration,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpService {
@@ -266,6 +265,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
     type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let working = self.activity.request();
+        let http1 = req.version() <= http::Version::HTTP_11;
         // botocore sends `Expect: 100-continue` even for empty bodies; hyper then answers
         // without a 100 (as HTTP allows) and botocore misreads the next response on the same
         // pooled connection (boto/botocore#3755), stalling 60 s. Closing that connection
@@ -284,11 +285,35 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
             http.response.status_code = tracing::field::Empty,
         );
         let (obs, tag) = Observation::start(self.telemetry.clone(), self.exists.clone(), &req, span.clone());
+        // Refused from the head alone, before s3s could read (and buffer) any of the body.
+        if let Err(refusal) = crate::s3::screen(req.method(), req.uri(), req.headers()) {
+            span.in_scope(|| tracing::info!(code = refusal.code().as_str(), "request refused before authentication"));
+            return Box::pin(async move {
+                let _working = working;
+                match refusal.to_http_response() {
+                    Ok(mut resp) => {
+                        if http1 {
+                            // The body is left unread: this connection cannot carry another
+                            // request.
+                            resp.headers_mut()
+                                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                        }
+                        Ok(obs.finish_with(resp))
+                    }
+                    Err(e) => {
+                        obs.finish_failed();
+                        Err(s3s::HttpError::new(Box::new(e)))
+                    }
+                }
+            });
+        }
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(tag);
+        let body = PacedBody::new(body, self.body_timeout);
         let req = http::Request::from_parts(parts, s3s::Body::http_body(obs.count_in(body)));
         let s3 = self.s3.clone();
         Box::pin(async move {
+            let _working = working;
             match s3.call(req).instrument(span).await {
                 Ok(mut resp) => {
                     if close {
@@ -302,6 +327,33 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
                     Err(e)
                 }
             }
+        })
+    }
+}
+
+/// The admin API's router behind the per-request limits (and the connection watchdog's
+/// request marks).
+#[derive(Clone)]
+struct AdminService {
+    router: axum::Router,
+    activity: Arc<Activity>,
+    body_timeout: Duration,
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for AdminService {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let working = self.activity.request();
+        let timeout = self.body_timeout;
+        let req = req.map(|body| axum::body::Body::new(PacedBody::new(body, timeout)));
+        // A router is always ready: calling it without `poll_ready` is what axum::serve does.
+        let answer = tower_service::Service::call(&mut self.router.clone(), req);
+        Box::pin(async move {
+            let _working = working;
+            answer.await
         })
     }
 }

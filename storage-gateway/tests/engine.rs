@@ -35,7 +35,7 @@ use storage_gateway::engine::{
 };
 use storage_gateway::meta::{Catalog, RocksStore};
 use storage_gateway::records::{
-    BucketRecord, ChangeInfo, Checksums, ContentHeaders, ObjectManifest, Segment, UploadRecord,
+    BucketRecord, ChangeInfo, Checksums, ContentHeaders, ObjectManifest, Segment, UploadEncryption, UploadRecord,
 };
 use storage_gateway::Error;
 use uuid::Uuid;
@@ -830,7 +830,7 @@ fn upload_record() -> UploadRecord {
         created_ms: 1,
         headers: ContentHeaders::default(),
         checksum_algorithm: None,
-        sse_customer_key_md5: None,
+        encryption: UploadEncryption::Bucket,
     }
 }
 
@@ -1082,6 +1082,129 @@ async fn multipart() {
         for set in doomed {
             rig.gone(name, set).await;
         }
+        rig.settled(name).await;
+    }
+}
+
+/// CompleteMultipartUpload reads the parts outside the commit lock; a part re-uploaded between
+/// that read and the commit doomed the set the read saw. The engine looks the parts up again
+/// under the lock: the object names only sets live at the commit, or the completion is
+/// refused as InvalidPart with nothing changed.
+#[tokio::test]
+async fn complete_rechecks_the_parts_under_the_commit_lock() {
+    /// What happens between reading the parts and completing with them.
+    #[derive(Debug, Clone, Copy)]
+    enum Meanwhile {
+        /// Part 1 is uploaded again with other bytes.
+        ReuploadOther,
+        /// Part 1 is uploaded again with the same bytes (same ETag, a new set).
+        ReuploadSame,
+        /// Nothing, but the upload asked for SSE-S3 and its parts are plaintext.
+        Nothing,
+    }
+    struct Case {
+        name: &'static str,
+        encryption: UploadEncryption,
+        meanwhile: Meanwhile,
+        /// The completion with the stale read commits (else: InvalidPart).
+        commits: bool,
+    }
+    let cases = [
+        Case {
+            name: "part re-uploaded with other bytes: InvalidPart, then completes with the new part",
+            encryption: UploadEncryption::Bucket,
+            meanwhile: Meanwhile::ReuploadOther,
+            commits: false,
+        },
+        Case {
+            name: "part re-uploaded with the same bytes: the object names the new set",
+            encryption: UploadEncryption::Bucket,
+            meanwhile: Meanwhile::ReuploadSame,
+            commits: true,
+        },
+        Case {
+            name: "an SSE-S3 upload whose parts are plaintext: InvalidPart",
+            encryption: UploadEncryption::Master,
+            meanwhile: Meanwhile::Nothing,
+            commits: false,
+        },
+    ];
+    for c in cases {
+        let name = c.name;
+        let rig = Rig::new(4);
+        rig.bucket(B, &record(2, 2, &[0, 1, 2, 3]));
+        let upload = UploadRecord {
+            encryption: c.encryption.clone(),
+            ..upload_record()
+        };
+        rig.engine
+            .create_upload(B, K, &upload)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (p1, p2) = (data(1, 6_000), data(2, 5_000));
+        let first = upload_part(&rig, name, K, 1, &p1)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        upload_part(&rig, name, K, 2, &p2)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // What CompleteMultipartUpload read before taking the lock.
+        let stale = rig.engine.parts(UP).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let again = match c.meanwhile {
+            Meanwhile::ReuploadOther => Some(data(3, 6_000)),
+            Meanwhile::ReuploadSame => Some(p1.clone()),
+            Meanwhile::Nothing => None,
+        };
+        let mut part1 = (first.clone(), p1.clone());
+        if let Some(bytes) = &again {
+            let seg = upload_part(&rig, name, K, 1, bytes)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: re-upload: {e}"));
+            rig.gone(&format!("{name}: the replaced part"), first.set).await;
+            part1 = (seg, bytes.clone());
+        }
+        let completion = |parts: Vec<storage_gateway::records::PartRecord>| Completion {
+            parts,
+            etag: "multipart-2".into(),
+            headers: ContentHeaders::default(),
+        };
+        let rec = rig.engine.require_bucket(B).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let got = rig
+            .engine
+            .complete_upload(B, &rec, K, UP, completion(stale), &WriteCondition::default());
+        let committed = match got {
+            Ok(Commit::Committed(m)) => Some(m),
+            Err(Error::InvalidPart(why)) => {
+                assert!(why.contains("part 1 "), "{name}: the refusal names the part: {why}");
+                None
+            }
+            other => panic!("{name}: completing with the stale parts gave {other:?}"),
+        };
+        assert_eq!(committed.is_some(), c.commits, "{name}: outcome");
+        match committed {
+            Some(m) => {
+                assert_eq!(m.segments[0], part1.0, "{name}: the object names part 1's live set");
+                assert_ne!(m.segments[0].set, first.set, "{name}: not the doomed set");
+                let want: Vec<u8> = [part1.1.clone(), p2.clone()].concat();
+                assert_eq!(rig.read(name, B, K).await, Some(want), "{name}: bytes read back");
+            }
+            None => {
+                assert!(rig.object(name, B, K).is_none(), "{name}: no object");
+                let left = rig.engine.parts(UP).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(left.len(), 2, "{name}: the upload keeps its parts");
+                assert_eq!(left[0].segment, part1.0, "{name}: part 1 as uploaded last");
+                rig.whole(name, &part1.0).await;
+                if matches!(c.meanwhile, Meanwhile::ReuploadOther) {
+                    // A retry with what ListParts says now completes.
+                    let got = rig
+                        .engine
+                        .complete_upload(B, &rec, K, UP, completion(left), &WriteCondition::default());
+                    assert!(matches!(got, Ok(Commit::Committed(_))), "{name}: retry: {got:?}");
+                    let want: Vec<u8> = [part1.1.clone(), p2.clone()].concat();
+                    assert_eq!(rig.read(name, B, K).await, Some(want), "{name}: bytes read back");
+                }
+            }
+        }
+        rig.fence(name).await;
         rig.settled(name).await;
     }
 }

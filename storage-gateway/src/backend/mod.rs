@@ -139,6 +139,12 @@ impl Backend {
         self.local_root.is_some()
     }
 
+    /// Bytes a shard writer buffers before handing a part to the store.
+    #[must_use]
+    pub fn part_size(&self) -> usize {
+        self.part_size
+    }
+
     /// Calls in flight now, per operation.
     pub fn in_flight(&self) -> impl Iterator<Item = (BackendOp, u64)> + '_ {
         BackendOp::ALL

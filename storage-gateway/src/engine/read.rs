@@ -22,7 +22,7 @@ use telemetry::stats::BackendOp;
 use tokio::time::Instant;
 
 /// Plaintext bytes fetched per window (rounded to whole blocks); bounds memory per GET.
-const WINDOW_BYTES: u64 = 4 << 20;
+pub(crate) const WINDOW_BYTES: u64 = 4 << 20;
 
 /// What reading a parity shard is taken to cost over a data shard (the decode), when ranking
 /// shards by predicted latency: backends within this of each other count as equally fast.

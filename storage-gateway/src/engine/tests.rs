@@ -10,7 +10,9 @@ use super::*;
 use crate::backend::Backend;
 use crate::crypto::Encryption;
 use crate::meta::RocksStore;
-use crate::records::{BucketRecord, Checksums, ContentHeaders, ObjectManifest, SetOwner, SetState, UploadRecord};
+use crate::records::{
+    BucketRecord, Checksums, ContentHeaders, ObjectManifest, SetOwner, SetState, UploadEncryption, UploadRecord,
+};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use placement::{BackendSelector, BucketPolicy};
@@ -107,7 +109,7 @@ impl Rig {
             created_ms: 1,
             headers: ContentHeaders::default(),
             checksum_algorithm: None,
-            sse_customer_key_md5: None,
+            encryption: UploadEncryption::Bucket,
         };
         self.engine
             .create_upload(B, key, &rec)

@@ -3,12 +3,15 @@
 //! Each part is its own shard set, committed when uploaded; completing an upload writes one
 //! manifest naming the chosen parts' sets in order, whatever the object size.
 
-use super::objects::{Commit, WriteCondition};
+use super::objects::{Commit, PreconditionFailed, WriteCondition};
 use super::write::WrittenSet;
 use super::Engine;
 use crate::error::Result;
 use crate::meta::Checked;
-use crate::records::{now_ms, BucketRecord, Checksums, ContentHeaders, ObjectManifest, PartRecord, UploadRecord};
+use crate::records::{
+    now_ms, BucketRecord, Checksums, ContentHeaders, KeyWrap, ObjectManifest, PartRecord, Segment, UploadEncryption,
+    UploadRecord,
+};
 use uuid::Uuid;
 
 /// What an uploaded part carries besides its bytes.
@@ -90,6 +93,13 @@ impl Engine {
     /// version's are reaped. `record` is the bucket's record the request began with: the
     /// object keeps its epoch only if every part already conforms to that policy (else the
     /// epoch before, which hands it to the migrator).
+    ///
+    /// `completion` names parts as the caller read them, outside the commit lock. Under the
+    /// lock each is looked up again: a part re-uploaded since with the same ETag (the same
+    /// bytes) is taken as it is now; one re-uploaded with other bytes, gone, or not encrypted
+    /// as the upload requires is [`crate::Error::InvalidPart`], and nothing changes. So the
+    /// object names exactly the parts' sets that are live at the commit, never one a
+    /// concurrent re-upload has doomed.
     pub fn complete_upload(
         &self,
         bucket: &str,
@@ -99,33 +109,56 @@ impl Engine {
         completion: Completion,
         condition: &WriteCondition,
     ) -> Result<Commit> {
-        let parts = completion.parts;
-        let conforming = parts.iter().all(|p| self.conforms(key, &p.segment, record));
-        let manifest = ObjectManifest {
-            version_id: Uuid::now_v7(),
-            size: parts.iter().map(|p| p.segment.size).sum(),
-            etag: completion.etag,
-            last_modified_ms: now_ms(),
-            headers: completion.headers,
-            checksums: Checksums::default(),
-            parts_count: u32::try_from(parts.len()).ok(),
-            policy_epoch: if conforming {
-                record.policy_epoch
-            } else {
-                record.policy_epoch.saturating_sub(1)
-            },
-            segments: parts.into_iter().map(|p| p.segment).collect(),
-        };
         let checked = self
             .catalog()
-            .complete_upload(bucket, key, upload_id, &manifest, |cur| condition.check(cur))?;
-        Ok(match checked {
-            Checked::Done(doomed) => {
+            .complete_upload(bucket, key, upload_id, |upload, current, old| {
+                condition.check(old).map_err(Refusal::Condition)?;
+                let mut segments = Vec::with_capacity(completion.parts.len());
+                for chosen in &completion.parts {
+                    let n = chosen.part_number;
+                    // The catalog lists parts by part number.
+                    let now = current
+                        .binary_search_by_key(&n, |p| p.part_number)
+                        .map(|i| &current[i])
+                        .map_err(|_| Refusal::Part(n, "is no longer uploaded"))?;
+                    if now.etag != chosen.etag {
+                        return Err(Refusal::Part(
+                            n,
+                            "was uploaded again with other bytes while the upload was being completed",
+                        ));
+                    }
+                    if !sealed_as(&upload.encryption, &now.segment) {
+                        return Err(Refusal::Part(n, "is not encrypted as the upload requires"));
+                    }
+                    segments.push(now.segment.clone());
+                }
+                let conforming = segments.iter().all(|s| self.conforms(key, s, record));
+                Ok(ObjectManifest {
+                    version_id: Uuid::now_v7(),
+                    size: segments.iter().map(|s| s.size).sum(),
+                    etag: completion.etag,
+                    last_modified_ms: now_ms(),
+                    headers: completion.headers,
+                    checksums: Checksums::default(),
+                    parts_count: u32::try_from(segments.len()).ok(),
+                    policy_epoch: if conforming {
+                        record.policy_epoch
+                    } else {
+                        record.policy_epoch.saturating_sub(1)
+                    },
+                    segments,
+                })
+            })?;
+        match checked {
+            Checked::Done((manifest, doomed)) => {
                 self.reap(doomed);
-                Commit::Committed(Box::new(manifest))
+                Ok(Commit::Committed(Box::new(manifest)))
             }
-            Checked::Refused(why) => Commit::PreconditionFailed(why),
-        })
+            Checked::Refused(Refusal::Condition(why)) => Ok(Commit::PreconditionFailed(why)),
+            Checked::Refused(Refusal::Part(n, why)) => Err(crate::Error::InvalidPart(format!(
+                "part {n} of upload {upload_id} of {bucket}/{key} {why}"
+            ))),
+        }
     }
 
     /// Aborts an upload of an existing bucket; its parts' sets are reaped.
@@ -134,5 +167,24 @@ impl Engine {
         let doomed = self.catalog().abort_upload(bucket, key, upload_id)?;
         self.reap(doomed);
         Ok(())
+    }
+}
+
+/// Why a completion was refused under the commit lock.
+enum Refusal {
+    /// The object's current version fails the write condition.
+    Condition(PreconditionFailed),
+    /// A named part is not what the client completes with: (part number, why).
+    Part(u32, &'static str),
+}
+
+/// Whether a part's set is sealed as its upload requires: with the master keys for SSE-S3,
+/// with the upload's customer key for SSE-C (an upload left to the bucket may hold either).
+fn sealed_as(encryption: &UploadEncryption, seg: &Segment) -> bool {
+    let wrap = seg.encryption.as_ref().map(|k| &k.wrapped_by);
+    match encryption {
+        UploadEncryption::Bucket => true,
+        UploadEncryption::Master => matches!(wrap, Some(KeyWrap::Master { .. })),
+        UploadEncryption::Customer { key_md5 } => seg.customer_key_md5() == Some(key_md5.as_str()),
     }
 }

@@ -32,7 +32,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 /// Shard blocks buffered per shard writer.
-const CHANNEL_DEPTH: usize = 4;
+pub(crate) const CHANNEL_DEPTH: usize = 4;
 
 /// How long a shard writer may refuse blocks, while a quorum of others accepts them, before its
 /// shard is dropped from the write and queued for repair.

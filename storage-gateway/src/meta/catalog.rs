@@ -604,33 +604,58 @@ impl Catalog {
         Ok(doomed)
     }
 
-    /// Turns an upload into the object `manifest` (whose segments are some of its parts).
+    /// Turns an upload into an object, built under the commit lock from the upload as it is
+    /// at the commit.
     ///
-    /// Unused parts and the replaced object's sets become Deleting and are returned.
+    /// `build` sees the upload's record, its parts as they are now (by part number) and the
+    /// object's current version, and returns the new manifest, whose segments must be some of
+    /// those parts' segments as given, or refuses. Parts read earlier, outside the lock, may
+    /// have been replaced by a concurrent re-upload since (which doomed their sets), so only
+    /// what `build` sees may be named. The named parts' sets become the object's, the other
+    /// parts' sets and the replaced object's become Deleting and are returned with the
+    /// manifest.
     pub fn complete_upload<R>(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
-        manifest: &ObjectManifest,
-        check: impl FnOnce(Option<&ObjectManifest>) -> std::result::Result<(), R>,
-    ) -> Result<Checked<Doomed, R>> {
+        build: impl FnOnce(&UploadRecord, &[PartRecord], Option<&ObjectManifest>) -> std::result::Result<ObjectManifest, R>,
+    ) -> Result<Checked<(ObjectManifest, Doomed), R>> {
         let _g = self.lock();
         let brec = self.require_bucket(bucket)?;
-        self.upload(bucket, key, upload_id)?;
+        let upload = self.upload(bucket, key, upload_id)?;
         let ok = object_key(bucket, key);
         let old: Option<ObjectManifest> = self.get_record(Table::Objects, &ok)?;
-        if let Err(refusal) = check(old.as_ref()) {
-            return Ok(Checked::Refused(refusal));
+        let mut prefix = upload_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut keys = Vec::new();
+        let mut parts = Vec::new();
+        for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
+            parts.push(decode::<PartRecord>(|| format!("part of upload {upload_id}"), &v)?);
+            keys.push(k);
         }
-        self.note_epoch(&brec, manifest);
+        let manifest = match build(&upload, &parts, old.as_ref()) {
+            Ok(m) => m,
+            Err(refusal) => return Ok(Checked::Refused(refusal)),
+        };
+        // The rule this lock exists for: the object names only sets that are live parts now.
+        let live: std::collections::HashMap<Uuid, &Segment> =
+            parts.iter().map(|p| (p.segment.set, &p.segment)).collect();
+        if let Some(stray) = manifest
+            .segments
+            .iter()
+            .find(|s| live.get(&s.set).is_none_or(|l| *l != *s))
+        {
+            return Err(Error::Internal(format!(
+                "completing upload {upload_id} of {bucket}/{key}: the manifest names set {}, which is not a current part",
+                stray.set
+            )));
+        }
+        self.note_epoch(&brec, &manifest);
         let mut b = Batch::default();
         let mut doomed = Vec::new();
         let used: std::collections::HashSet<Uuid> = manifest.segments.iter().map(|s| s.set).collect();
-        let mut prefix = upload_id.as_bytes().to_vec();
-        prefix.push(0);
-        for (k, v) in self.store.scan(Table::Parts, &prefix, &prefix, usize::MAX)? {
-            let part: PartRecord = decode(|| format!("part of upload {upload_id}"), &v)?;
+        for (k, part) in keys.into_iter().zip(&parts) {
             if used.contains(&part.segment.set) {
                 put_live(&mut b, &part.segment, object_owner(bucket, key), Vec::new());
             } else {
@@ -644,9 +669,9 @@ impl Catalog {
             }
         }
         b.delete(Table::Uploads, upload_key(bucket, key, upload_id));
-        b.put(Table::Objects, ok, encode(manifest));
+        b.put(Table::Objects, ok, encode(&manifest));
         self.store.write(b)?;
-        Ok(Checked::Done(Doomed::new(doomed)))
+        Ok(Checked::Done((manifest, Doomed::new(doomed))))
     }
 
     /// Aborts an upload; returns its parts' sets.

@@ -26,14 +26,20 @@
 //! Old records are then upgraded when read and rewritten in the new version by the next write
 //! of the record; nothing has to be migrated offline. [`v1`] stays as long as any store may
 //! hold version-1 records, its tests pinning their bytes.
+//!
+//! [`v2`] holds the types changed since: [`UploadRecord`] (with the upload's
+//! [`UploadEncryption`]).
 
 pub mod v1;
+pub mod v2;
 
 use crate::error::{Error, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub use v1::*;
+// Named imports shadow v1's glob: these types are current in version 2.
+pub use v2::{UploadEncryption, UploadRecord};
 
 /// Bytes a sealed block is longer than its plaintext: the AES-256-GCM tag. Part of the stored
 /// format (it sizes the stored blocks of an encrypted segment), so it lives here.

@@ -1,5 +1,5 @@
 //! The stored bytes of every record type, pinned: each case is a value as the encoder writes it
-//! (version byte 1 + JSON, fields in declaration order, optional ones left out), so it must
+//! (version byte + JSON, fields in declaration order, optional ones left out), so it must
 //! decode, and encode back to the very same bytes. A change to a v1 struct that alters what is
 //! on disk fails here; it belongs in a new version module instead.
 
@@ -8,7 +8,12 @@ use uuid::Uuid;
 
 /// Decodes `json` stored as version 1 and checks that encoding gives back the same bytes.
 fn pinned<T: Record>(json: &str) -> T {
-    let mut stored = vec![1u8];
+    pinned_as(1, json)
+}
+
+/// Decodes `json` stored as `version` and checks that encoding gives back the same bytes.
+fn pinned_as<T: Record>(version: u8, json: &str) -> T {
+    let mut stored = vec![version];
     stored.extend_from_slice(json.as_bytes());
     let value: T = decode(|| "pinned record".into(), &stored).unwrap_or_else(|e| panic!("{json}: {e}"));
     let again = encode(&value);
@@ -116,13 +121,14 @@ fn set_records_keep_their_bytes() {
 
 #[test]
 fn upload_and_part_records_keep_their_bytes() {
+    // Version 1: what builds before the upload's encryption wrote.
     let upload = format!(
         r#"{{"upload_id":"u1","created_ms":7,"headers":{HEADERS},"checksum_algorithm":"CRC32C","sse_customer_key_md5":"bWQ1"}}"#
     );
-    let u: UploadRecord = pinned(&upload);
+    let u: v1::UploadRecord = pinned(&upload);
     assert_eq!(u.sse_customer_key_md5.as_deref(), Some("bWQ1"));
     let plain = format!(r#"{{"upload_id":"u2","created_ms":7,"headers":{HEADERS},"checksum_algorithm":null}}"#);
-    let u: UploadRecord = pinned(&plain);
+    let u: v1::UploadRecord = pinned(&plain);
     assert!(u.checksum_algorithm.is_none() && u.sse_customer_key_md5.is_none());
 
     let part = format!(
@@ -130,6 +136,53 @@ fn upload_and_part_records_keep_their_bytes() {
     );
     let p: PartRecord = pinned(&part);
     assert_eq!((p.part_number, p.segment.size), (3, 5));
+}
+
+#[test]
+fn upload_records_v2_keep_their_bytes_and_upgrade_v1() {
+    for (encryption, want) in [
+        (r#""bucket""#, UploadEncryption::Bucket),
+        (r#""master""#, UploadEncryption::Master),
+        (
+            r#"{"customer":{"key_md5":"bWQ1"}}"#,
+            UploadEncryption::Customer { key_md5: "bWQ1".into() },
+        ),
+    ] {
+        let json = format!(
+            r#"{{"upload_id":"u1","created_ms":7,"headers":{HEADERS},"checksum_algorithm":"CRC32C","encryption":{encryption}}}"#
+        );
+        let u: UploadRecord = pinned_as(2, &json);
+        assert_eq!(u.encryption, want, "{json}");
+        assert_eq!((u.upload_id.as_str(), u.created_ms), ("u1", 7));
+    }
+
+    // Version-1 bytes decode as the current type: an SSE-C key's MD5 becomes Customer, its
+    // absence Bucket (all version 1 could say), and the rest is kept.
+    let v1_bytes = |json: String| {
+        let mut b = vec![1u8];
+        b.extend_from_slice(json.as_bytes());
+        b
+    };
+    let sse_c = v1_bytes(format!(
+        r#"{{"upload_id":"u1","created_ms":7,"headers":{HEADERS},"checksum_algorithm":"CRC32C","sse_customer_key_md5":"bWQ1"}}"#
+    ));
+    let u: UploadRecord = decode(|| "upload".into(), &sse_c).unwrap();
+    assert_eq!(u.encryption, UploadEncryption::Customer { key_md5: "bWQ1".into() });
+    assert_eq!(u.checksum_algorithm.as_deref(), Some("CRC32C"));
+    assert_eq!(u.headers.user_metadata.get("colour").map(String::as_str), Some("blue"));
+    assert_eq!(encode(&u)[0], 2, "the next write stores version 2");
+    let plain = v1_bytes(format!(
+        r#"{{"upload_id":"u2","created_ms":7,"headers":{HEADERS},"checksum_algorithm":null}}"#
+    ));
+    let u: UploadRecord = decode(|| "upload".into(), &plain).unwrap();
+    assert_eq!((u.upload_id.as_str(), &u.encryption), ("u2", &UploadEncryption::Bucket));
+
+    // A build that knows only version 1 refuses version 2 rather than dropping the encryption.
+    let v2 = encode(&u);
+    let err = decode::<v1::UploadRecord>(|| "upload u2".into(), &v2)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown format version 2"), "{err}");
 }
 
 #[test]

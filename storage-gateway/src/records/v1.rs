@@ -332,7 +332,8 @@ pub enum SetOwner {
     },
 }
 
-/// An in-progress multipart upload.
+/// An in-progress multipart upload, as version 1 stored it (current: [`super::v2::UploadRecord`],
+/// which also keeps an SSE-S3 request).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UploadRecord {
     /// Upload id handed to the client.

@@ -93,6 +93,9 @@ impl Gateway {
         } else {
             src.headers.clone()
         };
+        let _memory = self
+            .reserve_memory(&dst.policy, Some(src.size), src.size, &input.key)
+            .await?;
         let reader = self
             .engine
             .reader(&src_bucket, &src_key, &src, pins, 0..src.size)

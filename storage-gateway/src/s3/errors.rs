@@ -12,6 +12,7 @@ impl From<Error> for S3Error {
             Error::BucketNotEmpty(_) => s3_error!(BucketNotEmpty, "{e}"),
             Error::NoSuchKey { .. } => s3_error!(NoSuchKey, "{e}"),
             Error::NoSuchUpload(_) => s3_error!(NoSuchUpload, "{e}"),
+            Error::InvalidPart(_) => s3_error!(InvalidPart, "{e}"),
             Error::Policy(PolicyError::UnknownPreset(_) | PolicyError::NotEnoughBackends { .. }) => {
                 s3_error!(InvalidLocationConstraint, "{e}")
             }

@@ -13,11 +13,13 @@ mod object;
 mod observe;
 mod sse;
 
-pub use auth::StaticAuth;
+pub use auth::{screen, StaticAuth, MAX_PRESIGNED_EXPIRY_SECS};
 pub use host::GatewayHost;
-pub use observe::{BucketExists, KnownBuckets, Observation, ObservedBody, TaggingAccess};
+pub use observe::{BucketExists, KnownBuckets, Observation, ObservedBody, TaggingAccess, ANONYMOUS};
 
 use crate::engine::Engine;
+use crate::limits::memory::MemoryBudget;
+use crate::limits::LimitsConfig;
 use placement::BucketPolicy;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
@@ -29,6 +31,8 @@ pub struct Gateway {
     default_policy: BucketPolicy,
     /// Whether new buckets encrypt at rest.
     encrypt_new_buckets: bool,
+    /// Memory for PUT and GET bodies in flight, shared by all requests.
+    memory: MemoryBudget,
 }
 
 impl Gateway {
@@ -39,6 +43,7 @@ impl Gateway {
             engine,
             default_policy,
             encrypt_new_buckets: false,
+            memory: MemoryBudget::new(LimitsConfig::BODY_MEMORY_BYTES, LimitsConfig::BODY_MEMORY_WAIT),
         }
     }
 
@@ -46,6 +51,13 @@ impl Gateway {
     #[must_use]
     pub fn encrypt_new_buckets(mut self, on: bool) -> Self {
         self.encrypt_new_buckets = on;
+        self
+    }
+
+    /// Shares `memory` among the bodies of PUT, GET and copy requests.
+    #[must_use]
+    pub fn memory_budget(mut self, memory: MemoryBudget) -> Self {
+        self.memory = memory;
         self
     }
 }

@@ -10,7 +10,7 @@ use super::object::IncomingBody;
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
 use crate::engine::{BodyHasher, Commit, Completion, NewPart, Target};
-use crate::records::{now_ms, PartRecord, UploadRecord};
+use crate::records::{now_ms, PartRecord, UploadEncryption, UploadRecord};
 use md5::Digest;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
@@ -48,11 +48,19 @@ impl Gateway {
             input.sse_customer_key.as_ref(),
             input.sse_customer_key_md5.as_ref(),
         )?;
-        // Checked now so a bad combination fails before any part is uploaded.
+        sse::refuse_kms(input.ssekms_key_id.as_ref(), input.ssekms_encryption_context.as_ref())?;
+        // Decided now, for every part: a bad combination fails before any part is uploaded,
+        // and `--sse AES256` holds for the parts whatever the bucket's default.
         let encryption = self.encryption_for(&bucket, customer.clone(), input.server_side_encryption.as_ref())?;
         let upload_id = Uuid::new_v4().simple().to_string();
         let rec = UploadRecord {
-            sse_customer_key_md5: customer.as_ref().map(|c| c.key_md5.clone()),
+            encryption: match &encryption {
+                Encryption::Customer(c) => UploadEncryption::Customer {
+                    key_md5: c.key_md5.clone(),
+                },
+                Encryption::Master(_) => UploadEncryption::Master,
+                Encryption::None => UploadEncryption::Bucket,
+            },
             upload_id: upload_id.clone(),
             created_ms: now_ms(),
             headers: content_headers(
@@ -172,6 +180,8 @@ impl Gateway {
         if range.end - range.start > MAX_PART_SIZE as u64 {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
         }
+        let len = range.end - range.start;
+        let _memory = self.reserve_memory(&bucket.policy, Some(len), len, &input.key).await?;
         let reader = self
             .engine
             .reader(&src_bucket, &src_key, &src, pins, range)
@@ -425,28 +435,30 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// How a part of `upload` is stored: with the upload's SSE-C key, which the part request
-    /// must repeat, else as the bucket says.
+    /// How a part of `upload` is stored: as the upload was created (SSE-C with its key, which
+    /// the part request must repeat; SSE-S3), else as the bucket says now.
     fn part_encryption(
         &self,
         bucket: &crate::records::BucketRecord,
         upload: &UploadRecord,
         customer: Option<crate::crypto::CustomerKey>,
     ) -> S3Result<Encryption> {
-        match (&upload.sse_customer_key_md5, &customer) {
-            (Some(_), None) => Err(s3_error!(
+        match (&upload.encryption, customer) {
+            (UploadEncryption::Customer { .. }, None) => Err(s3_error!(
                 InvalidRequest,
                 "The multipart upload was initiated with SSE-C; every part needs the same customer key"
             )),
-            (Some(want), Some(c)) if *want != c.key_md5 => Err(s3_error!(
+            (UploadEncryption::Customer { key_md5 }, Some(c)) if *key_md5 != c.key_md5 => Err(s3_error!(
                 InvalidArgument,
                 "The customer-provided key differs from the one the multipart upload was initiated with"
             )),
-            (None, Some(_)) => Err(s3_error!(
+            (UploadEncryption::Customer { .. }, Some(c)) => Ok(Encryption::Customer(c)),
+            (_, Some(_)) => Err(s3_error!(
                 InvalidRequest,
                 "The multipart upload was initiated without SSE-C; parts cannot use a customer key"
             )),
-            _ => self.encryption_for(bucket, customer, None),
+            (UploadEncryption::Master, None) => Ok(Encryption::Master(self.engine.keys().clone())),
+            (UploadEncryption::Bucket, None) => self.encryption_for(bucket, None, None),
         }
     }
 }

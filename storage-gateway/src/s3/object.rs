@@ -7,6 +7,7 @@ use super::headers::{
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
 use crate::engine::{BodyHasher, Commit, NewObject, ObjectReader, Pins, Target, WrittenSet};
+use crate::limits::memory::{read_footprint, write_footprint, Reservation};
 use crate::records::{Checksums, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
@@ -32,6 +33,26 @@ const MAX_PUT_SIZE: i64 = 5 << 30;
 const BODY_CHUNKS_IN_FLIGHT: usize = 2;
 
 impl Gateway {
+    /// Reserves the memory a write of `len` bytes (`None`: undeclared) under `policy` holds
+    /// at once, plus a read of `read_len` bytes when the data comes from another object.
+    pub(super) async fn reserve_memory(
+        &self,
+        policy: &placement::BucketPolicy,
+        len: Option<u64>,
+        read_len: u64,
+        what: &str,
+    ) -> S3Result<Reservation> {
+        // The write's shards may land on any backend: assume the largest part buffer.
+        let part_size = self.engine.backends().iter().map(|b| b.part_size() as u64).max();
+        let write = write_footprint(policy, len, part_size.unwrap_or(0));
+        let read = if read_len > 0 {
+            read_footprint(read_len, BODY_CHUNKS_IN_FLIGHT)
+        } else {
+            0
+        };
+        self.memory.reserve(write.saturating_add(read), what).await
+    }
+
     /// Streams a client body into a new shard set and verifies it (length, Content-MD5,
     /// x-amz-checksum-*); on any failure the set is dropped, which abandons it.
     pub(super) async fn store_body(
@@ -44,6 +65,8 @@ impl Gateway {
         encryption: &Encryption,
     ) -> S3Result<(WrittenSet, [u8; 16], Checksums)> {
         let hasher = BodyHasher::new(checksum_hasher(incoming.algorithm, &incoming.provided, headers)?);
+        let declared = incoming.content_length.and_then(|l| u64::try_from(l).ok());
+        let _memory = self.reserve_memory(&target.policy, declared, 0, key).await?;
         let body = incoming.body.unwrap_or_else(|| StreamingBlob::from(s3s::Body::empty()));
         let (written, hasher) = self
             .engine
@@ -205,6 +228,13 @@ impl Gateway {
             }
         };
         let full = range.start == 0 && range.end == m.size;
+        let memory = self
+            .memory
+            .reserve(
+                read_footprint(range.end - range.start, BODY_CHUNKS_IN_FLIGHT),
+                &input.key,
+            )
+            .await?;
         let mut reader = self
             .engine
             .reader(&input.bucket, &input.key, &m, pins, range.clone())
@@ -212,7 +242,7 @@ impl Gateway {
         // Read the first window before answering, so an unreadable object gets a proper S3
         // error instead of a 200 with a truncated body.
         let first = reader.next_chunk().await?;
-        let body = StreamingBlob::wrap(spawn_body(reader, first));
+        let body = StreamingBlob::wrap(spawn_body(reader, first, memory));
         let h = &m.headers;
         let want_checksums = full
             && input
@@ -384,8 +414,9 @@ fn part_range(m: &ObjectManifest, part_number: Option<i32>) -> S3Result<std::ops
     Ok(start..start + seg.size)
 }
 
-/// Streams the rest of an object from a background task through a small bounded channel.
-pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>) -> ChannelBody {
+/// Streams the rest of an object from a background task through a small bounded channel;
+/// `memory` is held until the body is dropped (sent, or the client gone).
+pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>, memory: Reservation) -> ChannelBody {
     let (tx, rx) = mpsc::channel(BODY_CHUNKS_IN_FLIGHT);
     tokio::spawn(async move {
         if let Some(first) = first {
@@ -412,15 +443,18 @@ pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>) -> Chan
             }
         }
     });
-    ChannelBody(rx)
+    ChannelBody { rx, _memory: memory }
 }
 
-/// A response body fed by a channel.
-pub(super) struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+/// A response body fed by a channel, holding the memory its chunks take.
+pub(super) struct ChannelBody {
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    _memory: Reservation,
+}
 
 impl Stream for ChannelBody {
     type Item = Result<Bytes, std::io::Error>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        self.rx.poll_recv(cx)
     }
 }

@@ -38,32 +38,54 @@ impl RequestTag {
     }
 }
 
-/// s3s's access hook: tags the request for telemetry, then applies the default rule (signed
-/// requests only).
+/// The operation label of requests without credentials: they are counted, but under no
+/// bucket, key or operation of their choosing (see [`TaggingAccess`]).
+pub const ANONYMOUS: &str = "anonymous";
+
+/// s3s's access hook: applies the default rule (signed requests only) and tags the request
+/// for telemetry.
+///
+/// Only authenticated requests are tagged with their bucket, key and operation: per-bucket
+/// statistics, hot prefixes and error rates drive the agents, and anonymous clients must not
+/// be able to steer them. A request without credentials is recorded as [`ANONYMOUS`] at the
+/// service level; one whose signature fails never reaches this hook and is recorded as
+/// `unknown`.
 pub struct TaggingAccess;
 
 #[async_trait::async_trait]
 impl S3Access for TaggingAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let (bucket, key) = match cx.s3_path() {
-            S3Path::Root => (String::new(), None),
-            S3Path::Bucket { bucket } => (bucket.to_string(), None),
-            S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
-        };
-        let tag = Tag {
-            operation: cx.s3_op().name().to_owned(),
-            bucket,
-            key,
+        let authenticated = cx.credentials().is_some();
+        let tag = if authenticated {
+            let (bucket, key) = match cx.s3_path() {
+                S3Path::Root => (String::new(), None),
+                S3Path::Bucket { bucket } => (bucket.to_string(), None),
+                S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
+            };
+            Tag {
+                operation: cx.s3_op().name().to_owned(),
+                bucket,
+                key,
+            }
+        } else {
+            Tag {
+                operation: ANONYMOUS.to_owned(),
+                bucket: String::new(),
+                key: None,
+            }
         };
         let span = tracing::Span::current();
         span.record("s3.operation", tag.operation.as_str());
-        span.record("aws.s3.bucket", tag.bucket.as_str());
+        if !tag.bucket.is_empty() {
+            span.record("aws.s3.bucket", tag.bucket.as_str());
+        }
         if let Some(slot) = cx.extensions_mut().get::<RequestTag>() {
             *slot.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(tag);
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(AccessDenied, "Signature is required")),
+        if authenticated {
+            Ok(())
+        } else {
+            Err(s3_error!(AccessDenied, "Signature is required"))
         }
     }
 }
@@ -251,7 +273,11 @@ impl Pending {
         } else {
             &tag.operation
         };
-        let bytes_in = obs.decoded_len.unwrap_or_else(|| obs.bytes_in.load(Ordering::Relaxed));
+        // The declared length is the client's word: taken only once its signature held (s3s
+        // then holds the body to it), else an anonymous header could inflate the counters.
+        let authenticated = !tag.operation.is_empty() && tag.operation != ANONYMOUS;
+        let counted = obs.bytes_in.load(Ordering::Relaxed);
+        let bytes_in = obs.decoded_len.filter(|_| authenticated).unwrap_or(counted);
         let (access, object_size) = match operation {
             "GetObject" if status == 200 => (Access::Read, response_len),
             "GetObject" | "HeadObject" | "ListObjects" | "ListObjectsV2" | "ListParts" | "ListMultipartUploads" => {

@@ -28,6 +28,18 @@ pub(super) fn customer_key(
     }
 }
 
+/// Refuses a request that names a KMS key or encryption context: there is no KMS here, and
+/// storing the object without the KMS protection it asks for would be silent plaintext.
+pub(super) fn refuse_kms(key_id: Option<&String>, context: Option<&String>) -> S3Result<()> {
+    if key_id.is_some() || context.is_some() {
+        return Err(s3_error!(
+            NotImplemented,
+            "SSE-KMS (x-amz-server-side-encryption-aws-kms-key-id, -context) is not supported: this gateway has no KMS; use AES256 (SSE-S3) or SSE-C"
+        ));
+    }
+    Ok(())
+}
+
 /// What protects an object: an SSE-C key (its MD5), the master keys, or nothing.
 pub(super) enum ObjectSse<'a> {
     Customer(&'a str),
@@ -100,10 +112,16 @@ impl Gateway {
         let wants_sse_s3 = match requested.map(ServerSideEncryption::as_str) {
             None => false,
             Some(ServerSideEncryption::AES256) => true,
-            Some(other) => {
+            Some(kms @ (ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE)) => {
                 return Err(s3_error!(
                     NotImplemented,
-                    "x-amz-server-side-encryption {other:?} is not supported; use AES256"
+                    "x-amz-server-side-encryption {kms:?} (KMS) is not supported: this gateway has no KMS; use AES256 (SSE-S3) or SSE-C"
+                ))
+            }
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "x-amz-server-side-encryption {other:?} is not a valid value; use AES256"
                 ))
             }
         };
