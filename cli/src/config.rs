@@ -89,6 +89,23 @@ pub struct ServeArgs {
     /// Objects the migrator works on at once, 1..=64 [default: 4].
     #[arg(long, env = "MLSYSOPS_MIGRATION_CONCURRENCY")]
     migration_concurrency: Option<usize>,
+    /// Seconds a shard set the metadata does not name must be unchanged before the start-up
+    /// sweep moves it to quarantine; 0 = at once [default: 3600].
+    #[arg(long, env = "MLSYSOPS_SWEEP_GRACE_SECS")]
+    sweep_grace_secs: Option<f64>,
+    /// Seconds quarantined shard sets are kept before a start-up sweep deletes them
+    /// [default: 604800, 7 days].
+    #[arg(long, env = "MLSYSOPS_QUARANTINE_RETENTION_SECS")]
+    quarantine_retention_secs: Option<f64>,
+    /// Take over backends this metadata cannot vouch for (another deployment's owner marker, a
+    /// marker from a later start than this metadata knows, unmarked sets it names none of).
+    /// For this start only: a flag, never a file or env setting.
+    #[arg(long)]
+    adopt: bool,
+    /// Start with empty metadata against backends that hold shard sets without an owner
+    /// marker. For this start only: a flag, never a file or env setting.
+    #[arg(long = "i-know-metadata-is-empty")]
+    i_know_metadata_is_empty: bool,
     #[command(flatten)]
     limits: limits::LimitsArgs,
 }
@@ -122,6 +139,8 @@ struct FileConfig {
     read_strategy: Option<String>,
     migration_mib_per_sec: Option<f64>,
     migration_concurrency: Option<usize>,
+    sweep_grace_secs: Option<f64>,
+    quarantine_retention_secs: Option<f64>,
     /// `[limits]`: what clients may hold of the S3 port.
     #[serde(default)]
     limits: limits::LimitsFile,
@@ -196,6 +215,13 @@ fn interval(secs: f64, what: &str) -> anyhow::Result<Duration> {
         .ok()
         .filter(|d| !d.is_zero())
         .with_context(|| format!("{what} must be a positive number of seconds, got {secs}"))
+}
+
+/// A duration of `secs` seconds, zero allowed.
+fn secs_or_zero(secs: f64, what: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .with_context(|| format!("{what} must be a number of seconds >= 0, got {secs}"))
 }
 
 fn rate(mib: u64) -> Option<u64> {
@@ -336,6 +362,22 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         max_bytes_per_sec: (migration_mib > 0.0).then(|| (migration_mib * f64::from(1u32 << 20)).round() as u64),
         concurrency,
     };
+    let sweep = storage_gateway::engine::sweep::SweepConfig {
+        grace: secs_or_zero(
+            args.sweep_grace_secs.or(file.sweep_grace_secs).unwrap_or(3600.0),
+            "sweep_grace_secs",
+        )?,
+        quarantine_retention: secs_or_zero(
+            args.quarantine_retention_secs
+                .or(file.quarantine_retention_secs)
+                .unwrap_or(7.0 * 24.0 * 3600.0),
+            "quarantine_retention_secs",
+        )?,
+        overrides: storage_gateway::engine::ownership::Overrides {
+            adopt: args.adopt,
+            metadata_is_empty: args.i_know_metadata_is_empty,
+        },
+    };
     let limits = limits::resolve(args.limits, file.limits)?;
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -361,6 +403,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             telemetry: None,
             hedged_reads,
             migration,
+            sweep,
             limits,
         },
         Generated {

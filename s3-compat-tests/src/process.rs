@@ -85,6 +85,12 @@ impl ServerOptions {
         self
     }
 
+    /// Adds a `--flag` without a value.
+    pub fn switch(mut self, flag: &str) -> Self {
+        self.extra.push(flag.to_owned());
+        self
+    }
+
     /// Serves with this TOML config file.
     pub fn config_toml(mut self, text: impl Into<String>) -> Self {
         self.config_toml = Some(text.into());
@@ -331,6 +337,23 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with `opts` in a fresh temp dir; panics with its log if it does not come up.
     pub fn start(opts: ServerOptions) -> TestServer {
+        let mut server = Self::stopped(opts);
+        server.start_again();
+        server
+    }
+
+    /// Starts a server like [`TestServer::start`], but hands back why it did not come up, with
+    /// its log, instead of panicking: for starts that must be refused.
+    pub fn try_start(opts: ServerOptions) -> Result<TestServer, (SpawnFailure, String)> {
+        let mut server = Self::stopped(opts);
+        match server.try_start_again() {
+            Ok(()) => Ok(server),
+            Err(failure) => Err((failure, server.log_contents())),
+        }
+    }
+
+    /// A server with its temp dir and log, not started yet.
+    fn stopped(opts: ServerOptions) -> TestServer {
         let root = tempfile::Builder::new()
             .prefix("mlsysops-s3-test-")
             .tempdir()
@@ -341,7 +364,7 @@ impl TestServer {
             .append(true)
             .open(root.path().join("server.log"))
             .expect("open server log");
-        let mut server = TestServer {
+        TestServer {
             root,
             opts,
             running: None,
@@ -349,29 +372,32 @@ impl TestServer {
             admin: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             log: Arc::new(Mutex::new(log)),
             incarnation: 0,
-        };
-        server.start_again();
-        server
+        }
     }
 
     /// Starts the process again on the same data dir (after `stop`/`kill9`).
     pub fn start_again(&mut self) {
-        assert!(self.running.is_none(), "server is already running");
-        self.incarnation += 1;
-        let tag = format!("server#{}", self.incarnation);
-        match spawn_server(&self.data_dir(), &self.opts, &self.log, &tag) {
-            Ok(running) => {
-                self.addr = running.addr;
-                self.admin = running.admin;
-                self.running = Some(running);
-            }
-            Err(failure) => panic!(
+        if let Err(failure) = self.try_start_again() {
+            panic!(
                 "gateway failed to start ({}; exit status {:?})\n--- server log ---\n{}",
                 failure.reason,
                 failure.exit_status,
                 self.log_contents()
-            ),
+            );
         }
+    }
+
+    /// Starts the process again like [`TestServer::start_again`], but says why it did not come
+    /// up instead of panicking (the log has the rest).
+    pub fn try_start_again(&mut self) -> Result<(), SpawnFailure> {
+        assert!(self.running.is_none(), "server is already running");
+        self.incarnation += 1;
+        let tag = format!("server#{}", self.incarnation);
+        let running = spawn_server(&self.data_dir(), &self.opts, &self.log, &tag)?;
+        self.addr = running.addr;
+        self.admin = running.admin;
+        self.running = Some(running);
+        Ok(())
     }
 
     /// Sends SIGTERM and waits for the process to exit.

@@ -79,7 +79,13 @@ fn shard_layout_problems(srv: &TestServer, live: usize) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_overwrites_keeps_old_or_new_and_leaves_no_orphans() {
-    let mut srv = TestServer::start(ServerOptions::new().default_policy("ec-4-2"));
+    // No grace period: the crash's orphans are swept by the very next start (by default they
+    // would wait an hour, in case someone else were still writing them).
+    let mut srv = TestServer::start(
+        ServerOptions::new()
+            .default_policy("ec-4-2")
+            .flag("--sweep-grace-secs", 0),
+    );
     let c = srv.client();
     create_bucket(&c, BUCKET).await;
 

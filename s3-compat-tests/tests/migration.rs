@@ -489,7 +489,9 @@ async fn migration_resumes_after_kill9() {
         ServerOptions::new()
             .local_backends(8)
             .block_size(BLOCK)
-            .flag("--migration-mib-per-sec", 0.5),
+            .flag("--migration-mib-per-sec", 0.5)
+            // The sets the kill cut off are swept at the restart, not an hour later.
+            .flag("--sweep-grace-secs", 0),
     );
     let (status, throttle) = srv.admin("GET", "/api/v1/migration").await;
     assert_eq!(status, 200, "{throttle}");

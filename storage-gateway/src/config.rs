@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub hedged_reads: bool,
     /// The migrator's throttle at start (the admin API changes it at run time).
     pub migration: crate::engine::migrate::MigrationConfig,
+    /// The start-up sweep: grace period, quarantine retention, ownership overrides.
+    pub sweep: crate::engine::sweep::SweepConfig,
     /// What clients may hold of the S3 port: connections, timeouts, header sizes, body memory.
     pub limits: crate::limits::LimitsConfig,
 }

@@ -106,6 +106,10 @@ pub enum Error {
     /// Invalid configuration.
     #[error("configuration: {0}")]
     Config(String),
+    /// The start-up checks found backends this metadata cannot vouch for; the message says
+    /// what was found and which flag overrides it.
+    #[error("{0}")]
+    StartRefused(String),
     /// A background task died unexpectedly.
     #[error("internal: {0}")]
     Internal(String),

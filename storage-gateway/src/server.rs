@@ -85,7 +85,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Opens metadata and backends, sweeps orphans of a previous crash, binds the S3 port.
+    /// Opens metadata and backends, checks that the backends are this deployment's (refusing
+    /// to start otherwise, unless told), sweeps orphans of a previous crash, binds the S3 port.
     pub async fn start(config: &GatewayConfig) -> Result<Self> {
         config.limits.check().map_err(Error::Config)?;
         let telemetry = match &config.telemetry {
@@ -133,12 +134,19 @@ impl Server {
             })
             .map_err(|e| Error::Config(format!("migration: {e}")))?;
         crate::gauges::register(&engine);
-        let report = engine.startup_sweep().await?;
+        let report = engine.startup_sweep(&config.sweep).await.map_err(|e| match e {
+            Error::StartRefused(msg) => Error::StartRefused(format!("{msg}\n(metadata: {})", meta_dir.display())),
+            other => other,
+        })?;
         tracing::info!(
             pending = report.pending,
             deleting = report.deleting,
             orphans = report.orphans,
             unfinished_moves = report.moves,
+            young = report.young,
+            restored = report.restored,
+            quarantine_runs_purged = report.purged,
+            unreachable = report.unreachable,
             "startup sweep done"
         );
         let memory = MemoryBudget::new(config.limits.body_memory_bytes, config.limits.body_memory_wait);

@@ -4,20 +4,28 @@
 //! `shards/<set-id>/<shard-index>`. Everything above this module speaks in shard sets and
 //! indices; which store sits below (local directory, S3, GCS, Azure, memory) is invisible to it.
 //!
+//! Beside `shards/`, `.mlsysops/` holds the gateway's own housekeeping: the owner marker and the
+//! quarantine of swept sets.
+//!
 //! - [`spec`]: `[[backend]]` configuration and the object_store builders.
 //! - [`health`]: the circuit breaker that routes around failing backends.
+//! - [`owner`]: the owner marker (which deployment the shards belong to).
+//! - [`quarantine`]: sets moved aside by the start-up sweep, and set ages.
 
 pub mod faults;
 pub mod health;
+pub mod owner;
+pub mod quarantine;
 pub mod spec;
 
 pub use faults::{FaultSpec, FaultyStore};
 pub use health::{Health, HealthStatus};
+pub use owner::{Marker, OwnerMarker};
+pub use quarantine::{QuarantinedSet, StoredSet};
 pub use spec::{BackendKind, BackendSpec};
 
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
-use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, PutPayload};
@@ -345,39 +353,6 @@ impl Backend {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
         }
-    }
-
-    /// Lists the ids of every shard set that has anything on this backend.
-    pub async fn list_sets(&self) -> Result<Vec<Uuid>> {
-        if let Some(root) = &self.local_root {
-            let dir = root.join(SHARDS_PREFIX);
-            let mut out = Vec::new();
-            let mut rd = match tokio::fs::read_dir(&dir).await {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-                Err(e) => return Err(Error::io(format!("backend {}: listing {}", self.id, dir.display()), e)),
-            };
-            while let Some(entry) = rd
-                .next_entry()
-                .await
-                .map_err(|e| Error::io(format!("backend {}: listing", self.id), e))?
-            {
-                if let Some(id) = entry.file_name().to_str().and_then(|s| Uuid::parse_str(s).ok()) {
-                    out.push(id);
-                }
-            }
-            return Ok(out);
-        }
-        let prefix = Path::from(SHARDS_PREFIX);
-        let listing = self.store.list(Some(&prefix)).try_collect::<Vec<_>>();
-        let metas = self.call(BackendOp::List, "list", &prefix, |_| 0, listing).await?;
-        let mut out: Vec<Uuid> = metas
-            .iter()
-            .filter_map(|m| m.location.parts().nth(1).and_then(|p| Uuid::parse_str(p.as_ref()).ok()))
-            .collect();
-        out.sort_unstable();
-        out.dedup();
-        Ok(out)
     }
 }
 

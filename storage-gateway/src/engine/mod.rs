@@ -17,7 +17,10 @@
 //!   policy (relabel, move shards, or re-encode), throttled and resumable.
 //! - [`scrub`]: the scrubber that verifies every shard at a bounded rate.
 //! - [`pins`]: sets held by readers, which the reaper must not delete yet.
-//! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans.
+//! - [`sweep`]: the reaper that deletes unreferenced sets, and the startup sweep of orphans
+//!   (quarantined after a grace period, never deleted outright).
+//! - [`ownership`]: the owner markers and the start-up checks that keep the sweep off
+//!   backends this metadata cannot vouch for.
 //!
 //! The healer, scrubber, reaper and migrator are [`workers::Worker`]s on the engine's runner
 //! ([`Engine::workers`]).
@@ -26,6 +29,7 @@ pub mod buckets;
 pub mod heal;
 pub mod migrate;
 pub mod objects;
+pub mod ownership;
 pub mod pins;
 pub mod read;
 pub mod scrub;

@@ -1,11 +1,18 @@
 //! Deleting unreferenced shard sets: the reaper (at run time) and the sweep (at start-up).
+//!
+//! The reaper deletes what the metadata doomed. The start-up sweep also deals with sets the
+//! metadata does not name (orphans of a crash, or someone else's data): only on backends this
+//! deployment owns ([`super::ownership`]), only once they are older than a grace period, and
+//! by moving them to quarantine rather than deleting them.
 
+use super::ownership::Overrides;
 use super::Engine;
+use crate::backend::{quarantine, Backend, StoredSet};
 use crate::error::Result;
 use crate::meta::doomed::DoomedEntry;
 use crate::records::{SetRecord, SetState, ShardMove};
-use std::collections::HashSet;
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -151,17 +158,48 @@ async fn delete_set(engine: &Engine, set: Uuid, rec: &SetRecord) -> bool {
     all
 }
 
-/// What a sweep removed.
+/// How the start-up sweep treats shard sets the metadata does not account for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepConfig {
+    /// Sets changed more recently than this are left alone at start (they may still be being
+    /// written by someone), and looked at again once they are this old.
+    pub grace: Duration,
+    /// How long quarantined sets are kept before a sweep deletes them.
+    pub quarantine_retention: Duration,
+    /// The operator's overrides of the ownership checks, for this start.
+    pub overrides: Overrides,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(3600),
+            quarantine_retention: Duration::from_secs(7 * 24 * 3600),
+            overrides: Overrides::default(),
+        }
+    }
+}
+
+/// What a sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepReport {
-    /// Sets left Pending by a process that died mid-write.
+    /// Sets left Pending by a process that died mid-write, quarantined (or forgotten when no
+    /// shard of them was written).
     pub pending: usize,
-    /// Sets left Deleting.
+    /// Sets left Deleting, deleted.
     pub deleting: usize,
-    /// Sets found on a backend with no record at all.
+    /// Sets found on a backend with no record at all, quarantined.
     pub orphans: usize,
     /// Shard copies left by moves a crash interrupted, deleted.
     pub moves: usize,
+    /// Unaccounted sets younger than the grace period, kept for a later look.
+    pub young: usize,
+    /// Quarantined sets the metadata names (a wrong start took them), moved back.
+    pub restored: usize,
+    /// Quarantine runs older than the retention, deleted.
+    pub purged: usize,
+    /// Backends that did not answer, not swept.
+    pub unreachable: usize,
 }
 
 /// Deletes the side of each unfinished move of a live set that the set no longer names (the
@@ -211,48 +249,250 @@ impl Engine {
 }
 
 impl Engine {
-    /// Removes every shard set nobody references. Run before serving: then no write is in
-    /// flight, so Pending sets and unrecorded sets are certainly orphans of a crash.
-    pub async fn startup_sweep(&self) -> Result<SweepReport> {
-        let mut report = SweepReport::default();
-        let mut known = HashSet::new();
-        for (set, rec) in self.catalog().sets()? {
+    /// Checks that the backends are ours ([`Engine::claim_backends`]; refusing, before anything
+    /// is touched, when they are not and no override says so), then cleans up after a crash:
+    /// deletes sets left Deleting and the stale side of unfinished moves, and moves sets
+    /// nobody names (Pending ones, and unrecorded ones) to quarantine once they are older than
+    /// the grace period. Quarantined sets the metadata names are moved back; quarantine runs
+    /// past their retention are deleted. Younger sets are looked at again in the background
+    /// when they come of age. Run before serving, so no write of this process is in flight.
+    pub async fn startup_sweep(&self, cfg: &SweepConfig) -> Result<SweepReport> {
+        let records: HashMap<Uuid, SetRecord> = self.catalog().sets()?.into_iter().collect();
+        let claim = self.claim_backends(cfg.overrides, &records).await?;
+        let mut report = SweepReport {
+            unreachable: claim.unreachable.len(),
+            ..SweepReport::default()
+        };
+        let mut pending = HashMap::new();
+        for (set, rec) in records {
             match rec.state {
                 SetState::Live => {
-                    known.insert(set);
                     if !rec.moves.is_empty() {
                         report.moves += finish_moves(self, set, &rec).await;
                     }
                 }
-                SetState::Pending | SetState::Deleting => {
-                    if rec.state == SetState::Pending {
-                        report.pending += 1;
-                    } else {
-                        report.deleting += 1;
-                    }
-                    if !delete_set(self, set, &rec).await {
-                        known.insert(set);
-                    }
+                SetState::Deleting => {
+                    report.deleting += 1;
+                    delete_set(self, set, &rec).await;
+                }
+                SetState::Pending => {
+                    pending.insert(set, rec);
                 }
             }
         }
-        for backend in self.backends() {
-            let sets = match backend.list_sets().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(backend = %backend.id(), error = %e, "cannot list backend for orphan sweep");
-                    continue;
-                }
-            };
-            for set in sets {
-                if !known.contains(&set) {
-                    report.orphans += 1;
-                    if let Err(e) = backend.delete_set(set, 0..crate::MAX_SHARDS).await {
-                        tracing::warn!(backend = %backend.id(), %set, error = %e, "cannot delete orphan shard set");
-                    }
+        let now = SystemTime::now();
+        let run = quarantine::run_name(now);
+        for owned in &claim.owned {
+            let (restored, purged) = self.tend_quarantine(&owned.backend, cfg, now).await;
+            report.restored += restored;
+            report.purged += purged;
+        }
+        let candidates = claim
+            .owned
+            .iter()
+            .flat_map(|o| o.sets.iter().map(move |s| (&o.backend, *s)));
+        let outcome = self.quarantine_unnamed(candidates, cfg.grace, now, &run).await;
+        report.orphans = outcome.unrecorded;
+        report.young = outcome.young.len();
+        let owned: HashSet<&str> = claim.owned.iter().map(|o| o.backend.id()).collect();
+        for (set, rec) in pending {
+            if outcome.kept.contains(&set) {
+                continue;
+            }
+            // A backend that did not answer may still hold shards: forget only what was seen.
+            let seen = rec
+                .all_locations()
+                .iter()
+                .all(|(b, _)| owned.contains(b.as_str()) || self.backend(b).is_err());
+            if seen {
+                match self.catalog().forget_set(set, rec.backends.len()) {
+                    Ok(()) => report.pending += 1,
+                    Err(e) => tracing::warn!(%set, error = %e, "cannot forget a swept Pending set"),
                 }
             }
+        }
+        if !outcome.young.is_empty() {
+            self.sweep_later(outcome.young, cfg.grace);
         }
         Ok(report)
     }
+
+    /// Moves back the quarantined sets on `backend` that the metadata names Live there, and deletes
+    /// quarantine runs older than the retention; returns (sets restored, runs deleted).
+    async fn tend_quarantine(&self, backend: &Backend, cfg: &SweepConfig, now: SystemTime) -> (usize, usize) {
+        let quarantined = match backend.list_quarantine().await {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::warn!(backend = %backend.id(), error = %e, "cannot list the quarantine");
+                return (0, 0);
+            }
+        };
+        let (mut restored, mut purged) = (0, 0);
+        let mut keep_runs = HashSet::new();
+        for q in &quarantined {
+            // Only shards the record places here: another copy would be garbage nobody sweeps.
+            let named_here = matches!(self.catalog().set(q.set), Ok(Some(rec))
+                if rec.state == SetState::Live && rec.all_locations().iter().any(|(b, _)| b == backend.id()));
+            if !named_here {
+                continue;
+            }
+            match backend.restore_set(q).await {
+                Ok(n) => {
+                    restored += 1;
+                    tracing::warn!(backend = %backend.id(), set = %q.set, run = %q.run, shards = n, "a quarantined set is named by the metadata: moved back");
+                }
+                Err(e) => {
+                    keep_runs.insert(q.run.clone());
+                    tracing::warn!(backend = %backend.id(), set = %q.set, error = %e, "cannot move a quarantined set back");
+                }
+            }
+        }
+        let runs: BTreeSet<&str> = quarantined.iter().map(|q| q.run.as_str()).collect();
+        for run in runs {
+            let expired = quarantine::run_time(run)
+                .and_then(|t| t.checked_add(cfg.quarantine_retention))
+                .is_some_and(|until| until <= now);
+            if !expired || keep_runs.contains(run) {
+                continue;
+            }
+            match backend.purge_quarantine_run(run).await {
+                Ok(()) => {
+                    purged += 1;
+                    tracing::info!(backend = %backend.id(), %run, "quarantine run past its retention deleted");
+                }
+                Err(e) => tracing::warn!(backend = %backend.id(), %run, error = %e, "cannot delete a quarantine run"),
+            }
+        }
+        (restored, purged)
+    }
+
+    /// Quarantines each candidate set (a backend and a set on it, with its age) that the
+    /// metadata has no record of or only a Pending one, if it is older than `grace`.
+    async fn quarantine_unnamed<'a>(
+        &self,
+        candidates: impl Iterator<Item = (&'a Backend, StoredSet)>,
+        grace: Duration,
+        now: SystemTime,
+        run: &str,
+    ) -> Unnamed {
+        let mut out = Unnamed::default();
+        let mut unrecorded = HashSet::new();
+        for (backend, stored) in candidates {
+            let set = stored.set;
+            let is_pending = match self.catalog().set(set) {
+                Ok(None) => false,
+                Ok(Some(rec)) if rec.state == SetState::Pending => true,
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    tracing::warn!(%set, error = %e, "cannot read a set record; not swept");
+                    out.kept.insert(set);
+                    continue;
+                }
+            };
+            // Listed without its age only if it was settled at the listing; unknown: young.
+            let age = stored
+                .modified
+                .map_or(Duration::ZERO, |t| now.duration_since(t).unwrap_or_default());
+            if !grace.is_zero() && age < grace {
+                out.kept.insert(set);
+                out.young.push((backend.id().to_owned(), stored));
+                continue;
+            }
+            match backend.quarantine_set(set, run).await {
+                Ok(n) => {
+                    tracing::info!(backend = %backend.id(), %set, pending = is_pending, shards = n, age_secs = age.as_secs(), %run, "unnamed shard set quarantined");
+                    if !is_pending {
+                        unrecorded.insert(set);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(backend = %backend.id(), %set, error = %e, "cannot quarantine an unnamed shard set");
+                    out.kept.insert(set);
+                }
+            }
+        }
+        out.unrecorded = unrecorded.len();
+        out
+    }
+
+    /// Looks again at `young` sets once the youngest is `grace` old: those still unnamed are
+    /// quarantined then (their Pending records forgotten), without waiting for a restart; those
+    /// changed meanwhile get another look later.
+    fn sweep_later(&self, young: Vec<(String, StoredSet)>, grace: Duration) {
+        let now = SystemTime::now();
+        let Some(due) = young
+            .iter()
+            .filter_map(|(_, s)| s.modified.unwrap_or(now).checked_add(grace))
+            .max()
+        else {
+            return;
+        };
+        tracing::info!(
+            sets = young.len(),
+            in_secs = due.duration_since(now).unwrap_or_default().as_secs(),
+            "unnamed shard sets younger than the grace period kept; looking again when they are older"
+        );
+        let engine = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(due.duration_since(SystemTime::now()).unwrap_or_default()).await;
+            engine.sweep_young(young, grace).await;
+        });
+    }
+
+    /// The later look of [`Engine::sweep_later`]: fresh ages from a new listing of each
+    /// backend, then the same rule as at start.
+    async fn sweep_young(&self, young: Vec<(String, StoredSet)>, grace: Duration) {
+        let mut by_backend: HashMap<String, HashSet<Uuid>> = HashMap::new();
+        for (b, s) in young {
+            by_backend.entry(b).or_default().insert(s.set);
+        }
+        let now = SystemTime::now();
+        let run = quarantine::run_name(now);
+        let mut candidates = Vec::new();
+        for (id, sets) in &by_backend {
+            let Ok(backend) = self.backend(id) else { continue };
+            match backend.list_sets_aged(|s| sets.contains(&s)).await {
+                Ok(listed) => candidates.extend(
+                    listed
+                        .into_iter()
+                        .filter(|s| sets.contains(&s.set))
+                        .map(|s| (backend, s)),
+                ),
+                Err(e) => tracing::warn!(backend = %id, error = %e, "cannot list the backend for the delayed sweep"),
+            }
+        }
+        let outcome = self.quarantine_unnamed(candidates.into_iter(), grace, now, &run).await;
+        let mut forgotten = 0;
+        for set in by_backend.values().flatten().collect::<HashSet<_>>() {
+            if outcome.kept.contains(set) {
+                continue;
+            }
+            if let Ok(Some(rec)) = self.catalog().set(*set) {
+                if rec.state == SetState::Pending && self.catalog().forget_set(*set, rec.backends.len()).is_ok() {
+                    forgotten += 1;
+                }
+            }
+        }
+        tracing::info!(
+            orphans = outcome.unrecorded,
+            pending = forgotten,
+            still_young = outcome.young.len(),
+            "delayed sweep done"
+        );
+        // Changed again meanwhile: someone is still writing them; look again later.
+        if !outcome.young.is_empty() {
+            self.sweep_later(outcome.young, grace);
+        }
+    }
+}
+
+/// What [`Engine::quarantine_unnamed`] did.
+#[derive(Default)]
+struct Unnamed {
+    /// Distinct unrecorded sets quarantined.
+    unrecorded: usize,
+    /// Sets left in place somewhere (young, or failed to move).
+    kept: HashSet<Uuid>,
+    /// The young ones, by backend.
+    young: Vec<(String, StoredSet)>,
 }

@@ -8,8 +8,8 @@ use super::doomed::{Doomed, DoomedEntry};
 use super::{Batch, MetaStore, Table};
 use crate::error::{Error, Result};
 use crate::records::{
-    decode, encode, now_ms, BucketRecord, ChangeInfo, ObjectManifest, PartRecord, PolicyChange, Record, RepairRecord,
-    Segment, SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
+    decode, encode, now_ms, BucketRecord, ChangeInfo, DeploymentRecord, ObjectManifest, PartRecord, PolicyChange,
+    Record, RepairRecord, Segment, SetOwner, SetRecord, SetState, ShardMove, UploadRecord,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +37,9 @@ pub enum Stale {
 
 /// A shard that failed during a write, to queue for repair: (set, index, backend, reason).
 pub type FailedShard = (Uuid, usize, String, String);
+
+/// Key of the [`DeploymentRecord`] in [`Table::System`].
+const DEPLOYMENT_KEY: &[u8] = b"deployment";
 
 /// Typed catalog over a [`MetaStore`].
 pub struct Catalog {
@@ -179,6 +182,28 @@ impl Catalog {
             None => Ok(None),
             Some(v) => decode(|| format!("{}/{}", t.name(), String::from_utf8_lossy(key)), &v).map(Some),
         }
+    }
+
+    // ---- the deployment ----
+
+    /// Who this metadata belongs to; `None` before the first start of this build.
+    pub fn deployment(&self) -> Result<Option<DeploymentRecord>> {
+        self.get_record(Table::System, DEPLOYMENT_KEY)
+    }
+
+    /// Records a start of the deployment, durably: the owner markers written next carry its
+    /// start count, and metadata that rolled back behind them would look like a stale backup.
+    pub fn record_start(&self, rec: &DeploymentRecord) -> Result<()> {
+        let mut b = Batch::default();
+        b.put(Table::System, DEPLOYMENT_KEY.to_vec(), encode(rec));
+        self.store.write(b)?;
+        self.store.sync()
+    }
+
+    /// Whether the metadata names nothing at all: no bucket and no shard set.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.store.scan(Table::Buckets, b"", b"", 1)?.is_empty()
+            && self.store.scan(Table::ShardSets, b"", b"", 1)?.is_empty())
     }
 
     // ---- buckets ----

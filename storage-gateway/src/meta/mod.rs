@@ -33,11 +33,13 @@ pub enum Table {
     Repair,
     /// bucket \0 epoch (u64 BE) -> PolicyChange
     PolicyHistory,
+    /// `deployment` -> DeploymentRecord (facts about the metadata itself)
+    System,
 }
 
 impl Table {
     /// Every table, for opening the store.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Buckets,
         Table::Objects,
         Table::Uploads,
@@ -45,6 +47,7 @@ impl Table {
         Table::ShardSets,
         Table::Repair,
         Table::PolicyHistory,
+        Table::System,
     ];
 
     /// Column family name.
@@ -58,6 +61,7 @@ impl Table {
             Table::ShardSets => "shard_sets",
             Table::Repair => "repair",
             Table::PolicyHistory => "policy_history",
+            Table::System => "system",
         }
     }
 }
@@ -98,4 +102,7 @@ pub trait MetaStore: Send + Sync + 'static {
     fn scan(&self, t: Table, from: &[u8], prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
     /// Applies a batch atomically.
     fn write(&self, batch: Batch) -> Result<()>;
+    /// Makes every write so far durable (survives a power loss), whatever the store's
+    /// everyday durability.
+    fn sync(&self) -> Result<()>;
 }

@@ -66,6 +66,10 @@ impl MetaStore for RocksStore {
         }
         self.db.write(wb).map_err(|e| Error::meta("write", e))
     }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(|e| Error::meta("sync", e))
+    }
 }
 
 #[cfg(test)]

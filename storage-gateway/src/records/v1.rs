@@ -28,7 +28,8 @@ v1_records!(
     UploadRecord,
     PartRecord,
     SetRecord,
-    RepairRecord
+    RepairRecord,
+    DeploymentRecord
 );
 
 /// A bucket and its coding policy.
@@ -378,9 +379,36 @@ pub struct RepairRecord {
     pub unrecoverable: bool,
 }
 
+/// Who this metadata belongs to: written once when a deployment first starts, so that a
+/// restored backup keeps its id; its start count goes up on every start (the owner markers on
+/// the backends carry the count of the start that wrote them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentRecord {
+    /// The deployment id, written into every backend's owner marker.
+    pub id: Uuid,
+    /// When the deployment first started, Unix milliseconds.
+    pub created_ms: i64,
+    /// How many times it started (the last start's number).
+    pub starts: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deployment_record_bytes_are_pinned() {
+        let rec = DeploymentRecord {
+            id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            created_ms: 1_700_000_000_000,
+            starts: 3,
+        };
+        let bytes = crate::records::encode(&rec);
+        let want = b"\x01{\"id\":\"01234567-89ab-cdef-0123-456789abcdef\",\"created_ms\":1700000000000,\"starts\":3}";
+        assert_eq!(bytes, want);
+        let back: DeploymentRecord = crate::records::decode(|| "deployment".into(), want).unwrap();
+        assert_eq!(back, rec);
+    }
 
     fn segment(size: u64, encryption: Option<SegmentKey>) -> Segment {
         Segment {

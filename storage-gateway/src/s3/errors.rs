@@ -35,6 +35,7 @@ impl From<Error> for S3Error {
             | Error::Corrupt { .. }
             | Error::Io { .. }
             | Error::Config(_)
+            | Error::StartRefused(_)
             | Error::Crypto(_)
             | Error::Internal(_) => {
                 tracing::error!(error = %e, "internal error");
