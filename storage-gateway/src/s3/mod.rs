@@ -11,6 +11,8 @@ mod list;
 mod multipart;
 mod object;
 mod observe;
+#[cfg(test)]
+mod props;
 mod sse;
 
 pub use auth::StaticAuth;

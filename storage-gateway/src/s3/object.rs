@@ -1,8 +1,8 @@
 //! Single-object operations: PUT, GET, HEAD, DELETE and multi-object DELETE.
 
 use super::headers::{
-    check_read_conditions, checksum_hasher, content_headers, etag, metadata, precondition_failed, provided_checksums,
-    ts, verify_body, write_condition,
+    check_read_conditions, checksum_hasher, content_headers, etag, get_range, metadata, precondition_failed,
+    provided_checksums, ts, verify_body, write_condition,
 };
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
@@ -198,11 +198,10 @@ impl Gateway {
                 )),
             ),
             None => (whole, None),
-            Some(r) => {
-                let r = r.check(m.size)?;
-                let cr = format!("bytes {}-{}/{}", r.start, r.end - 1, m.size);
-                (r, Some(cr))
-            }
+            Some(r) => match get_range(r, m.size)? {
+                Some((r, cr)) => (r, Some(cr)),
+                None => (0..m.size, None),
+            },
         };
         let full = range.start == 0 && range.end == m.size;
         let mut reader = self
