@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// Objects the migrator works on at once, 1..=64 [default: 4].
     #[arg(long, env = "MLSYSOPS_MIGRATION_CONCURRENCY")]
     migration_concurrency: Option<usize>,
+    /// Seconds a GET response may wait on a client that reads none of it before it is
+    /// abandoned and the object's shard sets are released [default: 60].
+    #[arg(long, env = "MLSYSOPS_RESPONSE_STALL_SECS")]
+    response_stall_secs: Option<f64>,
 }
 
 /// The TOML file: every key optional.
@@ -118,6 +122,7 @@ struct FileConfig {
     read_strategy: Option<String>,
     migration_mib_per_sec: Option<f64>,
     migration_concurrency: Option<usize>,
+    response_stall_secs: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -329,6 +334,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         max_bytes_per_sec: (migration_mib > 0.0).then(|| (migration_mib * f64::from(1u32 << 20)).round() as u64),
         concurrency,
     };
+    let response_stall = interval(
+        args.response_stall_secs
+            .or(file.response_stall_secs)
+            .unwrap_or(storage_gateway::s3::DEFAULT_RESPONSE_STALL.as_secs_f64()),
+        "response_stall_secs",
+    )?;
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -353,6 +364,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             telemetry: None,
             hedged_reads,
             migration,
+            response_stall,
         },
         Generated {
             credentials: generated_credentials,

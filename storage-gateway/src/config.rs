@@ -37,6 +37,10 @@ pub struct GatewayConfig {
     pub hedged_reads: bool,
     /// The migrator's throttle at start (the admin API changes it at run time).
     pub migration: crate::engine::migrate::MigrationConfig,
+    /// How long a GET response may wait on a client that takes none of its bytes before it is
+    /// abandoned and the object's shard sets are unpinned (so the reaper can delete replaced
+    /// ones); see [`crate::s3::DEFAULT_RESPONSE_STALL`].
+    pub response_stall: std::time::Duration,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -135,7 +135,9 @@ impl Server {
             unfinished_moves = report.moves,
             "startup sweep done"
         );
-        let gateway = Gateway::new(engine.clone(), config.default_policy).encrypt_new_buckets(encrypt);
+        let gateway = Gateway::new(engine.clone(), config.default_policy)
+            .encrypt_new_buckets(encrypt)
+            .response_stall_timeout(config.response_stall);
         let mut builder = S3ServiceBuilder::new(gateway);
         builder.set_auth(StaticAuth::new(
             config.credentials.access_key.clone(),
