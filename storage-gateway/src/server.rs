@@ -107,7 +107,7 @@ impl Server {
         let keys = match &config.master_keys {
             Some(ring) => ring.clone(),
             None => {
-                let (ring, created) = KeyRing::open(&config.data_dir, None)?;
+                let (ring, created) = KeyRing::open(&config.data_dir, None, &store)?;
                 if created {
                     tracing::info!(keys = %ring.describe(), "generated a master key; back this file up with the metadata");
                 }
