@@ -70,7 +70,7 @@ fn rotate_key(args: RotateArgs) -> anyhow::Result<()> {
                     path.display()
                 );
             }
-            let (mut ring, _) = KeyRing::open(&data_dir, None).context("loading the master keys")?;
+            let (mut ring, _) = KeyRing::open(&data_dir, None, &store).context("loading the master keys")?;
             let old = ring.active()?.id.clone();
             let new = ring.add_active_key().context("adding a new master key")?.id.clone();
             println!(

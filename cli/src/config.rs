@@ -108,6 +108,10 @@ pub struct ServeArgs {
     i_know_metadata_is_empty: bool,
     #[command(flatten)]
     limits: limits::LimitsArgs,
+    /// Seconds a GET response may wait on a client that reads none of it before it is
+    /// abandoned and the object's shard sets are released [default: 60].
+    #[arg(long, env = "MLSYSOPS_RESPONSE_STALL_SECS")]
+    response_stall_secs: Option<f64>,
 }
 
 /// The TOML file: every key optional.
@@ -144,6 +148,7 @@ struct FileConfig {
     /// `[limits]`: what clients may hold of the S3 port.
     #[serde(default)]
     limits: limits::LimitsFile,
+    response_stall_secs: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -285,7 +290,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
     } else {
         file.domains.unwrap_or_else(|| vec!["localhost".into()])
     };
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    create_private_dirs(&data_dir, &backends)?;
     let env_ak = std::env::var("MLSYSOPS_ACCESS_KEY").ok().filter(|s| !s.is_empty());
     let env_sk = std::env::var("MLSYSOPS_SECRET_KEY").ok().filter(|s| !s.is_empty());
     let (credentials, generated_credentials) = match (env_ak.or(file.access_key), env_sk.or(file.secret_key)) {
@@ -293,6 +298,8 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         (None, None) => load_or_generate(&data_dir)?,
         _ => bail!("set both MLSYSOPS_ACCESS_KEY and MLSYSOPS_SECRET_KEY (or access_key and secret_key in the file), or neither"),
     };
+    check_access_key(&credentials.access_key)?;
+    check_secret("secret_key (MLSYSOPS_SECRET_KEY)", &credentials.secret_key)?;
     let admin_addr = args
         .admin_addr
         .or(file.admin_addr)
@@ -302,6 +309,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         Some(t) => (t, false),
         None => load_or_generate_token(&data_dir)?,
     };
+    check_secret(&format!("admin_token ({ADMIN_TOKEN_ENV})"), &admin_token)?;
     let heal = HealConfig {
         interval: interval(
             args.heal_interval_secs.or(file.heal_interval_secs).unwrap_or(10.0),
@@ -379,6 +387,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         },
     };
     let limits = limits::resolve(args.limits, file.limits)?;
+    let response_stall = interval(
+        args.response_stall_secs
+            .or(file.response_stall_secs)
+            .unwrap_or(storage_gateway::s3::DEFAULT_RESPONSE_STALL.as_secs_f64()),
+        "response_stall_secs",
+    )?;
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -405,6 +419,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             migration,
             sweep,
             limits,
+            response_stall,
         },
         Generated {
             credentials: generated_credentials,
@@ -412,6 +427,82 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         },
         telemetry,
     ))
+}
+
+/// Shortest S3 secret key or admin token accepted. Both are bearer secrets that anyone who can
+/// reach the ports may guess at; generated ones have 40 random alphanumerics (238 bits).
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// A secret from the configuration: not empty, not padded with blanks (a quoting slip in a TOML
+/// file or an env file), and at least [`MIN_SECRET_LEN`] characters.
+fn check_secret(what: &str, value: &str) -> anyhow::Result<()> {
+    if value.trim().is_empty() {
+        bail!("{what} is empty: give a secret of at least {MIN_SECRET_LEN} characters, or leave it out to have one generated");
+    }
+    if value.trim() != value {
+        bail!("{what} starts or ends with white space: remove it (clients would sign with a different secret)");
+    }
+    if value.chars().count() < MIN_SECRET_LEN {
+        bail!(
+            "{what} has {} characters; at least {MIN_SECRET_LEN} are required (or leave it out to have one generated)",
+            value.chars().count()
+        );
+    }
+    Ok(())
+}
+
+/// An access key that a SigV4 credential scope can carry: not empty, no '/', blanks or controls.
+fn check_access_key(value: &str) -> anyhow::Result<()> {
+    if value.is_empty() {
+        bail!("access_key (MLSYSOPS_ACCESS_KEY) is empty: give one, or leave both keys out to have them generated");
+    }
+    if let Some(c) = value.chars().find(|c| *c == '/' || c.is_whitespace() || c.is_control()) {
+        bail!("access_key (MLSYSOPS_ACCESS_KEY) holds {c:?}, which a SigV4 credential cannot carry");
+    }
+    Ok(())
+}
+
+/// Creates the data dir, its `meta/` and (when local backends live inside it) `backends/`,
+/// readable by the owner only: they hold the metadata, shards, credentials and master keys.
+/// Directories that exist are left as they are (an operator's choice), with a warning on
+/// stderr when others may read the data dir.
+fn create_private_dirs(data_dir: &Path, backends: &[BackendSpec]) -> anyhow::Result<()> {
+    let mut dirs = vec![data_dir.to_owned(), data_dir.join("meta")];
+    let under_data = data_dir.join("backends");
+    if backends.iter().any(|b| {
+        b.kind == Some(storage_gateway::backend::BackendKind::Local)
+            && b.path.as_ref().is_some_and(|p| p.starts_with(&under_data))
+    }) {
+        dirs.push(under_data);
+    }
+    for dir in &dirs {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir)
+            .with_context(|| format!("reading {}", data_dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: data dir {} has mode {:o}: other users may read its shards and metadata (chmod 700 it)",
+                data_dir.display(),
+                mode & 0o777
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Master keys from `MLSYSOPS_MASTER_KEY` (with `MLSYSOPS_MASTER_KEY_ID` naming a single

@@ -41,6 +41,10 @@ pub struct GatewayConfig {
     pub sweep: crate::engine::sweep::SweepConfig,
     /// What clients may hold of the S3 port: connections, timeouts, header sizes, body memory.
     pub limits: crate::limits::LimitsConfig,
+    /// How long a GET response may wait on a client that takes none of its bytes before it is
+    /// abandoned and the object's shard sets are unpinned (so the reaper can delete replaced
+    /// ones); see [`crate::s3::DEFAULT_RESPONSE_STALL`].
+    pub response_stall: std::time::Duration,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -114,7 +114,7 @@ impl Server {
         let keys = match &config.master_keys {
             Some(ring) => ring.clone(),
             None => {
-                let (ring, created) = KeyRing::open(&config.data_dir, None)?;
+                let (ring, created) = KeyRing::open(&config.data_dir, None, &store)?;
                 if created {
                     tracing::info!(keys = %ring.describe(), "generated a master key; back this file up with the metadata");
                 }
@@ -152,7 +152,8 @@ impl Server {
         let memory = MemoryBudget::new(config.limits.body_memory_bytes, config.limits.body_memory_wait);
         let gateway = Gateway::new(engine.clone(), config.default_policy)
             .encrypt_new_buckets(encrypt)
-            .memory_budget(memory);
+            .memory_budget(memory)
+            .response_stall_timeout(config.response_stall);
         let mut builder = S3ServiceBuilder::new(gateway);
         builder.set_auth(StaticAuth::new(
             config.credentials.access_key.clone(),

@@ -464,6 +464,87 @@ mod tests {
         assert!(serde_json::from_str::<StoragePolicyRequest>(r#"{"colour": 1}"#).is_err());
     }
 
+    /// Request bodies as an operator or an agent might send them, well-formed or not.
+    fn bodies() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let field = prop_oneof![
+            "(ec-[0-9]{1,2}-[0-9]{1,2}|replicate-[0-9]|[a-z0-9-]{0,8})".prop_map(|p| format!(r#""preset": "{p}""#)),
+            (0u16..300).prop_map(|k| format!(r#""k": {k}"#)),
+            (0u16..300).prop_map(|m| format!(r#""m": {m}"#)),
+            prop_oneof![Just(0u64), Just(4096), Just(1 << 20), any::<u32>().prop_map(u64::from)]
+                .prop_map(|b| format!(r#""block_size": {b}"#)),
+            "(local[0-9]|region=[a-z]{0,3}|gdpr=(true|false)|provider=[a-z]{0,3}|,|=| ){0,4}"
+                .prop_map(|b| format!(r#""backends": "{b}""#)),
+            proptest::collection::vec("local[0-9]|[a-z=,]{0,4}", 0..7)
+                .prop_map(|ids| format!(r#""backends": {}"#, serde_json::to_string(&ids).unwrap())),
+            any::<bool>().prop_map(|e| format!(r#""encryption": {e}"#)),
+            "(on|off|ON|maybe)".prop_map(|e| format!(r#""server_side_encryption": "{e}""#)),
+            "(\"high\"|\"one\"|\"none\"|null)".prop_map(|r| format!(r#""redundancy": {r}"#)),
+            prop_oneof![Just("null".to_owned()), (0u64..1000).prop_map(|l| l.to_string())]
+                .prop_map(|l| format!(r#""max_latency": {l}"#)),
+            prop_oneof![Just("null".to_owned()), (-5i32..500).prop_map(|s| s.to_string())]
+                .prop_map(|s| format!(r#""min_download_speed": {s}"#)),
+            any::<bool>().prop_map(|g| format!(r#""location_restrictions": {{"gdpr": {g}}}"#)),
+            "[a-z-]{0,12}".prop_map(|t| format!(r#""policy_update_token": "{t}""#)),
+            any::<bool>().prop_map(|a| format!(r#""automatic": {a}"#)),
+        ];
+        proptest::collection::vec(field, 0..6).prop_map(|fields| format!("{{{}}}", fields.join(", ")))
+    }
+
+    #[test]
+    fn any_request_gives_a_consistent_record_or_a_reason() {
+        use proptest::test_runner::{Config, TestRunner};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_runtime = rt.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let cur = e.require_bucket("b").unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases: 300,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&bodies(), |body| {
+                // A body that is no request is the handler's 400; the rest is decided.
+                let Ok(r) = serde_json::from_str::<StoragePolicyRequest>(&body) else {
+                    return Ok(());
+                };
+                match decide(&e, "b", &cur, &r) {
+                    Ok(new) => {
+                        proptest::prop_assert!(new.policy.validate().is_ok(), "{body}: {}", new.policy);
+                        proptest::prop_assert!(
+                            new.policy.shards() <= e.eligible(&new.backends).len(),
+                            "{body}: {} on {}",
+                            new.policy,
+                            new.backends
+                        );
+                        proptest::prop_assert!(new.intent.parity_shortfall(new.policy.m).is_none(), "{body}");
+                        proptest::prop_assert!(new.intent.max_latency_ms != Some(0), "{body}");
+                        proptest::prop_assert!(
+                            new.intent.min_download_mib_s.is_none_or(|s| s.is_finite() && s > 0.0),
+                            "{body}"
+                        );
+                        if new.intent.gdpr {
+                            for id in e.eligible(&new.backends) {
+                                proptest::prop_assert!(e.backend(&id).unwrap().labels().gdpr, "{body}: {id}");
+                            }
+                        }
+                        proptest::prop_assert!(!r.automatic, "{body}: the bucket has no agent token");
+                    }
+                    Err(Refusal::Invalid(m) | Refusal::Forbidden(m)) => {
+                        proptest::prop_assert!(!m.is_empty(), "{body}");
+                    }
+                    Err(other) => proptest::prop_assert!(false, "{body}: {other:?}"),
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn changes_make_epochs_and_history_and_tokens_gate_agents() {
         let dir = tempfile::tempdir().unwrap();

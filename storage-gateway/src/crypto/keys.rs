@@ -10,6 +10,8 @@
 
 use super::Secret;
 use crate::error::{Error, Result};
+use crate::meta::{MetaStore, Table, Walk};
+use crate::records::{decode, BucketRecord, KeyWrap, ObjectManifest, PartRecord, Segment, SegmentKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use std::path::{Path, PathBuf};
@@ -84,14 +86,25 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Keys from `env` (the value of [`KEY_ENV`]) when given, else from the data dir's key
-    /// file, which is created with one fresh key when missing. The bool says it was created.
-    pub fn open(data_dir: &Path, env: Option<&str>) -> Result<(Self, bool)> {
+    /// file. A missing file is created with one fresh key only when `store` (the data dir's
+    /// metadata) names nothing encrypted with a master key: otherwise the file was lost, and a
+    /// new key would silently make every such object unreadable, so this refuses, saying what
+    /// needs the key. The bool says the file was created.
+    pub fn open(data_dir: &Path, env: Option<&str>, store: &dyn MetaStore) -> Result<(Self, bool)> {
         if let Some(text) = env.filter(|t| !t.trim().is_empty()) {
             return Ok((Self::from_env(text)?, false));
         }
         let path = data_dir.join(KEY_FILE);
         if path.exists() {
             return Ok((Self::load_file(&path)?, false));
+        }
+        if let Some(needs) = needs_master_key(store)? {
+            return Err(Error::Config(format!(
+                "master key file {} is missing, but the metadata names {needs}: a new key would leave \
+                 every object encrypted at rest unreadable. Restore the file from your backup (it is \
+                 backed up with the metadata), or give the keys in {KEY_ENV}",
+                path.display()
+            )));
         }
         let ring = Self {
             keys: vec![MasterKey::generate()?],
@@ -270,6 +283,57 @@ impl KeyRing {
     }
 }
 
+/// The first thing in the metadata that a master key is needed for, described: a bucket that
+/// encrypts at rest, or an object or multipart part whose data key a master key wraps. `None`
+/// for metadata without any (a fresh data dir, or one that never encrypted). Reads every record
+/// in the worst case, which only a start without a key file pays.
+fn needs_master_key(store: &dyn MetaStore) -> Result<Option<String>> {
+    let mut found: Option<String> = None;
+    store.walk(Table::Buckets, b"", b"", &mut |k, v| {
+        let name = String::from_utf8_lossy(k);
+        let rec: BucketRecord = decode(|| format!("bucket {name}"), v)?;
+        if rec.encrypted {
+            found = Some(format!("bucket {name:?}, which encrypts its objects at rest"));
+            return Ok(Walk::Stop);
+        }
+        Ok(Walk::Next)
+    })?;
+    let wrapping_key = |segments: &[Segment]| {
+        segments.iter().find_map(|s| match &s.encryption {
+            Some(SegmentKey {
+                wrapped_by: KeyWrap::Master { key_id },
+                ..
+            }) => Some(key_id.clone()),
+            _ => None,
+        })
+    };
+    if found.is_none() {
+        store.walk(Table::Objects, b"", b"", &mut |k, v| {
+            let name = String::from_utf8_lossy(k).replacen('\0', "/", 1);
+            let m: ObjectManifest = decode(|| format!("object {name}"), v)?;
+            if let Some(id) = wrapping_key(&m.segments) {
+                found = Some(format!("object {name}, encrypted under master key {id:?}"));
+                return Ok(Walk::Stop);
+            }
+            Ok(Walk::Next)
+        })?;
+    }
+    if found.is_none() {
+        store.walk(Table::Parts, b"", b"", &mut |_, v| {
+            let p: PartRecord = decode(|| "multipart part".into(), v)?;
+            if let Some(id) = wrapping_key(std::slice::from_ref(&p.segment)) {
+                found = Some(format!(
+                    "part {} of a multipart upload, encrypted under master key {id:?}",
+                    p.part_number
+                ));
+                return Ok(Walk::Stop);
+            }
+            Ok(Walk::Next)
+        })?;
+    }
+    Ok(found)
+}
+
 /// Writes a file readable only by its owner, replacing any previous temp file.
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -293,10 +357,119 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
+    use crate::meta::{Batch, RocksStore};
+    use crate::records::encode;
+
+    /// A data dir with an empty metadata store in `meta/`.
+    fn data_dir() -> (tempfile::TempDir, RocksStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksStore::open(&dir.path().join("meta")).unwrap();
+        (dir, store)
+    }
+
+    fn bucket(encrypted: bool) -> BucketRecord {
+        BucketRecord {
+            created_ms: 1,
+            policy: placement::BucketPolicy::default(),
+            policy_epoch: 1,
+            encrypted,
+            backends: placement::BackendSelector::default(),
+            intent: placement::BucketIntent::default(),
+            update_token_sha256: None,
+            changed: None,
+        }
+    }
+
+    fn segment(wrapped_by: Option<KeyWrap>) -> Segment {
+        Segment {
+            set: uuid::Uuid::nil(),
+            size: 1,
+            k: 1,
+            m: 0,
+            block_size: 4096,
+            backends: vec!["a".into()],
+            encryption: wrapped_by.map(|w| SegmentKey {
+                wrapped_by: w,
+                wrapped_key: "a2V5".into(),
+            }),
+        }
+    }
+
+    fn object(wrapped_by: Option<KeyWrap>) -> ObjectManifest {
+        ObjectManifest {
+            version_id: uuid::Uuid::nil(),
+            size: 1,
+            etag: "e".into(),
+            last_modified_ms: 1,
+            headers: crate::records::ContentHeaders::default(),
+            checksums: crate::records::Checksums::default(),
+            parts_count: None,
+            policy_epoch: 1,
+            segments: vec![segment(wrapped_by)],
+        }
+    }
+
+    #[test]
+    fn a_lost_key_file_is_not_replaced_while_anything_needs_it() {
+        let master = || Some(KeyWrap::Master { key_id: "mk-1".into() });
+        let customer = || Some(KeyWrap::Customer { key_md5: "bWQ1".into() });
+        let cases: Vec<(&str, Batch, Option<&str>)> = vec![
+            ("fresh metadata", Batch::default(), None),
+            {
+                let mut b = Batch::default();
+                b.put(Table::Buckets, "plain", encode(&bucket(false)));
+                b.put(Table::Objects, "plain\0k", encode(&object(None)));
+                b.put(Table::Objects, "plain\0c", encode(&object(customer())));
+                ("plaintext and SSE-C objects only", b, None)
+            },
+            {
+                let mut b = Batch::default();
+                b.put(Table::Buckets, "enc", encode(&bucket(true)));
+                ("an encrypting bucket", b, Some("bucket \"enc\""))
+            },
+            {
+                let mut b = Batch::default();
+                b.put(Table::Buckets, "plain", encode(&bucket(false)));
+                b.put(Table::Objects, "plain\0dir/k", encode(&object(master())));
+                ("a master-wrapped object", b, Some("object plain/dir/k"))
+            },
+            {
+                let mut b = Batch::default();
+                let part = PartRecord {
+                    part_number: 7,
+                    etag: "e".into(),
+                    last_modified_ms: 1,
+                    checksums: crate::records::Checksums::default(),
+                    segment: segment(master()),
+                };
+                b.put(Table::Parts, "upload\0\0\0\0\x07", encode(&part));
+                ("a master-wrapped part", b, Some("part 7"))
+            },
+        ];
+        for (what, batch, refused) in cases {
+            let (dir, store) = data_dir();
+            store.write(batch).unwrap();
+            let opened = KeyRing::open(dir.path(), None, &store);
+            match refused {
+                None => {
+                    let (_, created) = opened.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    assert!(created, "{what}: a key should be made");
+                }
+                Some(names) => {
+                    let e = opened.err().unwrap_or_else(|| panic!("{what}: a new key was made"));
+                    let msg = e.to_string();
+                    assert!(msg.contains(KEY_FILE) && msg.contains("missing"), "{what}: {msg}");
+                    assert!(msg.contains(names), "{what}: should name {names:?}: {msg}");
+                    assert!(!dir.path().join(KEY_FILE).exists(), "{what}: a key file was written");
+                }
+            }
+        }
+    }
+
     #[test]
     fn file_is_created_private_and_reloaded() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, created) = KeyRing::open(dir.path(), None).unwrap();
+        let (dir, store) = data_dir();
+        let (ring, created) = KeyRing::open(dir.path(), None, &store).unwrap();
         assert!(created);
         #[cfg(unix)]
         {
@@ -307,7 +480,7 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let (again, created) = KeyRing::open(dir.path(), None).unwrap();
+        let (again, created) = KeyRing::open(dir.path(), None, &store).unwrap();
         assert!(!created);
         assert_eq!(again.active().unwrap().id, ring.active().unwrap().id);
         assert_eq!(again.active().unwrap().key, ring.active().unwrap().key);
@@ -316,17 +489,17 @@ mod tests {
 
     #[test]
     fn rotation_keeps_old_keys_until_retired() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut ring, _) = KeyRing::open(dir.path(), None).unwrap();
+        let (dir, store) = data_dir();
+        let (mut ring, _) = KeyRing::open(dir.path(), None, &store).unwrap();
         let old = ring.active().unwrap().id.clone();
         let new = ring.add_active_key().unwrap().id.clone();
         assert_ne!(old, new);
-        let (reloaded, _) = KeyRing::open(dir.path(), None).unwrap();
+        let (reloaded, _) = KeyRing::open(dir.path(), None, &store).unwrap();
         assert_eq!(reloaded.active().unwrap().id, new);
         assert!(reloaded.get(&old).is_some());
         let mut reloaded = reloaded;
         assert_eq!(reloaded.retire_inactive().unwrap(), vec![old.clone()]);
-        let (last, _) = KeyRing::open(dir.path(), None).unwrap();
+        let (last, _) = KeyRing::open(dir.path(), None, &store).unwrap();
         assert!(last.get(&old).is_none());
         assert_eq!(last.active().unwrap().id, new);
     }

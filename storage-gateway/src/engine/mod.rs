@@ -48,7 +48,7 @@ use std::sync::Arc;
 use telemetry::Telemetry;
 use tokio::sync::mpsc;
 
-pub use crate::meta::Listed;
+pub use crate::meta::{ListEntry, ListPage, ListQuery, Listed};
 pub use buckets::PolicyChanged;
 pub use objects::{Commit, CopyTo, EtagCondition, NewObject, PreconditionFailed, Swap, WriteCondition};
 pub use pins::Pins;

@@ -10,7 +10,7 @@ use super::write::{BodyHasher, Target, WrittenSet};
 use super::{Engine, ObjectReader};
 use crate::crypto::Encryption;
 use crate::error::{Error, Result};
-use crate::meta::{Checked, FailedShard, Listed, Stale};
+use crate::meta::{Checked, FailedShard, ListPage, ListQuery, Listed, Stale};
 use crate::records::{now_ms, BucketRecord, Checksums, ContentHeaders, ObjectManifest};
 use bytes::Bytes;
 use futures::Stream;
@@ -169,6 +169,31 @@ impl Engine {
     /// (inclusive; any byte string, e.g. a common prefix followed by 0xFF to skip it).
     pub fn list_objects(&self, bucket: &str, from: &[u8], prefix: &str, limit: usize) -> Result<Vec<Listed>> {
         self.catalog().list_objects(bucket, from, prefix, limit)
+    }
+
+    /// One page of `bucket`'s listing (see [`Catalog::list_page`](crate::meta::Catalog::list_page)),
+    /// or [`Error::NoSuchBucket`]. The catalog is read on a blocking thread: a page is up to
+    /// a thousand steps of RocksDB iteration, which must not hold up an async worker.
+    pub async fn list_page(&self, bucket: &str, query: ListQuery<'_>) -> Result<ListPage> {
+        let engine = self.clone();
+        let what = format!("listing bucket {bucket:?}");
+        let bucket = bucket.to_owned();
+        let prefix = query.prefix.to_owned();
+        let delimiter = query.delimiter.map(str::to_owned);
+        let after = query.after.map(<[u8]>::to_vec);
+        let max = query.max;
+        tokio::task::spawn_blocking(move || {
+            engine.catalog().require_bucket(&bucket)?;
+            let q = ListQuery {
+                prefix: &prefix,
+                delimiter: delimiter.as_deref(),
+                after: after.as_deref(),
+                max,
+            };
+            engine.catalog().list_page(&bucket, &q)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("{what}: {e}")))?
     }
 
     // ---- verbs ----

@@ -12,7 +12,7 @@ pub mod rocks;
 
 use crate::error::Result;
 
-pub use catalog::{Catalog, Checked, FailedShard, Listed, Stale};
+pub use catalog::{Catalog, Checked, FailedShard, ListEntry, ListPage, ListQuery, Listed, Stale};
 pub use doomed::Doomed;
 pub use rocks::RocksStore;
 
@@ -94,12 +94,32 @@ impl Batch {
     }
 }
 
+/// What a [`MetaStore::walk`] does after visiting an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Walk {
+    /// Go on with the next entry.
+    Next,
+    /// Jump to the first entry at or after this key (which must be past the one visited), as
+    /// a listing does to skip every key under a common prefix with one seek.
+    Seek(Vec<u8>),
+    /// Stop here.
+    Stop,
+}
+
+/// What [`MetaStore::walk`] calls on each entry (key, value): what to do next, or an error that
+/// ends the walk.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> Result<Walk> + 'a;
+
 /// An ordered key-value store with atomic batches.
 pub trait MetaStore: Send + Sync + 'static {
     /// Reads one key.
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Up to `limit` entries with keys >= `from` that start with `prefix`, in key order.
     fn scan(&self, t: Table, from: &[u8], prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Visits entries with keys >= `from` that start with `prefix`, in key order, over one
+    /// consistent view of the table, until `visit` says stop or the prefix ends. Values are
+    /// lent, not copied: a visitor that only looks at keys costs no value allocation.
+    fn walk(&self, t: Table, from: &[u8], prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
     /// Applies a batch atomically.
     fn write(&self, batch: Batch) -> Result<()>;
     /// Makes every write so far durable (survives a power loss), whatever the store's

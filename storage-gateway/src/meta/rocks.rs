@@ -1,6 +1,6 @@
 //! [`MetaStore`] on RocksDB: one column family per table, batches as `WriteBatch`.
 
-use super::{Batch, MetaStore, Op, Table};
+use super::{Batch, MetaStore, Op, Table, Visit, Walk};
 use crate::error::{Error, Result};
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, DB};
 use std::path::Path;
@@ -56,6 +56,33 @@ impl MetaStore for RocksStore {
         Ok(out)
     }
 
+    fn walk(&self, t: Table, from: &[u8], prefix: &[u8], visit: &mut Visit<'_>) -> Result<()> {
+        let start = if from < prefix { prefix } else { from };
+        // An iterator reads from an implicit snapshot taken when it is made: one view of the
+        // table for the whole walk, however many seeks it takes.
+        let mut it = self.db.raw_iterator_cf(self.cf(t)?);
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(prefix) {
+                break;
+            }
+            match visit(k, v)? {
+                Walk::Next => it.next(),
+                Walk::Seek(to) if to.as_slice() > k => it.seek(&to),
+                Walk::Seek(to) => {
+                    return Err(Error::Internal(format!(
+                        "walk of {}: seek to {:?} does not move past {:?}",
+                        t.name(),
+                        String::from_utf8_lossy(&to),
+                        String::from_utf8_lossy(k)
+                    )))
+                }
+                Walk::Stop => return Ok(()),
+            }
+        }
+        it.status().map_err(|e| Error::meta("walk", e))
+    }
+
     fn write(&self, batch: Batch) -> Result<()> {
         let mut wb = WriteBatch::default();
         for op in batch.ops {
@@ -99,5 +126,48 @@ mod tests {
         drop(s);
         let s = RocksStore::open(dir.path()).unwrap();
         assert!(s.get(Table::Objects, b"b\0x").unwrap().is_some());
+    }
+
+    #[test]
+    fn walks_seek_past_and_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStore::open(dir.path()).unwrap();
+        let mut b = Batch::default();
+        for k in ["a/1", "a/2", "a/3", "b/1", "c/1", "c/2", "d"] {
+            b.put(Table::Objects, k.as_bytes(), k.as_bytes());
+        }
+        s.write(b).unwrap();
+        // Skip each "x/" group after its first key, as a delimiter listing does.
+        let mut seen = Vec::new();
+        s.walk(Table::Objects, b"", b"", &mut |k, v| {
+            assert_eq!(k, v);
+            seen.push(String::from_utf8_lossy(k).into_owned());
+            Ok(match k.iter().position(|&c| c == b'/') {
+                Some(i) => Walk::Seek([&k[..=i], &[0xff]].concat()),
+                None => Walk::Next,
+            })
+        })
+        .unwrap();
+        assert_eq!(seen, ["a/1", "b/1", "c/1", "d"]);
+        // The prefix bounds the walk; Stop ends it.
+        let mut seen = Vec::new();
+        s.walk(Table::Objects, b"a/2", b"a/", &mut |k, _| {
+            seen.push(String::from_utf8_lossy(k).into_owned());
+            Ok(Walk::Next)
+        })
+        .unwrap();
+        assert_eq!(seen, ["a/2", "a/3"]);
+        let mut n = 0;
+        s.walk(Table::Objects, b"", b"", &mut |_, _| {
+            n += 1;
+            Ok(Walk::Stop)
+        })
+        .unwrap();
+        assert_eq!(n, 1);
+        // A seek that does not move forward would loop forever: refused.
+        let err = s
+            .walk(Table::Objects, b"", b"", &mut |k, _| Ok(Walk::Seek(k.to_vec())))
+            .unwrap_err();
+        assert!(err.to_string().contains("does not move past"), "{err}");
     }
 }

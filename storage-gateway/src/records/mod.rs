@@ -81,6 +81,43 @@ pub fn decode<T: Record>(what: impl Fn() -> String, bytes: &[u8]) -> Result<T> {
     }
 }
 
+/// What a listing shows of an object, read from its stored manifest without building the rest:
+/// the JSON parser skips the segments, headers and checksums instead of allocating them, so a
+/// listing page costs little more than its keys whatever the objects' part counts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct ObjectSummary {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Last-Modified, Unix milliseconds.
+    pub last_modified_ms: i64,
+}
+
+impl From<&ObjectManifest> for ObjectSummary {
+    fn from(m: &ObjectManifest) -> Self {
+        Self {
+            size: m.size,
+            etag: m.etag.clone(),
+            last_modified_ms: m.last_modified_ms,
+        }
+    }
+}
+
+/// The [`ObjectSummary`] of a stored [`ObjectManifest`]; `what` names it in the error. The
+/// current version is read field by field; an older one is decoded (and upgraded) whole.
+pub fn decode_summary(what: impl Fn() -> String, bytes: &[u8]) -> Result<ObjectSummary> {
+    match bytes.split_first() {
+        Some((&version, json)) if version == ObjectManifest::VERSION => {
+            serde_json::from_slice(json).map_err(|e| Error::Corrupt {
+                what: what(),
+                message: e.to_string(),
+            })
+        }
+        _ => decode::<ObjectManifest>(what, bytes).map(|m| ObjectSummary::from(&m)),
+    }
+}
+
 /// For [`Record::upgrade`] of a new version: reads the value as the previous version's type
 /// `Old` (itself upgrading anything older) and converts it.
 pub fn upgrade_from<Old, New>(version: u8, json: &[u8]) -> std::result::Result<New, String>

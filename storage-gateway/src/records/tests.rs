@@ -79,6 +79,15 @@ fn object_manifests_keep_their_bytes() {
         r#"{{"version_id":"0190a0b0-0000-7000-8000-000000000002","size":10,"etag":"0123456789abcdef0123456789abcdef-2","last_modified_ms":2,"headers":{HEADERS},"checksums":{CHECKSUMS},"parts_count":2,"policy_epoch":4,"segments":[{{"set":"{SET}","size":5,"k":1,"m":0,"block_size":4096,"backends":["a"]}},{{"set":"{SET}","size":5,"k":1,"m":0,"block_size":4096,"backends":["a"],"encryption":{{"wrapped_by":{{"customer":{{"key_md5":"bWQ1"}}}},"wrapped_key":"a2V5"}}}}]}}"#
     );
     let m: ObjectManifest = pinned(&multipart);
+    // A listing reads only the summary fields of the stored bytes; they must agree with the
+    // whole manifest's.
+    let mut stored = vec![1u8];
+    stored.extend_from_slice(multipart.as_bytes());
+    let summary = decode_summary(|| "pinned manifest".into(), &stored).unwrap();
+    assert_eq!(summary, ObjectSummary::from(&m));
+    assert_eq!((summary.size, summary.last_modified_ms), (10, 2));
+    assert!(decode_summary(|| "truncated".into(), &stored[..20]).is_err());
+    assert!(decode_summary(|| "empty".into(), &[]).is_err());
     assert_eq!(m.parts_count, Some(2));
     assert!(
         m.segments[0].encryption.is_none(),

@@ -19,23 +19,7 @@ impl Gateway {
             .and_then(|c| c.location_constraint.as_ref())
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default();
-        // Region names (what stock clients send) mean "the default policy"; anything else must
-        // be `PRESET`, `PRESET@SELECTOR` or `@SELECTOR` (default policy on selected backends).
-        let (preset, selector) = match constraint.split_once('@') {
-            Some((p, s)) => (p, Some(s)),
-            None => (constraint.as_str(), None),
-        };
-        let policy = if preset.is_empty() || (selector.is_none() && looks_like_region(preset)) {
-            self.default_policy
-        } else {
-            let p: BucketPolicy = preset.parse().map_err(crate::error::Error::from)?;
-            p.with_block_size(self.default_policy.block_size)
-                .map_err(crate::error::Error::from)?
-        };
-        let backends: BackendSelector = match selector {
-            None => BackendSelector::default(),
-            Some(s) => s.parse().map_err(|e| s3_error!(InvalidLocationConstraint, "{e}"))?,
-        };
+        let (policy, backends) = location_constraint(&constraint, self.default_policy)?;
         let eligible = self.engine.eligible(&backends);
         policy.check_backends(eligible.len()).map_err(|e| {
             if backends.is_all() {
@@ -196,6 +180,32 @@ impl Gateway {
         tracing::info!(bucket = %req.input.bucket, "bucket encryption off for new objects");
         Ok(S3Response::new(DeleteBucketEncryptionOutput {}))
     }
+}
+
+/// The policy and eligible backends a CreateBucket LocationConstraint asks for. Region names
+/// (what stock clients send) mean the default policy on every backend; anything else must be
+/// `PRESET`, `PRESET@SELECTOR` or `@SELECTOR` (the default policy on the selected backends),
+/// the preset taking the default policy's block size.
+pub(super) fn location_constraint(
+    constraint: &str,
+    default_policy: BucketPolicy,
+) -> S3Result<(BucketPolicy, BackendSelector)> {
+    let (preset, selector) = match constraint.split_once('@') {
+        Some((p, s)) => (p, Some(s)),
+        None => (constraint, None),
+    };
+    let policy = if preset.is_empty() || (selector.is_none() && looks_like_region(preset)) {
+        default_policy
+    } else {
+        let p: BucketPolicy = preset.parse().map_err(crate::error::Error::from)?;
+        p.with_block_size(default_policy.block_size)
+            .map_err(crate::error::Error::from)?
+    };
+    let backends: BackendSelector = match selector {
+        None => BackendSelector::default(),
+        Some(s) => s.parse().map_err(|e| s3_error!(InvalidLocationConstraint, "{e}"))?,
+    };
+    Ok((policy, backends))
 }
 
 /// AWS-style region names (`us-east-1`, `eu-west-2`, `EU`): not presets.

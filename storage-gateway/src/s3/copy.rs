@@ -23,6 +23,12 @@ pub(super) fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
                     "versioning is not enabled: versionId is not supported"
                 ));
             }
+            if key.is_empty() {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "x-amz-copy-source must name the source bucket and key: bucket/key"
+                ));
+            }
             Ok((bucket.to_string(), key.to_string()))
         }
         _ => Err(s3_error!(

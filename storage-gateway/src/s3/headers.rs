@@ -5,7 +5,7 @@ use crate::engine::{BodyHasher, EtagCondition, PreconditionFailed, WriteConditio
 use crate::records::{Checksums, ContentHeaders, ObjectManifest};
 use base64::Engine as _;
 use s3s::checksum::ChecksumHasher;
-use s3s::dto::{ChecksumAlgorithm, ETag, ETagCondition, Metadata, Timestamp};
+use s3s::dto::{ChecksumAlgorithm, ETag, ETagCondition, Metadata, Range, Timestamp};
 use s3s::{s3_error, S3Error, S3Result};
 use time::OffsetDateTime;
 
@@ -257,4 +257,58 @@ pub fn verify_body(
         }
     }
     Ok((md5, computed))
+}
+
+/// What a GET's `Range` selects of a `size`-byte object: the byte range and its Content-Range,
+/// or `None` for the whole object, which is what a suffix range (`bytes=-N`, N > 0) of an
+/// empty object gets: AWS answers it 200 with the empty body, as no byte range can name
+/// nothing. Anything else that selects no byte is 416 InvalidRange.
+pub fn get_range(range: &Range, size: u64) -> S3Result<Option<(std::ops::Range<u64>, String)>> {
+    if size == 0 && matches!(range, Range::Suffix { length } if *length > 0) {
+        return Ok(None);
+    }
+    let unsatisfiable = || {
+        s3_error!(
+            InvalidRange,
+            "range {} is not satisfiable for a {size}-byte object",
+            range.to_header_string()
+        )
+    };
+    let r = range.check(size).map_err(|_| unsatisfiable())?;
+    let Some(last) = r.end.checked_sub(1).filter(|&l| l >= r.start) else {
+        return Err(unsatisfiable());
+    };
+    let content_range = format!("bytes {}-{last}/{size}", r.start);
+    Ok(Some((r, content_range)))
+}
+
+/// Parses `x-amz-copy-source-range` (`bytes=first-last`, both inclusive) against a source of
+/// `size` bytes: 400 InvalidArgument when it is not of that form, 416 InvalidRange when it is
+/// not inside the source.
+pub fn copy_source_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let bad = || {
+        s3_error!(
+            InvalidArgument,
+            "x-amz-copy-source-range must be bytes=first-last, got {r:?}"
+        )
+    };
+    let spec = r.trim().strip_prefix("bytes=").ok_or_else(bad)?;
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    // Digits only: `parse` would also take a leading '+'.
+    let number = |t: &str| {
+        let t = t.trim();
+        if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse::<u64>().map_err(|_| bad())
+    };
+    let (first, last) = (number(a)?, number(b)?);
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidRange,
+            "copy source range {r:?} is outside the {size}-byte object"
+        ));
+    }
+    // last < size, so last + 1 cannot overflow.
+    Ok(first..last + 1)
 }

@@ -1,12 +1,11 @@
-//! Listing objects (V1 and V2) with prefixes, delimiters and pagination.
-//!
-//! Keys are visited in the catalog's byte order, which for UTF-8 is S3's order. A common
-//! prefix is emitted once and then skipped wholesale by seeking past it (prefix + 0xFF, a byte
-//! UTF-8 never contains), so a delimiter listing costs one seek per prefix, not one step per key.
+//! Listing objects (V1 and V2) with prefixes, delimiters and pagination: the protocol side
+//! (markers, continuation tokens, encoding-type). The page itself comes from the engine
+//! ([`Engine::list_page`](crate::engine::Engine::list_page)), which walks the catalog in S3's
+//! key order off the async workers and skips each common prefix with one seek.
 
 use super::headers::ts;
 use super::Gateway;
-use crate::engine::Listed;
+use crate::engine::{ListEntry, ListPage, ListQuery};
 use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use s3s::dto::*;
@@ -22,72 +21,23 @@ const URL_KEEP: &AsciiSet = &NON_ALPHANUMERIC
 
 const MAX_KEYS: usize = 1000;
 
-/// One page of a listing.
-struct Page {
-    objects: Vec<Listed>,
-    prefixes: Vec<String>,
-    /// Where the next page starts (exclusive), when truncated.
-    next: Option<Vec<u8>>,
-    /// The last key or prefix returned.
-    last: Option<String>,
-}
-
 impl Gateway {
     /// Lists up to `max` keys and common prefixes strictly after `after`.
-    fn list_page(
+    async fn list_page(
         &self,
         bucket: &str,
         prefix: &str,
         delimiter: Option<&str>,
         after: Option<&[u8]>,
         max: usize,
-    ) -> S3Result<Page> {
-        self.engine.require_bucket(bucket)?;
-        let delimiter = delimiter.filter(|d| !d.is_empty());
-        let mut from: Vec<u8> = match after {
-            Some(a) => skip_past(a, delimiter),
-            None => prefix.as_bytes().to_vec(),
+    ) -> S3Result<ListPage> {
+        let query = ListQuery {
+            prefix,
+            delimiter,
+            after,
+            max,
         };
-        let mut page = Page {
-            objects: Vec::new(),
-            prefixes: Vec::new(),
-            next: None,
-            last: None,
-        };
-        let batch_size = max + 1;
-        let mut entries = 0usize;
-        loop {
-            let batch = self.engine.list_objects(bucket, &from, prefix, batch_size)?;
-            let fetched = batch.len();
-            let mut skipped_prefix = false;
-            for item in batch {
-                if entries == max {
-                    // Another entry follows the last one returned: the page is truncated.
-                    page.next = page.last.as_ref().map(|l| l.as_bytes().to_vec());
-                    return Ok(page);
-                }
-                entries += 1;
-                let common = delimiter.and_then(|d| {
-                    item.key[prefix.len()..]
-                        .find(d)
-                        .map(|i| item.key[..prefix.len() + i + d.len()].to_owned())
-                });
-                if let Some(cp) = common {
-                    from = skip_past(cp.as_bytes(), delimiter);
-                    page.last = Some(cp.clone());
-                    page.prefixes.push(cp);
-                    skipped_prefix = true;
-                    break;
-                }
-                from = skip_past(item.key.as_bytes(), None);
-                page.last = Some(item.key.clone());
-                page.objects.push(item);
-            }
-            if !skipped_prefix && fetched < batch_size {
-                break;
-            }
-        }
-        Ok(page)
+        Ok(self.engine.list_page(bucket, query).await?)
     }
 
     pub(super) async fn list_objects_v2_op(
@@ -107,22 +57,15 @@ impl Gateway {
             (None, Some(s)) if !s.is_empty() => Some(s.as_bytes().to_vec()),
             _ => None,
         };
-        let page = if max == 0 {
-            Page {
-                objects: vec![],
-                prefixes: vec![],
-                next: None,
-                last: None,
-            }
-        } else {
-            self.list_page(
+        let page = self
+            .list_page(
                 &input.bucket,
                 &prefix,
                 input.delimiter.as_deref(),
                 after.as_deref(),
                 max,
-            )?
-        };
+            )
+            .await?;
         let enc = |s: String| if url { encode(&s) } else { s };
         let key_count = page.objects.len() + page.prefixes.len();
         Ok(S3Response::new(ListObjectsV2Output {
@@ -158,16 +101,9 @@ impl Gateway {
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let after = input.marker.as_deref().filter(|m| !m.is_empty()).map(str::as_bytes);
-        let page = if max == 0 {
-            Page {
-                objects: vec![],
-                prefixes: vec![],
-                next: None,
-                last: None,
-            }
-        } else {
-            self.list_page(&input.bucket, &prefix, input.delimiter.as_deref(), after, max)?
-        };
+        let page = self
+            .list_page(&input.bucket, &prefix, input.delimiter.as_deref(), after, max)
+            .await?;
         let enc = |s: String| if url { encode(&s) } else { s };
         let truncated = page.next.is_some();
         Ok(S3Response::new(ListObjectsOutput {
@@ -177,7 +113,7 @@ impl Gateway {
             marker: input.marker.map(enc),
             max_keys: input.max_keys.or(Some(MAX_KEYS as i32)),
             is_truncated: Some(truncated),
-            next_marker: if truncated { page.last.map(enc) } else { None },
+            next_marker: page.next.map(enc),
             contents: Some(page.objects.into_iter().map(|l| object(l, url)).collect()),
             common_prefixes: Some(
                 page.prefixes
@@ -191,23 +127,12 @@ impl Gateway {
     }
 }
 
-/// The smallest key after `marker`; a common prefix (ends with the delimiter) is skipped whole.
-fn skip_past(marker: &[u8], delimiter: Option<&str>) -> Vec<u8> {
-    let mut v = marker.to_vec();
-    if delimiter.is_some_and(|d| marker.ends_with(d.as_bytes())) {
-        v.push(0xff);
-    } else {
-        v.push(0);
-    }
-    v
-}
-
-fn object(l: Listed, url: bool) -> Object {
+fn object(l: ListEntry, url: bool) -> Object {
     Object {
         key: Some(if url { encode(&l.key) } else { l.key }),
-        size: i64::try_from(l.manifest.size).ok(),
-        e_tag: Some(ETag::Strong(l.manifest.etag)),
-        last_modified: Some(ts(l.manifest.last_modified_ms)),
+        size: i64::try_from(l.summary.size).ok(),
+        e_tag: Some(ETag::Strong(l.summary.etag)),
+        last_modified: Some(ts(l.summary.last_modified_ms)),
         storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
         ..Default::default()
     }

@@ -11,6 +11,8 @@ mod list;
 mod multipart;
 mod object;
 mod observe;
+#[cfg(test)]
+mod props;
 mod sse;
 
 pub use auth::{screen, StaticAuth, MAX_PRESIGNED_EXPIRY_SECS};
@@ -24,6 +26,9 @@ use placement::BucketPolicy;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
 
+/// How long a GET response waits on a client that reads nothing, unless configured.
+pub const DEFAULT_RESPONSE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The S3 service: every supported operation, the rest answer NotImplemented.
 #[derive(Clone)]
 pub struct Gateway {
@@ -33,6 +38,9 @@ pub struct Gateway {
     encrypt_new_buckets: bool,
     /// Memory for PUT and GET bodies in flight, shared by all requests.
     memory: MemoryBudget,
+    /// How long a GET response may wait on a client that takes none of its bytes before it is
+    /// abandoned (and the object's shard sets unpinned).
+    response_stall: std::time::Duration,
 }
 
 impl Gateway {
@@ -44,7 +52,15 @@ impl Gateway {
             default_policy,
             encrypt_new_buckets: false,
             memory: MemoryBudget::new(LimitsConfig::BODY_MEMORY_BYTES, LimitsConfig::BODY_MEMORY_WAIT),
+            response_stall: DEFAULT_RESPONSE_STALL,
         }
+    }
+
+    /// Sets how long a GET response may wait on a client that reads nothing.
+    #[must_use]
+    pub fn response_stall_timeout(mut self, stall: std::time::Duration) -> Self {
+        self.response_stall = stall;
+        self
     }
 
     /// Sets whether buckets created from now on encrypt their objects at rest.

@@ -4,7 +4,8 @@
 
 use super::copy::copy_source;
 use super::headers::{
-    check_copy_source_conditions, content_headers, precondition_failed, provided_checksums, ts, write_condition,
+    check_copy_source_conditions, content_headers, copy_source_range, precondition_failed, provided_checksums, ts,
+    write_condition,
 };
 use super::object::IncomingBody;
 use super::{sse, Gateway};
@@ -175,7 +176,7 @@ impl Gateway {
         )?;
         let range = match input.copy_source_range.as_deref() {
             None => 0..src.size,
-            Some(r) => parse_copy_range(r, src.size)?,
+            Some(r) => copy_source_range(r, src.size)?,
         };
         if range.end - range.start > MAX_PART_SIZE as u64 {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
@@ -474,25 +475,4 @@ fn part_echo(part: &PartRecord) -> (Option<ServerSideEncryption>, Option<String>
         ),
         (None, None) => (None, None, None),
     }
-}
-
-/// Parses `bytes=first-last` of a copy source range.
-fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let bad = || {
-        s3_error!(
-            InvalidArgument,
-            "x-amz-copy-source-range must be bytes=first-last, got {r:?}"
-        )
-    };
-    let spec = r.trim().strip_prefix("bytes=").ok_or_else(bad)?;
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let first: u64 = a.trim().parse().map_err(|_| bad())?;
-    let last: u64 = b.trim().parse().map_err(|_| bad())?;
-    if first > last || last >= size {
-        return Err(s3_error!(
-            InvalidRange,
-            "copy source range {r:?} is outside the {size}-byte object"
-        ));
-    }
-    Ok(first..last + 1)
 }

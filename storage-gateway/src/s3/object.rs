@@ -1,8 +1,8 @@
 //! Single-object operations: PUT, GET, HEAD, DELETE and multi-object DELETE.
 
 use super::headers::{
-    check_read_conditions, checksum_hasher, content_headers, etag, metadata, precondition_failed, provided_checksums,
-    ts, verify_body, write_condition,
+    check_read_conditions, checksum_hasher, content_headers, etag, get_range, metadata, precondition_failed,
+    provided_checksums, ts, verify_body, write_condition,
 };
 use super::{sse, Gateway};
 use crate::crypto::Encryption;
@@ -14,7 +14,10 @@ use futures::Stream;
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A request body and what the client declared about it.
@@ -221,11 +224,10 @@ impl Gateway {
                 )),
             ),
             None => (whole, None),
-            Some(r) => {
-                let r = r.check(m.size)?;
-                let cr = format!("bytes {}-{}/{}", r.start, r.end - 1, m.size);
-                (r, Some(cr))
-            }
+            Some(r) => match get_range(r, m.size)? {
+                Some((r, cr)) => (r, Some(cr)),
+                None => (0..m.size, None),
+            },
         };
         let full = range.start == 0 && range.end == m.size;
         let memory = self
@@ -242,7 +244,13 @@ impl Gateway {
         // Read the first window before answering, so an unreadable object gets a proper S3
         // error instead of a 200 with a truncated body.
         let first = reader.next_chunk().await?;
-        let body = StreamingBlob::wrap(spawn_body(reader, first, memory));
+        let body = StreamingBlob::wrap(spawn_body(
+            reader,
+            first,
+            memory,
+            self.response_stall,
+            format!("{}/{}", input.bucket, input.key),
+        ));
         let h = &m.headers;
         let want_checksums = full
             && input
@@ -416,14 +424,30 @@ fn part_range(m: &ObjectManifest, part_number: Option<i32>) -> S3Result<std::ops
 
 /// Streams the rest of an object from a background task through a small bounded channel;
 /// `memory` is held until the body is dropped (sent, or the client gone).
-pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>, memory: Reservation) -> ChannelBody {
+///
+/// The task holds the reader, and so the pins on the object's shard sets. A client that stops
+/// reading would keep them forever (and the reaper from deleting sets the object has since
+/// replaced), so when a chunk waits longer than `stall` to be taken, the task gives up: the
+/// pins go, and the response ends with an error once what is buffered has been sent.
+pub(super) fn spawn_body(
+    mut reader: ObjectReader,
+    first: Option<Bytes>,
+    memory: Reservation,
+    stall: Duration,
+    what: String,
+) -> ChannelBody {
     let (tx, rx) = mpsc::channel(BODY_CHUNKS_IN_FLIGHT);
+    let stalled = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stalled);
     tokio::spawn(async move {
-        if let Some(first) = first {
-            if tx.send(Ok(first)).await.is_err() {
-                return;
-            }
-        } else {
+        let feed = Feed {
+            tx,
+            stall,
+            stalled: flag,
+            what,
+        };
+        let Some(first) = first else { return };
+        if !feed.send(Ok(first)).await {
             return;
         }
         loop {
@@ -437,24 +461,66 @@ pub(super) fn spawn_body(mut reader: ObjectReader, first: Option<Bytes>, memory:
                     Err(std::io::Error::other(e.to_string()))
                 }
             };
-            // The client went away: stop reading shards.
-            if tx.send(msg).await.is_err() || done {
+            if !feed.send(msg).await || done {
                 return;
             }
         }
     });
-    ChannelBody { rx, _memory: memory }
+    ChannelBody {
+        rx,
+        stalled,
+        _memory: memory,
+    }
+}
+
+/// The sending side of a [`ChannelBody`].
+struct Feed {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    stall: Duration,
+    stalled: Arc<AtomicBool>,
+    /// The object, for the log.
+    what: String,
+}
+
+impl Feed {
+    /// Hands one chunk to the response; false when the response is over (the client went
+    /// away, or took nothing for the stall timeout).
+    async fn send(&self, msg: Result<Bytes, std::io::Error>) -> bool {
+        match tokio::time::timeout(self.stall, self.tx.send(msg)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.stalled.store(true, Ordering::Release);
+                tracing::warn!(
+                    object = %self.what,
+                    stall_secs = self.stall.as_secs_f64(),
+                    "client read nothing for the stall timeout; response abandoned, shard sets unpinned"
+                );
+                false
+            }
+        }
+    }
 }
 
 /// A response body fed by a channel, holding the memory its chunks take.
 pub(super) struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    /// Set when the feeding task gave up on a client that stopped reading.
+    stalled: Arc<AtomicBool>,
     _memory: Reservation,
 }
 
 impl Stream for ChannelBody {
     type Item = Result<Bytes, std::io::Error>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        match self.rx.poll_recv(cx) {
+            // Ending cleanly would let a short body pass for a whole one: fail it instead.
+            Poll::Ready(None) if self.stalled.swap(false, Ordering::AcqRel) => {
+                Poll::Ready(Some(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "response abandoned: the client stopped reading",
+                ))))
+            }
+            other => other,
+        }
     }
 }
