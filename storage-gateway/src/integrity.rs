@@ -17,12 +17,15 @@
 //! Plaintext sets written before keyed integrity carry a CRC32C only, and their segment has no
 //! `integrity` record. They still read, with bitrot detection only.
 
-use ring::hmac;
 use std::sync::atomic::AtomicU64;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-/// Bytes of keyed MAC in a shard block (HMAC-SHA256 truncated to 128 bits).
+/// Bytes of keyed MAC in a shard block (keyed BLAKE3 truncated to 128 bits).
+///
+/// BLAKE3 in its keyed mode is a MAC by design. It was chosen over HMAC-SHA256 (ring) for speed:
+/// on the 2-core test machine it hashed 256 KiB at about 3x the rate (1.95 vs 0.59 GiB/s, under
+/// the same load), and every byte a GET returns passes through it (docs/codec.md).
 pub const MAC_LEN: usize = 16;
 
 /// Domain separation of the MAC input: no other keyed hash of the gateway can be taken for it.
@@ -32,7 +35,7 @@ const MAC_DOMAIN: &[u8; 8] = b"mls-mac1";
 #[derive(Clone)]
 pub struct ShardMac {
     set: Uuid,
-    key: hmac::Key,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for ShardMac {
@@ -44,11 +47,8 @@ impl std::fmt::Debug for ShardMac {
 impl ShardMac {
     /// The MAC of the shard blocks of `set` under `key`: the set's own random key.
     #[must_use]
-    pub fn new(set: Uuid, key: &[u8]) -> Self {
-        Self {
-            set,
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
-        }
+    pub fn new(set: Uuid, key: &[u8; 32]) -> Self {
+        Self { set, key: *key }
     }
 
     /// The shard set this key belongs to.
@@ -60,16 +60,15 @@ impl ShardMac {
     /// The MAC of `payload` as block `block` of shard `shard` of this set.
     #[must_use]
     pub fn tag(&self, shard: usize, block: u64, payload: &[u8]) -> [u8; MAC_LEN] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        ctx.update(MAC_DOMAIN);
-        ctx.update(self.set.as_bytes());
+        let mut h = blake3::Hasher::new_keyed(&self.key);
+        h.update(MAC_DOMAIN);
+        h.update(self.set.as_bytes());
         // Shard counts are bounded by MAX_SHARDS; a u32 holds any of them.
-        ctx.update(&u32::try_from(shard).unwrap_or(u32::MAX).to_be_bytes());
-        ctx.update(&block.to_be_bytes());
-        ctx.update(payload);
-        let full = ctx.sign();
+        h.update(&u32::try_from(shard).unwrap_or(u32::MAX).to_be_bytes());
+        h.update(&block.to_be_bytes());
+        h.update(payload);
         let mut tag = [0u8; MAC_LEN];
-        tag.copy_from_slice(&full.as_ref()[..MAC_LEN]);
+        tag.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
         tag
     }
 

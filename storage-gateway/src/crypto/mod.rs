@@ -437,7 +437,7 @@ pub fn new_set_mac(ring: &KeyRing, set: Uuid) -> Result<Option<(ShardMac, Segmen
     };
     let key = Secret::random()?;
     let record = SegmentMac {
-        alg: MacAlg::HmacSha256Trunc128,
+        alg: MacAlg::Blake3Trunc128,
         key: SegmentKey {
             wrapped_by: KeyWrap::Master {
                 key_id: active.id.clone(),
@@ -450,7 +450,7 @@ pub fn new_set_mac(ring: &KeyRing, set: Uuid) -> Result<Option<(ShardMac, Segmen
 
 /// The MAC key of the shard blocks of `set`, unwrapped with the master key ring.
 pub fn open_set_mac(set: Uuid, record: &SegmentMac, ring: &KeyRing) -> Result<ShardMac> {
-    let MacAlg::HmacSha256Trunc128 = record.alg;
+    let MacAlg::Blake3Trunc128 = record.alg;
     let KeyWrap::Master { key_id } = &record.key.wrapped_by else {
         return Err(Error::Crypto(format!(
             "shard set {set}: its MAC key is wrapped by a customer key; only master keys wrap MAC keys"
@@ -674,7 +674,7 @@ mod tests {
         assert_eq!(unwrap(&mk.key, set, &rec.key.wrapped_key).unwrap(), None, "a MAC key unwrapped as a data key");
         let (_, data) = new_set_key(&Encryption::Master(Arc::new(ring.clone())), set).unwrap().unwrap();
         let posing = SegmentMac {
-            alg: MacAlg::HmacSha256Trunc128,
+            alg: MacAlg::Blake3Trunc128,
             key: data,
         };
         assert!(open_set_mac(set, &posing, &ring).is_err(), "a data key unwrapped as a MAC key");

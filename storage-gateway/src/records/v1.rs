@@ -161,10 +161,10 @@ pub struct SegmentMac {
 /// A MAC of shard blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MacAlg {
-    /// HMAC-SHA256 truncated to 128 bits, over the set id, shard index, block index and the
+    /// Keyed BLAKE3 truncated to 128 bits, over the set id, shard index, block index and the
     /// shard block's payload (`crate::integrity`).
-    #[serde(rename = "hmac-sha256-128")]
-    HmacSha256Trunc128,
+    #[serde(rename = "blake3-128")]
+    Blake3Trunc128,
 }
 
 /// Which key wraps a set's data key.
