@@ -89,7 +89,11 @@ fn shard_files(srv: &TestServer, set: &str) -> BTreeMap<PathBuf, Vec<u8>> {
 /// recompute without the key), and the CRC32C recomputed, so the checksum holds.
 fn forge(path: &Path, layout: &Layout, blocks: impl IntoIterator<Item = u64>) {
     let mut bytes = fs::read(path).expect("read shard");
-    assert_eq!(bytes.len() as u64, layout.shard_object_len(), "{path:?} has the layout's length");
+    assert_eq!(
+        bytes.len() as u64,
+        layout.shard_object_len(),
+        "{path:?} has the layout's length"
+    );
     for j in blocks {
         let start = layout.shard_offset(j) as usize;
         let end = start + layout.stored_len(j) as usize;
@@ -145,7 +149,11 @@ async fn a_plaintext_shard_rewritten_with_a_valid_crc_is_read_around_scrubbed_an
     forge(&shard_path(&srv, &whole_set, 0), &l, 0..l.blocks());
     forge(&shard_path(&srv, &one_set, 1), &l, [2]);
 
-    assert_same_bytes(&get_bytes(&c, "plain", "whole").await, &whole, "GET around a forged shard");
+    assert_same_bytes(
+        &get_bytes(&c, "plain", "whole").await,
+        &whole,
+        "GET around a forged shard",
+    );
     let (first, last) = (2 * BLOCK as usize + 10, 2 * BLOCK as usize + 500);
     assert_same_bytes(
         &get_range(&c, "plain", "one", first, last).await,
@@ -165,16 +173,30 @@ async fn a_plaintext_shard_rewritten_with_a_valid_crc_is_read_around_scrubbed_an
 
     // The scrubber finds both without any read: five forged blocks, no CRC32C failure.
     let scrub = admin_json(&srv, "POST", "/api/v1/scrub").await;
-    assert_eq!((scrub["shards"].as_u64(), scrub["queued"].as_u64()), (Some(12), Some(2)), "{scrub}");
+    assert_eq!(
+        (scrub["shards"].as_u64(), scrub["queued"].as_u64()),
+        (Some(12), Some(2)),
+        "{scrub}"
+    );
     let scrub_found = prom_value(&srv.metrics().await, FORGED_METRIC, &[]).unwrap_or_default() - read_found;
     assert_eq!(scrub_found, 5.0, "forged blocks the scrubber found");
     let view = admin_json(&srv, "GET", "/api/v1/redundancy").await;
-    assert_eq!(view["scrubber"]["corrupt_blocks"], 0, "every forged CRC32C held: {view}");
+    assert_eq!(
+        view["scrubber"]["corrupt_blocks"], 0,
+        "every forged CRC32C held: {view}"
+    );
 
     let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
-    assert_eq!((heal["repaired"].as_u64(), heal["failed"].as_u64()), (Some(2), Some(0)), "{heal}");
+    assert_eq!(
+        (heal["repaired"].as_u64(), heal["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{heal}"
+    );
     for (path, want) in &originals {
-        assert!(&fs::read(path).expect("read shard") == want, "{path:?} differs from what was written");
+        assert!(
+            &fs::read(path).expect("read shard") == want,
+            "{path:?} differs from what was written"
+        );
     }
     let again = admin_json(&srv, "POST", "/api/v1/scrub").await;
     assert_eq!(again["queued"], 0, "scrub after healing: {again}");
@@ -223,7 +245,11 @@ async fn plaintext_shards_forged_beyond_the_parity_fail_the_get_and_nothing_wron
     // Nothing can be rebuilt from three good shards, and nothing is written from forged ones.
     let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
     assert_eq!(heal["repaired"], 0, "{heal}");
-    assert_eq!(shard_files(&srv, &set), forged_files, "the healer wrote over shards it could not rebuild");
+    assert_eq!(
+        shard_files(&srv, &set),
+        forged_files,
+        "the healer wrote over shards it could not rebuild"
+    );
     let view = admin_json(&srv, "GET", "/api/v1/redundancy").await;
     assert_eq!(view["buckets"]["plain"]["unreadable"], 1, "{view}");
 }
@@ -257,12 +283,23 @@ async fn an_encrypted_shard_rewritten_with_a_valid_crc_is_read_around_and_healed
     );
     let metrics = srv.metrics().await;
     let reauthenticated = prom_value(&metrics, REAUTHENTICATED_METRIC, &[]);
-    assert!(reauthenticated >= Some(4.0), "{REAUTHENTICATED_METRIC} = {reauthenticated:?}");
+    assert!(
+        reauthenticated >= Some(4.0),
+        "{REAUTHENTICATED_METRIC} = {reauthenticated:?}"
+    );
 
     // The healer has no data key: it rebuilds the queued shard from the other five, which must
     // agree with one another, and puts back exactly what was written.
     let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
-    assert_eq!((heal["repaired"].as_u64(), heal["failed"].as_u64()), (Some(1), Some(0)), "{heal}");
-    assert_eq!(shard_files(&srv, &set), originals, "the healed shards are the ones written");
+    assert_eq!(
+        (heal["repaired"].as_u64(), heal["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{heal}"
+    );
+    assert_eq!(
+        shard_files(&srv, &set),
+        originals,
+        "the healed shards are the ones written"
+    );
     assert_same_bytes(&get_bytes(&c, "enc", "obj").await, &data, "healed");
 }

@@ -104,7 +104,13 @@ impl Layout {
             (first..=last)
                 .map(|j| {
                     let off = (self.shard_offset(j) - start) as usize;
-                    verify_block(self, &bytes.slice(off..off + self.stored_len(j) as usize), shard, j, mac)
+                    verify_block(
+                        self,
+                        &bytes.slice(off..off + self.stored_len(j) as usize),
+                        shard,
+                        j,
+                        mac,
+                    )
                 })
                 .collect(),
         )
@@ -320,7 +326,9 @@ fn for_each_combination(n: usize, t: usize, mut f: impl FnMut(&[usize]) -> bool)
             return;
         }
         // The rightmost position that can still move right; the ones after it follow it.
-        let Some(p) = (0..t).rev().find(|&p| idx[p] < n - t + p) else { return };
+        let Some(p) = (0..t).rev().find(|&p| idx[p] < n - t + p) else {
+            return;
+        };
         idx[p] += 1;
         for q in p + 1..t {
             idx[q] = idx[q - 1] + 1;

@@ -40,7 +40,9 @@ pub struct ShardMac {
 
 impl std::fmt::Debug for ShardMac {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardMac").field("set", &self.set).finish_non_exhaustive()
+        f.debug_struct("ShardMac")
+            .field("set", &self.set)
+            .finish_non_exhaustive()
     }
 }
 
@@ -146,7 +148,10 @@ mod tests {
         assert_eq!(verify_block(&l, &stored[0], 1, 1, Some(&m)), Err(BlockFault::Mac));
         // Wrong key, and no key at all: refused, never passed unverified.
         let stranger = ShardMac::new(m.set(), &[9u8; 32]);
-        assert_eq!(verify_block(&l, &stored[0], 0, 1, Some(&stranger)), Err(BlockFault::Mac));
+        assert_eq!(
+            verify_block(&l, &stored[0], 0, 1, Some(&stranger)),
+            Err(BlockFault::Mac)
+        );
         assert_eq!(verify_block(&l, &stored[0], 0, 1, None), Err(BlockFault::Mac));
         // A rewrite that recomputes the CRC32C (the attacker has no key for the MAC).
         let mut forged = stored[0].to_vec();

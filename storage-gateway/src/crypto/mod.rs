@@ -280,7 +280,11 @@ fn wrap_as(kind: KeyKind, kek: &Secret, set: Uuid, key: &Secret) -> Result<Strin
     let mut buf = key.0.to_vec();
     let tag = kek
         .aead()
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(kind, set)), &mut buf)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(wrap_aad(kind, set)),
+            &mut buf,
+        )
         .map_err(|_| Error::Crypto(format!("wrapping the {} key of shard set {set}", kind.name())))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
@@ -318,10 +322,11 @@ fn unwrap_as(kind: KeyKind, kek: &Secret, set: Uuid, wrapped: &str) -> Result<Op
     }
     let nonce: [u8; NONCE_LEN] = raw[..NONCE_LEN].try_into().expect("length checked");
     let mut buf = raw[NONCE_LEN..].to_vec();
-    let Ok(plain) = kek
-        .aead()
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(kind, set)), &mut buf)
-    else {
+    let Ok(plain) = kek.aead().open_in_place(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(wrap_aad(kind, set)),
+        &mut buf,
+    ) else {
         return Ok(None);
     };
     let k: [u8; KEY_LEN] = plain[..].try_into().expect("length checked");
@@ -671,13 +676,22 @@ mod tests {
         // Bound to its set, and to being a MAC key.
         assert!(open_set_mac(Uuid::now_v7(), &rec, &ring).is_err());
         let mk = ring.active().unwrap();
-        assert_eq!(unwrap(&mk.key, set, &rec.key.wrapped_key).unwrap(), None, "a MAC key unwrapped as a data key");
-        let (_, data) = new_set_key(&Encryption::Master(Arc::new(ring.clone())), set).unwrap().unwrap();
+        assert_eq!(
+            unwrap(&mk.key, set, &rec.key.wrapped_key).unwrap(),
+            None,
+            "a MAC key unwrapped as a data key"
+        );
+        let (_, data) = new_set_key(&Encryption::Master(Arc::new(ring.clone())), set)
+            .unwrap()
+            .unwrap();
         let posing = SegmentMac {
             alg: MacAlg::Blake3Trunc128,
             key: data,
         };
-        assert!(open_set_mac(set, &posing, &ring).is_err(), "a data key unwrapped as a MAC key");
+        assert!(
+            open_set_mac(set, &posing, &ring).is_err(),
+            "a data key unwrapped as a MAC key"
+        );
         // Another ring (a lost key file replaced) opens nothing.
         assert!(open_set_mac(set, &rec, &KeyRing::ephemeral_for_tests()).is_err());
         assert!(new_set_mac(&KeyRing::empty(), set).unwrap().is_none());
@@ -685,7 +699,9 @@ mod tests {
         let new = MasterKey::generate().unwrap();
         let moved = rewrap_mac(set, &rec, mk, &new).unwrap();
         assert_eq!(moved.key.wrapped_by, KeyWrap::Master { key_id: new.id.clone() });
-        let key = unwrap_as(KeyKind::Mac, &new.key, set, &moved.key.wrapped_key).unwrap().unwrap();
+        let key = unwrap_as(KeyKind::Mac, &new.key, set, &moved.key.wrapped_key)
+            .unwrap()
+            .unwrap();
         assert!(ShardMac::new(set, &key.0).verify(1, 2, b"payload", &tag));
     }
 }

@@ -134,9 +134,9 @@ impl ObjectReader {
                 };
                 let mac = match &segment.integrity {
                     None => None,
-                    Some(rec) => Some(
-                        open_set_mac(segment.set, rec, self.engine.keys()).map_err(|e| in_object(&self.what, e))?,
-                    ),
+                    Some(rec) => {
+                        Some(open_set_mac(segment.set, rec, self.engine.keys()).map_err(|e| in_object(&self.what, e))?)
+                    }
                 };
                 self.current = Some(SegmentCursor {
                     codec: Codec::new(layout.k, layout.m)?,
@@ -218,7 +218,10 @@ async fn read_blocks(
         let mut failed = None;
         for b in unauthentic {
             let j = first + b as u64;
-            match cur.codec.decode_authentic(&layout, j, &got.block(b), |s| cipher.open(j, s).ok()) {
+            match cur
+                .codec
+                .decode_authentic(&layout, j, &got.block(b), |s| cipher.open(j, s).ok())
+            {
                 Ok(authentic) => {
                     counters.reauthenticated_blocks.fetch_add(1, Ordering::Relaxed);
                     for i in authentic.disagreeing {
@@ -304,7 +307,9 @@ async fn gather(
             launch += 1;
         }
         for _ in 0..launch {
-            let Some(i) = plan.next(&got.tried, &cur.bad) else { break };
+            let Some(i) = plan.next(&got.tried, &cur.bad) else {
+                break;
+            };
             got.tried[i] = true;
             asked.push(i);
             hedge_at.push((i, now + plan.hedge_delay(i)));

@@ -460,8 +460,16 @@ async fn sets_written_before_keyed_integrity_read_beside_keyed_ones() {
     let new_bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
     let new = after.put("after", "new", &new_bytes).await;
     let seg = &new.segments[0];
-    assert!(seg.integrity.is_some() && seg.layout().keyed, "new plaintext sets are keyed");
-    let set_rec = after.engine.catalog().set(seg.set).expect("set record").expect("live set");
+    assert!(
+        seg.integrity.is_some() && seg.layout().keyed,
+        "new plaintext sets are keyed"
+    );
+    let set_rec = after
+        .engine
+        .catalog()
+        .set(seg.set)
+        .expect("set record")
+        .expect("live set");
     assert_eq!(
         set_rec.segment.and_then(|s| s.integrity),
         seg.integrity,
@@ -471,7 +479,11 @@ async fn sets_written_before_keyed_integrity_read_beside_keyed_ones() {
         let (m, pins) = after.engine.pinned_object(B, key).expect("lookup").expect("object");
         let mut reader = after.engine.reader(B, key, &m, pins, 100..m.size);
         let mut got = Vec::new();
-        while let Some(chunk) = reader.next_chunk().await.unwrap_or_else(|e| panic!("reading {key}: {e}")) {
+        while let Some(chunk) = reader
+            .next_chunk()
+            .await
+            .unwrap_or_else(|e| panic!("reading {key}: {e}"))
+        {
             got.extend_from_slice(&chunk);
         }
         assert!(got == want[100..], "{key} read back wrong");

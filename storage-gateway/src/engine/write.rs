@@ -369,7 +369,9 @@ impl Engine {
             backends: backends.clone(),
             armed: true,
         };
-        let (segment, failed, hasher) = self.write_shards(set, &backends, policy, body, hasher, protection).await?;
+        let (segment, failed, hasher) = self
+            .write_shards(set, &backends, policy, body, hasher, protection)
+            .await?;
         Ok((WrittenSet { segment, failed, guard }, hasher))
     }
 
@@ -435,7 +437,8 @@ impl Engine {
                     Some(c) => {
                         let mut sealed = Vec::with_capacity(block.len() + crate::crypto::TAG_LEN);
                         sealed.extend_from_slice(&block);
-                        c.seal(j, &mut sealed).and_then(|()| codec.encode(&layout, j, &sealed, None))
+                        c.seal(j, &mut sealed)
+                            .and_then(|()| codec.encode(&layout, j, &sealed, None))
                     }
                 };
                 (codec, hasher, shards)
