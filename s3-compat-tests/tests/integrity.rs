@@ -303,3 +303,46 @@ async fn an_encrypted_shard_rewritten_with_a_valid_crc_is_read_around_and_healed
     );
     assert_same_bytes(&get_bytes(&c, "enc", "obj").await, &data, "healed");
 }
+
+#[tokio::test]
+async fn mac_keys_follow_a_master_key_rotation() {
+    // The MAC keys of plaintext sets are wrapped by the master key, in the manifest and in the
+    // set record: `rotate-key --retire-old` must rewrap both, or the old key's retirement would
+    // leave every plaintext object unverifiable (and so unreadable).
+    let mut srv = server("off");
+    let c = srv.client();
+    create_bucket(&c, "plain").await;
+    let data = random_bytes(SIZE);
+    let set = put_new_set(&srv, &c, "plain", "obj", &data).await;
+    srv.stop();
+    let out = srv.run_admin(&["rotate-key", "--retire-old"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "rotate-key failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("rewrapped 2 copies of shard MAC keys (1 set records)"),
+        "unexpected report: {stdout}"
+    );
+    srv.start_again();
+    let c = srv.client();
+    assert_same_bytes(&get_bytes(&c, "plain", "obj").await, &data, "after rotation");
+    // The scrubber and healer read the set record's copy: still a MAC they can check.
+    let l = layout(false);
+    forge(&shard_path(&srv, &set, 3), &l, [0]);
+    let scrub = admin_json(&srv, "POST", "/api/v1/scrub").await;
+    assert_eq!(
+        (scrub["shards"].as_u64(), scrub["queued"].as_u64()),
+        (Some(6), Some(1)),
+        "{scrub}"
+    );
+    let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
+    assert_eq!(
+        (heal["repaired"].as_u64(), heal["failed"].as_u64()),
+        (Some(1), Some(0)),
+        "{heal}"
+    );
+    assert_same_bytes(&get_bytes(&c, "plain", "obj").await, &data, "healed after rotation");
+}
