@@ -346,3 +346,49 @@ async fn mac_keys_follow_a_master_key_rotation() {
     );
     assert_same_bytes(&get_bytes(&c, "plain", "obj").await, &data, "healed after rotation");
 }
+
+#[tokio::test]
+async fn the_healer_writes_nothing_from_shards_that_disagree() {
+    // An encrypted set with one shard rewritten (valid CRC32C, not yet found) and another lost.
+    // The healer has no data key: rebuilding the lost shard from the rewritten one would make
+    // the damage permanent, so it must notice the disagreement and write nothing until a read
+    // has authenticated the blocks and named the rewritten shard.
+    let srv = server("on");
+    let c = srv.client();
+    create_bucket(&c, "enc").await;
+    let data = random_bytes(SIZE);
+    let set = put_new_set(&srv, &c, "enc", "obj", &data).await;
+    let originals = shard_files(&srv, &set);
+    forge(&shard_path(&srv, &set, 0), &layout(true), [1]);
+    let lost = shard_path(&srv, &set, 5);
+    fs::remove_file(&lost).expect("remove shard 5");
+
+    let scrub = admin_json(&srv, "POST", "/api/v1/scrub").await;
+    assert_eq!(scrub["queued"], 1, "the lost shard, not the rewritten one: {scrub}");
+    let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
+    assert_eq!(
+        (heal["repaired"].as_u64(), heal["failed"].as_u64()),
+        (Some(0), Some(1)),
+        "{heal}"
+    );
+    assert!(!lost.exists(), "a shard was rebuilt from a rewritten one");
+    assert!(
+        srv.log_contents()
+            .contains("disagrees with the block decoded from the other shards"),
+        "the log says why nothing was written"
+    );
+
+    // A GET authenticates block 1, names shard 0, and then both rebuild to what was written.
+    assert_same_bytes(&get_bytes(&c, "enc", "obj").await, &data, "GET around both");
+    let heal = admin_json(&srv, "POST", "/api/v1/heal").await;
+    assert_eq!(
+        (heal["repaired"].as_u64(), heal["failed"].as_u64()),
+        (Some(2), Some(0)),
+        "{heal}"
+    );
+    assert_eq!(
+        shard_files(&srv, &set),
+        originals,
+        "the healed shards are the ones written"
+    );
+}

@@ -5,7 +5,8 @@
 //! there. Verified means a valid checksum and, in sets with keyed integrity, a valid MAC (the
 //! healer keys the MACs of what it writes too). The shards being rebuilt are sources only when
 //! too few others verify, and the rebuilt block must agree with every other shard read: in a
-//! set without a MAC a rewritten shard shows only that way, and nothing is written from it. Work is resumable because the queue lives in RocksDB and an entry is removed only after
+//! set without a MAC a rewritten shard shows only that way, and nothing is written from it.
+//! Work is resumable because the queue lives in RocksDB and an entry is removed only after
 //! the shard is durable again. The set is pinned while it is rebuilt, so a concurrent overwrite
 //! cannot have it deleted underneath (which would leave the rebuilt shard an orphan).
 
@@ -293,7 +294,7 @@ impl Engine {
                     let coded = codec.encode(&layout, j, &block, mac.as_ref())?;
                     if let Some(i) = disagreeing(&layout, &coded, &shards) {
                         return Err(Error::Crypto(format!(
-                            "healing shard set {}: block {j} of shard {i} disagrees with the block decoded from the others: a shard read was rewritten with a valid checksum, and which one takes authenticating the block (a GET of the object finds it and queues it)",
+                            "healing shard set {}: block {j} of shard {i} disagrees with the block decoded from the other shards: one of them was rewritten with a valid checksum, and only authenticating the block (as a GET of the object does) tells which; nothing written",
                             segment.set
                         )));
                     }
