@@ -85,6 +85,10 @@ fn rotate_key(args: RotateArgs) -> anyhow::Result<()> {
         "rewrapped {} data keys ({} object manifests, {} multipart parts); {} already under the active key, {} SSE-C, {} unencrypted",
         report.keys_rewrapped, report.objects, report.parts, report.keys_current, report.customer_keys, report.plaintext
     );
+    println!(
+        "rewrapped {} copies of shard MAC keys ({} set records); {} already under the active key",
+        report.mac_keys_rewrapped, report.sets, report.mac_keys_current
+    );
     if !report.complete() {
         for f in &report.failures {
             eprintln!("not rewrapped: {f}");

@@ -449,22 +449,25 @@ async fn altered_ciphertext_is_refused_not_returned() {
     let data = random_bytes(3 * 4096);
     put_bytes(&c, "enc", "obj", &data).await;
     srv.settled().await;
-    // Flip a bit in block 1 of data shard 0 and fix the shard block's CRC32C, as a
-    // backend that rewrites data on purpose would: only the GCM tag can notice.
+    // Flip a bit in block 1 of three shards and fix each shard block's CRC32C, as a backend
+    // that rewrites data on purpose would: only the GCM tag can notice. One rewritten shard is
+    // read around (tests/integrity.rs); three are more than the parity of 4+2 covers.
     let set = srv.distinct_shard_sets().into_iter().next().unwrap();
-    let shard = srv
-        .backend_dirs()
-        .into_iter()
-        .map(|d| d.join("shards").join(&set).join("0"))
-        .find(|p| p.exists())
-        .expect("shard 0 on some backend");
-    let mut bytes = std::fs::read(&shard).unwrap();
-    let stored = 1088 + 4; // (4096 + 16) / 4 = 1028 -> 1088 aligned, + CRC
-    let block = &mut bytes[stored..2 * stored];
-    block[10] ^= 0x01;
-    let crc = crc32c::crc32c(&block[..stored - 4]);
-    block[stored - 4..].copy_from_slice(&crc.to_le_bytes());
-    std::fs::write(&shard, &bytes).unwrap();
+    for idx in ["0", "2", "4"] {
+        let shard = srv
+            .backend_dirs()
+            .into_iter()
+            .map(|d| d.join("shards").join(&set).join(idx))
+            .find(|p| p.exists())
+            .expect("the shard on some backend");
+        let mut bytes = std::fs::read(&shard).unwrap();
+        let stored = 1088 + 4; // (4096 + 16) / 4 = 1028 -> 1088 aligned, + CRC
+        let block = &mut bytes[stored..2 * stored];
+        block[10] ^= 0x01;
+        let crc = crc32c::crc32c(&block[..stored - 4]);
+        block[stored - 4..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&shard, &bytes).unwrap();
+    }
 
     let e = expect_err(
         c.get_object().bucket("enc").key("obj").send().await,

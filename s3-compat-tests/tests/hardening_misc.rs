@@ -477,10 +477,47 @@ async fn a_missing_key_file_is_made_when_nothing_needs_the_old_one() {
     let mut srv = TestServer::start(ServerOptions::new().encryption("off"));
     let c = srv.client();
     create_bucket(&c, "plain").await;
-    put_bytes(&c, "plain", "k", b"plaintext").await;
+    // An object written and deleted again leaves nothing that the old key wraps.
+    put_bytes(&c, "plain", "gone", b"plaintext").await;
+    c.delete_object()
+        .bucket("plain")
+        .key("gone")
+        .send()
+        .await
+        .expect("delete");
     srv.stop();
     std::fs::remove_file(srv.data_dir().join(KEY_FILE)).expect("remove the key file");
     srv.start_again();
     assert!(srv.data_dir().join(KEY_FILE).exists(), "a new key file should be made");
+    let c = srv.client();
+    put_bytes(&c, "plain", "k", b"plaintext").await;
+    assert_eq!(get_bytes(&c, "plain", "k").await, b"plaintext");
+}
+
+/// A plaintext object's shard blocks carry a MAC under a key that the master key wraps
+/// (keyed integrity): a lost key file makes it unverifiable, so the start is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_master_key_file_stops_the_start_when_plaintext_objects_need_it() {
+    let mut srv = TestServer::start(ServerOptions::new().encryption("off"));
+    let c = srv.client();
+    create_bucket(&c, "plain").await;
+    put_bytes(&c, "plain", "k", b"plaintext").await;
+    srv.stop();
+    let key_file = srv.data_dir().join(KEY_FILE);
+    let saved = srv.scratch_dir().join(KEY_FILE);
+    std::fs::rename(&key_file, &saved).expect("move the key file away");
+    assert!(
+        srv.try_start_second_instance().is_err(),
+        "the gateway started without the key that its plaintext objects' MACs need"
+    );
+    let said = |log: &str| log.contains(&format!("{KEY_FILE} is missing")) && log.contains("MAC key");
+    assert!(
+        eventually(LOG_WAIT, || said(&srv.log_contents())).await,
+        "the refusal should name the file and the object that needs it:\n{}",
+        srv.log_contents()
+    );
+    assert!(!key_file.exists(), "a new key file was written");
+    std::fs::rename(&saved, &key_file).expect("restore the key file");
+    srv.start_again();
     assert_eq!(get_bytes(&srv.client(), "plain", "k").await, b"plaintext");
 }

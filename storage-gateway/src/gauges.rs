@@ -13,7 +13,7 @@ pub fn register(engine: &Engine) {
         return;
     }
     type Field = fn(&Engine) -> &AtomicU64;
-    let counters: [(&'static str, &'static str, &'static str, Field); 11] = [
+    let counters: [(&'static str, &'static str, &'static str, Field); 14] = [
         (
             "mlsysops.healer.shards_repaired",
             "Shards rebuilt and written back by the healer",
@@ -73,6 +73,24 @@ pub fn register(engine: &Engine) {
             "Shards the scrubber found missing or short",
             "{shard}",
             |e| &e.scrub_counters().missing_shards,
+        ),
+        (
+            "mlsysops.integrity.forged_shard_blocks",
+            "Shard blocks with a valid checksum found rewritten (keyed MAC or authenticated decoding failed)",
+            "{block}",
+            |e| &e.integrity_counters().forged_shard_blocks,
+        ),
+        (
+            "mlsysops.integrity.reauthenticated_blocks",
+            "Encrypted blocks that failed authentication and were decoded from other shards",
+            "{block}",
+            |e| &e.integrity_counters().reauthenticated_blocks,
+        ),
+        (
+            "mlsysops.integrity.unauthenticated_blocks",
+            "Encrypted blocks that failed authentication however they were decoded (failed reads)",
+            "{block}",
+            |e| &e.integrity_counters().unauthenticated_blocks,
         ),
         (
             "mlsysops.scrubber.read",

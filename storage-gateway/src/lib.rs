@@ -25,8 +25,10 @@
 //! [`gauges`] and [`server`] call its verbs and lookups.
 //!
 //! - [`records`]: versioned records (object manifests, shard sets, buckets and their policy
-//!   history, uploads, parts, repairs): `v1` today, and how a `v2` is added.
-//! - [`codec`]: Reed-Solomon + per-shard-block CRC32C and the shard layout.
+//!   history, uploads, parts, repairs): `v1`, and `v2` for upload records (their encryption).
+//! - [`codec`]: Reed-Solomon + per-shard-block CRC32C (and keyed MAC) and the shard layout.
+//! - [`integrity`]: what catches a shard rewritten with a valid CRC32C: a keyed MAC per shard
+//!   block of plaintext sets, and a search for the authentic decoding of encrypted blocks.
 //! - [`crypto`]: AES-256-GCM sealing of blocks, data keys wrapped by rotatable master keys
 //!   or SSE-C customer keys.
 //! - [`meta`]: the `MetaStore` trait, RocksDB, and the typed `Catalog` with the commit rules;
@@ -49,6 +51,7 @@ pub mod crypto;
 pub mod engine;
 pub mod error;
 pub mod gauges;
+pub mod integrity;
 pub mod limits;
 pub mod meta;
 pub mod records;

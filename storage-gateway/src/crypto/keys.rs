@@ -284,7 +284,7 @@ impl KeyRing {
 }
 
 /// The first thing in the metadata that a master key is needed for, described: a bucket that
-/// encrypts at rest, or an object or multipart part whose data key a master key wraps. `None`
+/// encrypts at rest, or an object or multipart part whose data key or MAC key a master key wraps. `None`
 /// for metadata without any (a fresh data dir, or one that never encrypted). Reads every record
 /// in the worst case, which only a start without a key file pays.
 fn needs_master_key(store: &dyn MetaStore) -> Result<Option<String>> {
@@ -298,13 +298,18 @@ fn needs_master_key(store: &dyn MetaStore) -> Result<Option<String>> {
         }
         Ok(Walk::Next)
     })?;
+    // A plaintext set's MAC key is wrapped by a master key too: without it, its keyed shard
+    // blocks cannot be verified and the object cannot be read.
     let wrapping_key = |segments: &[Segment]| {
-        segments.iter().find_map(|s| match &s.encryption {
-            Some(SegmentKey {
-                wrapped_by: KeyWrap::Master { key_id },
-                ..
-            }) => Some(key_id.clone()),
-            _ => None,
+        segments.iter().find_map(|s| {
+            let keys = s.encryption.iter().chain(s.integrity.iter().map(|mac| &mac.key));
+            keys.into_iter().find_map(|k| match k {
+                SegmentKey {
+                    wrapped_by: KeyWrap::Master { key_id },
+                    ..
+                } => Some(key_id.clone()),
+                _ => None,
+            })
         })
     };
     if found.is_none() {
@@ -312,7 +317,7 @@ fn needs_master_key(store: &dyn MetaStore) -> Result<Option<String>> {
             let name = String::from_utf8_lossy(k).replacen('\0', "/", 1);
             let m: ObjectManifest = decode(|| format!("object {name}"), v)?;
             if let Some(id) = wrapping_key(&m.segments) {
-                found = Some(format!("object {name}, encrypted under master key {id:?}"));
+                found = Some(format!("object {name}, whose data or MAC key master key {id:?} wraps"));
                 return Ok(Walk::Stop);
             }
             Ok(Walk::Next)
@@ -323,7 +328,7 @@ fn needs_master_key(store: &dyn MetaStore) -> Result<Option<String>> {
             let p: PartRecord = decode(|| "multipart part".into(), v)?;
             if let Some(id) = wrapping_key(std::slice::from_ref(&p.segment)) {
                 found = Some(format!(
-                    "part {} of a multipart upload, encrypted under master key {id:?}",
+                    "part {} of a multipart upload, whose data or MAC key master key {id:?} wraps",
                     p.part_number
                 ));
                 return Ok(Walk::Stop);
@@ -388,6 +393,7 @@ mod tests {
             m: 0,
             block_size: 4096,
             backends: vec!["a".into()],
+            integrity: None,
             encryption: wrapped_by.map(|w| SegmentKey {
                 wrapped_by: w,
                 wrapped_key: "a2V5".into(),

@@ -12,12 +12,17 @@
 //! The data key is stored in the manifest segment, wrapped (AES-256-GCM, random nonce) either
 //! by a master key ([`keys::KeyRing`], rotatable without touching data) or by an SSE-C
 //! customer key, of which only the MD5 is kept.
+//!
+//! Plaintext sets get a random MAC key instead ([`new_set_mac`]), which keys the MAC in every
+//! shard block ([`crate::integrity`]). A master key wraps it the same way, under its own
+//! associated data, so a wrapped MAC key can never pass for a data key, nor the reverse.
 
 pub mod keys;
 pub mod rotate;
 
 use crate::error::{Error, Result};
-use crate::records::{KeyWrap, SegmentKey};
+use crate::integrity::ShardMac;
+use crate::records::{KeyWrap, MacAlg, SegmentKey, SegmentMac};
 use base64::Engine as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -36,6 +41,7 @@ pub const KEY_LEN: usize = 32;
 /// confused, and a later format can change either without ambiguity.
 const BLOCK_AAD_TAG: &[u8; 8] = b"mls-blk1";
 const WRAP_AAD_TAG: &[u8; 8] = b"mls-wrp1";
+const MAC_WRAP_AAD_TAG: &[u8; 8] = b"mls-mwr1";
 
 /// 32 secret bytes; Debug never shows them.
 #[derive(Clone, PartialEq, Eq)]
@@ -241,48 +247,86 @@ impl SetCipher {
     }
 }
 
-fn wrap_aad(set: Uuid) -> [u8; 24] {
+/// What a wrapped key is: the associated data of its wrapping says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    /// A set's data key (AES-256-GCM of its blocks).
+    Data,
+    /// A set's MAC key (the keyed MAC of its shard blocks).
+    Mac,
+}
+
+fn wrap_aad(kind: KeyKind, set: Uuid) -> [u8; 24] {
     let mut a = [0u8; 24];
-    a[..8].copy_from_slice(WRAP_AAD_TAG);
+    a[..8].copy_from_slice(match kind {
+        KeyKind::Data => WRAP_AAD_TAG,
+        KeyKind::Mac => MAC_WRAP_AAD_TAG,
+    });
     a[8..].copy_from_slice(set.as_bytes());
     a
 }
 
 /// Wraps `data_key` of `set` under `kek`: base64 of nonce ‖ ciphertext ‖ tag.
 fn wrap(kek: &Secret, set: Uuid, data_key: &Secret) -> Result<String> {
+    wrap_as(KeyKind::Data, kek, set, data_key)
+}
+
+/// Wraps `key` of `set`, of kind `kind`, under `kek`: base64 of nonce ‖ ciphertext ‖ tag.
+fn wrap_as(kind: KeyKind, kek: &Secret, set: Uuid, key: &Secret) -> Result<String> {
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| Error::Crypto("the system random generator failed".into()))?;
-    let mut buf = data_key.0.to_vec();
+    let mut buf = key.0.to_vec();
     let tag = kek
         .aead()
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(set)), &mut buf)
-        .map_err(|_| Error::Crypto(format!("wrapping the data key of shard set {set}")))?;
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(wrap_aad(kind, set)),
+            &mut buf,
+        )
+        .map_err(|_| Error::Crypto(format!("wrapping the {} key of shard set {set}", kind.name())))?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&buf);
     out.extend_from_slice(tag.as_ref());
     Ok(base64::engine::general_purpose::STANDARD.encode(out))
 }
 
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Mac => "MAC",
+        }
+    }
+}
+
 /// Unwraps a data key of `set`; `None` when `kek` is not the key that wrapped it.
 fn unwrap(kek: &Secret, set: Uuid, wrapped: &str) -> Result<Option<Secret>> {
+    unwrap_as(KeyKind::Data, kek, set, wrapped)
+}
+
+/// Unwraps a key of kind `kind` of `set`; `None` when `kek` is not the key that wrapped it
+/// (or it was wrapped as another kind).
+fn unwrap_as(kind: KeyKind, kek: &Secret, set: Uuid, wrapped: &str) -> Result<Option<Secret>> {
+    let what = kind.name();
     let raw = base64::engine::general_purpose::STANDARD
         .decode(wrapped)
-        .map_err(|e| Error::Crypto(format!("wrapped data key of shard set {set} is not base64: {e}")))?;
+        .map_err(|e| Error::Crypto(format!("wrapped {what} key of shard set {set} is not base64: {e}")))?;
     if raw.len() != NONCE_LEN + KEY_LEN + TAG_LEN {
         return Err(Error::Crypto(format!(
-            "wrapped data key of shard set {set} has {} bytes, expected {}",
+            "wrapped {what} key of shard set {set} has {} bytes, expected {}",
             raw.len(),
             NONCE_LEN + KEY_LEN + TAG_LEN
         )));
     }
     let nonce: [u8; NONCE_LEN] = raw[..NONCE_LEN].try_into().expect("length checked");
     let mut buf = raw[NONCE_LEN..].to_vec();
-    let Ok(plain) = kek
-        .aead()
-        .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(wrap_aad(set)), &mut buf)
-    else {
+    let Ok(plain) = kek.aead().open_in_place(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(wrap_aad(kind, set)),
+        &mut buf,
+    ) else {
         return Ok(None);
     };
     let k: [u8; KEY_LEN] = plain[..].try_into().expect("length checked");
@@ -364,16 +408,71 @@ pub fn open_set_key(
 
 /// Rewraps a master-wrapped data key of `set` from key `old` to key `new`.
 pub fn rewrap(set: Uuid, record: &SegmentKey, old: &MasterKey, new: &MasterKey) -> Result<SegmentKey> {
-    let dk = unwrap(&old.key, set, &record.wrapped_key)?.ok_or_else(|| {
+    rewrap_as(KeyKind::Data, set, record, old, new)
+}
+
+/// Rewraps the MAC key of `set` from master key `old` to master key `new`.
+pub fn rewrap_mac(set: Uuid, record: &SegmentMac, old: &MasterKey, new: &MasterKey) -> Result<SegmentMac> {
+    Ok(SegmentMac {
+        alg: record.alg,
+        key: rewrap_as(KeyKind::Mac, set, &record.key, old, new)?,
+    })
+}
+
+fn rewrap_as(kind: KeyKind, set: Uuid, record: &SegmentKey, old: &MasterKey, new: &MasterKey) -> Result<SegmentKey> {
+    let key = unwrap_as(kind, &old.key, set, &record.wrapped_key)?.ok_or_else(|| {
         Error::Crypto(format!(
-            "shard set {set}: its data key does not unwrap under master key {:?}",
+            "shard set {set}: its {} key does not unwrap under master key {:?}",
+            kind.name(),
             old.id
         ))
     })?;
     Ok(SegmentKey {
         wrapped_by: KeyWrap::Master { key_id: new.id.clone() },
-        wrapped_key: wrap(&new.key, set, &dk)?,
+        wrapped_key: wrap_as(kind, &new.key, set, &key)?,
     })
+}
+
+/// A fresh MAC key for the shard blocks of plaintext set `set`, wrapped by the ring's active
+/// master key; `None` when the ring has no key (an engine that never encrypts, as in tests):
+/// such a set is written with CRC32C-only shard blocks.
+pub fn new_set_mac(ring: &KeyRing, set: Uuid) -> Result<Option<(ShardMac, SegmentMac)>> {
+    let Ok(active) = ring.active() else {
+        return Ok(None);
+    };
+    let key = Secret::random()?;
+    let record = SegmentMac {
+        alg: MacAlg::Blake3Trunc128,
+        key: SegmentKey {
+            wrapped_by: KeyWrap::Master {
+                key_id: active.id.clone(),
+            },
+            wrapped_key: wrap_as(KeyKind::Mac, &active.key, set, &key)?,
+        },
+    };
+    Ok(Some((ShardMac::new(set, &key.0), record)))
+}
+
+/// The MAC key of the shard blocks of `set`, unwrapped with the master key ring.
+pub fn open_set_mac(set: Uuid, record: &SegmentMac, ring: &KeyRing) -> Result<ShardMac> {
+    let MacAlg::Blake3Trunc128 = record.alg;
+    let KeyWrap::Master { key_id } = &record.key.wrapped_by else {
+        return Err(Error::Crypto(format!(
+            "shard set {set}: its MAC key is wrapped by a customer key; only master keys wrap MAC keys"
+        )));
+    };
+    let mk = ring.get(key_id).ok_or_else(|| {
+        Error::Crypto(format!(
+            "shard set {set}: its MAC key is wrapped by master key {key_id:?}, which is not in the key ring ({})",
+            ring.describe()
+        ))
+    })?;
+    match unwrap_as(KeyKind::Mac, &mk.key, set, &record.key.wrapped_key)? {
+        Some(key) => Ok(ShardMac::new(set, &key.0)),
+        None => Err(Error::Crypto(format!(
+            "shard set {set}: its MAC key does not unwrap under master key {key_id:?}: the master key file holds a different key under that id"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -486,6 +585,7 @@ mod tests {
                 wrapped_by: KeyWrap::Master { key_id: "mk".into() },
                 wrapped_key: String::new(),
             }),
+            integrity: None,
         };
         let layout = seg.layout();
         let mut codec = Codec::new(4, 2).unwrap();
@@ -494,7 +594,7 @@ mod tests {
             let mut sealed = vec![j as u8; plain_len];
             c.seal(j, &mut sealed).unwrap();
             assert_eq!(sealed.len() as u64, layout.block_len(j));
-            let shards = codec.encode(&layout, &sealed).unwrap();
+            let shards = codec.encode(&layout, j, &sealed, None).unwrap();
             for s in &shards {
                 assert_eq!(s.len() as u64, layout.stored_len(j));
             }
@@ -503,7 +603,7 @@ mod tests {
             got[3] = None;
             let stored = codec.decode(&layout, layout.block_len(j) as usize, &got).unwrap();
             assert_eq!(&stored[..], &sealed[..]);
-            assert_eq!(codec.encode(&layout, &stored).unwrap(), shards);
+            assert_eq!(codec.encode(&layout, j, &stored, None).unwrap(), shards);
             assert_eq!(&c.open(j, &stored).unwrap()[..], &vec![j as u8; plain_len][..]);
         }
     }
@@ -563,5 +663,45 @@ mod tests {
             open_set_key(set, &rec, &ring, None),
             Err(Error::CustomerKey(_))
         ));
+    }
+
+    #[test]
+    fn mac_keys_wrap_under_the_master_key_and_never_pass_for_data_keys() {
+        let ring = KeyRing::ephemeral_for_tests();
+        let set = Uuid::now_v7();
+        let (mac, rec) = new_set_mac(&ring, set).unwrap().unwrap();
+        let tag = mac.tag(1, 2, b"payload");
+        let back = open_set_mac(set, &rec, &ring).unwrap();
+        assert!(back.verify(1, 2, b"payload", &tag));
+        // Bound to its set, and to being a MAC key.
+        assert!(open_set_mac(Uuid::now_v7(), &rec, &ring).is_err());
+        let mk = ring.active().unwrap();
+        assert_eq!(
+            unwrap(&mk.key, set, &rec.key.wrapped_key).unwrap(),
+            None,
+            "a MAC key unwrapped as a data key"
+        );
+        let (_, data) = new_set_key(&Encryption::Master(Arc::new(ring.clone())), set)
+            .unwrap()
+            .unwrap();
+        let posing = SegmentMac {
+            alg: MacAlg::Blake3Trunc128,
+            key: data,
+        };
+        assert!(
+            open_set_mac(set, &posing, &ring).is_err(),
+            "a data key unwrapped as a MAC key"
+        );
+        // Another ring (a lost key file replaced) opens nothing.
+        assert!(open_set_mac(set, &rec, &KeyRing::ephemeral_for_tests()).is_err());
+        assert!(new_set_mac(&KeyRing::empty(), set).unwrap().is_none());
+        // Rotation rewraps it; the MAC key itself is unchanged.
+        let new = MasterKey::generate().unwrap();
+        let moved = rewrap_mac(set, &rec, mk, &new).unwrap();
+        assert_eq!(moved.key.wrapped_by, KeyWrap::Master { key_id: new.id.clone() });
+        let key = unwrap_as(KeyKind::Mac, &new.key, set, &moved.key.wrapped_key)
+            .unwrap()
+            .unwrap();
+        assert!(ShardMac::new(set, &key.0).verify(1, 2, b"payload", &tag));
     }
 }

@@ -2,14 +2,19 @@
 //!
 //! A queued shard is rebuilt from any k verified shards of the same set, block by block (decode,
 //! re-encode, keep the lost shard's block), and written whole to its backend, replacing what is
-//! there. Work is resumable because the queue lives in RocksDB and an entry is removed only after
+//! there. Verified means a valid checksum and, in sets with keyed integrity, a valid MAC (the
+//! healer keys the MACs of what it writes too). The shards being rebuilt are sources only when
+//! too few others verify, and the rebuilt block must agree with every other shard read: in a
+//! set without a MAC a rewritten shard shows only that way, and nothing is written from it.
+//! Work is resumable because the queue lives in RocksDB and an entry is removed only after
 //! the shard is durable again. The set is pinned while it is rebuilt, so a concurrent overwrite
 //! cannot have it deleted underneath (which would leave the rebuilt shard an orphan).
 
 use super::Engine;
 use crate::backend::Backend;
-use crate::codec::{Codec, Layout};
+use crate::codec::{Codec, Faults, Layout};
 use crate::error::{Error, Result};
+use crate::integrity::ShardMac;
 use crate::records::{now_ms, Segment, SetOwner, SetState};
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -239,6 +244,10 @@ impl Engine {
         let layout = segment.layout();
         let n = layout.k + layout.m;
         let mut codec = Codec::new(layout.k, layout.m)?;
+        let mac = match &segment.integrity {
+            Some(rec) => Some(crate::crypto::open_set_mac(segment.set, rec, self.keys())?),
+            None => None,
+        };
         // Shards go back to their backend; one whose backend is no longer configured goes to
         // a replacement (recorded only once written); one whose backend is suspect waits.
         let mut writers = Vec::new();
@@ -276,12 +285,19 @@ impl Engine {
                 let window_blocks = (WINDOW_BYTES / layout.block_size.max(1)).max(1);
                 let last = (first + window_blocks - 1).min(blocks - 1);
                 let window = self
-                    .fetch_window(segment, &layout, &sources, targets, first, last)
+                    .fetch_window(segment, &layout, &sources, targets, mac.as_ref(), first, last)
                     .await?;
                 for (b, shards) in window.iter().enumerate() {
                     let j = first + b as u64;
-                    let block = codec.decode(&layout, layout.block_len(j) as usize, shards)?;
-                    let coded = codec.encode(&layout, &block)?;
+                    let shards = trusted(&layout, shards, targets);
+                    let block = codec.decode(&layout, layout.block_len(j) as usize, &shards)?;
+                    let coded = codec.encode(&layout, j, &block, mac.as_ref())?;
+                    if let Some(i) = disagreeing(&layout, &coded, &shards) {
+                        return Err(Error::Crypto(format!(
+                            "healing shard set {}: block {j} of shard {i} disagrees with the block decoded from the other shards: one of them was rewritten with a valid checksum, and only authenticating the block (as a GET of the object does) tells which; nothing written",
+                            segment.set
+                        )));
+                    }
                     for (idx, w, _) in &mut writers {
                         w.write(&coded[*idx]).await?;
                         throttle.spend(coded[*idx].len() as u64).await;
@@ -349,13 +365,16 @@ impl Engine {
     }
 
     /// Verified shard payloads of blocks `first..=last` from `sources`: `out[b][i]`.
-    /// Corrupt or missing sources not already being rebuilt (`targets`) are queued for repair.
+    /// Corrupt, forged or missing sources not already being rebuilt (`targets`) are queued for
+    /// repair.
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_window(
         &self,
         segment: &Segment,
         layout: &Layout,
         sources: &[usize],
         targets: &[usize],
+        mac: Option<&ShardMac>,
         first: u64,
         last: u64,
     ) -> Result<Vec<Vec<Option<Bytes>>>> {
@@ -373,13 +392,16 @@ impl Engine {
         let mut out = vec![vec![None; n]; nblocks];
         for (&i, res) in sources.iter().zip(results) {
             let reason = match res {
-                Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                Ok(bytes) => match layout.verify_window(first, last, &bytes, i, mac) {
                     Some(blocks) => {
-                        let corrupt = blocks.iter().filter(|b| b.is_none()).count();
+                        let faults = Faults::of(&blocks);
+                        self.integrity_counters()
+                            .forged_shard_blocks
+                            .fetch_add(faults.mac, Ordering::Relaxed);
                         for (row, block) in out.iter_mut().zip(blocks) {
-                            row[i] = block;
+                            row[i] = block.ok();
                         }
-                        (corrupt > 0).then(|| format!("checksum mismatch in {corrupt} blocks (found while healing)"))
+                        faults.reason().map(|r| format!("{r} (found while healing)"))
                     }
                     None => Some("short shard (found while healing)".to_owned()),
                 },
@@ -404,6 +426,35 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// The shard blocks of one block to rebuild from: every verified one, except that the shards
+/// being rebuilt (`targets`) are left out when k others verified. A shard may be queued for a
+/// rewrite that kept its checksum valid (found by authenticating a block, which the healer
+/// cannot do without the data key): rebuilt from itself, it would stay as it is.
+fn trusted(layout: &Layout, row: &[Option<Bytes>], targets: &[usize]) -> Vec<Option<Bytes>> {
+    let others = (0..row.len())
+        .filter(|i| row[*i].is_some() && !targets.contains(i))
+        .count();
+    if others < layout.k {
+        return row.to_vec();
+    }
+    (0..row.len())
+        .map(|i| if targets.contains(&i) { None } else { row[i].clone() })
+        .collect()
+}
+
+/// The first shard among `sources` whose block differs from its rebuilt block `coded` (with
+/// trailers), if any: k sources agree with any decoding of themselves, so this can only be
+/// a further one, showing that some source is not what was written.
+fn disagreeing(layout: &Layout, coded: &[Bytes], sources: &[Option<Bytes>]) -> Option<usize> {
+    let trailer = layout.trailer_len() as usize;
+    // Keyed payloads are compared without their MAC, which `sources` no longer carry.
+    (0..sources.len()).find(|&i| {
+        sources[i]
+            .as_deref()
+            .is_some_and(|s| s != &coded[i][..coded[i].len() - trailer])
+    })
 }
 
 /// Objects of one bucket by how much redundancy they have left.

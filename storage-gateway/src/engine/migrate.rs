@@ -817,6 +817,10 @@ impl Engine {
             return Err(Error::Unavailable(format!("shard set {} is no longer live", seg.set)));
         }
         let layout = seg.layout();
+        let mac = match &seg.integrity {
+            Some(rec) => Some(crate::crypto::open_set_mac(seg.set, rec, self.keys())?),
+            None => None,
+        };
         let blocks = layout.blocks();
         let per_window = (MOVE_WINDOW / layout.shard_len_for(layout.block_size).max(1)).max(1);
         let mut total = 0u64;
@@ -835,10 +839,10 @@ impl Engine {
                         self.migrations().spend(window.end - window.start).await;
                         let bytes = src.read_range(&path, window).await?;
                         let ok = layout
-                            .verify_window(first, last, &bytes)
-                            .is_some_and(|b| b.iter().all(Option::is_some));
+                            .verify_window(first, last, &bytes, mv.idx, mac.as_ref())
+                            .is_some_and(|b| b.iter().all(std::result::Result::is_ok));
                         if !ok {
-                            let reason = "checksum mismatch or short shard (found while migrating)";
+                            let reason = "checksum or keyed MAC mismatch, or short shard (found while migrating)";
                             self.catalog().queue_repair(seg.set, mv.idx, &mv.from, reason)?;
                             return Err(Error::Internal(format!(
                                 "shard {} of set {} on {}: {reason}",

@@ -70,6 +70,7 @@ struct Inner {
     pins: Arc<pins::PinTable>,
     heal: heal::HealCounters,
     scrub: scrub::ScrubCounters,
+    integrity: crate::integrity::IntegrityCounters,
     telemetry: Arc<Telemetry>,
     stragglers: write::Stragglers,
     migrations: migrate::Migrations,
@@ -106,6 +107,7 @@ impl Engine {
                 reaper: tx,
                 heal: heal::HealCounters::default(),
                 scrub: scrub::ScrubCounters::default(),
+                integrity: crate::integrity::IntegrityCounters::default(),
                 telemetry,
                 stragglers: write::Stragglers::default(),
                 migrations: migrate::Migrations::new(migrate::MigrationConfig::default()),
@@ -204,6 +206,12 @@ impl Engine {
     #[must_use]
     pub fn scrub_counters(&self) -> &scrub::ScrubCounters {
         &self.inner.scrub
+    }
+
+    /// What the integrity checks caught: forged shard blocks, re-authenticated blocks.
+    #[must_use]
+    pub fn integrity_counters(&self) -> &crate::integrity::IntegrityCounters {
+        &self.inner.integrity
     }
 
     /// Hands shard sets a commit doomed to the reaper for deletion (once no reader pins them).

@@ -2,21 +2,28 @@
 //!
 //! Per window of blocks, the reader asks the k shards whose backends are predicted fastest
 //! (telemetry's 1-minute GET latencies; data shards win ties, as they need no decoding),
-//! verifies every shard block's CRC32C, and asks further shards for whatever is still missing.
-//! A shard that lags past its backend's predicted p95 is hedged: one more shard is asked, and
-//! the first k good answers win (the rest are cancelled). Shards found missing or corrupt are
-//! queued for repair; backends that failed are tried last for the rest of the read.
+//! verifies every shard block's CRC32C (and keyed MAC, in plaintext sets that have one), and
+//! asks further shards for whatever is still missing. A shard that lags past its backend's
+//! predicted p95 is hedged: one more shard is asked, and the first k good answers win (the rest
+//! are cancelled). Shards found missing, corrupt or forged are queued for repair; backends that
+//! failed are tried last for the rest of the read.
+//!
+//! An encrypted block that fails authentication as decoded had a shard rewritten with a valid
+//! checksum: every shard of the window is read, the block is decoded from other combinations
+//! of them until one authenticates, and the shards that disagree with it are queued for repair.
 
 use super::{Engine, Pins};
 use crate::backend::Backend;
-use crate::codec::{Codec, Layout};
-use crate::crypto::{open_set_key, CustomerKey, SetCipher};
+use crate::codec::{Codec, Faults, Layout};
+use crate::crypto::{open_set_key, open_set_mac, CustomerKey, SetCipher};
 use crate::error::{Error, Result};
+use crate::integrity::ShardMac;
 use crate::records::{ObjectManifest, Segment};
 use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use std::ops::Range;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use telemetry::stats::BackendOp;
 use tokio::time::Instant;
@@ -59,6 +66,8 @@ struct SegmentCursor {
     plain_block: u64,
     /// Opens sealed blocks; `None` for plaintext sets.
     cipher: Option<SetCipher>,
+    /// Verifies the keyed MAC of shard blocks; `None` for sets whose blocks carry none.
+    mac: Option<ShardMac>,
     codec: Codec,
     range: Range<u64>,
     /// Shards that failed earlier in this read.
@@ -123,10 +132,17 @@ impl ObjectReader {
                             .map_err(|e| in_object(&self.what, e))?,
                     ),
                 };
+                let mac = match &segment.integrity {
+                    None => None,
+                    Some(rec) => {
+                        Some(open_set_mac(segment.set, rec, self.engine.keys()).map_err(|e| in_object(&self.what, e))?)
+                    }
+                };
                 self.current = Some(SegmentCursor {
                     codec: Codec::new(layout.k, layout.m)?,
                     plain_block: segment.block_size.into(),
                     cipher,
+                    mac,
                     segment,
                     layout,
                     range,
@@ -173,22 +189,111 @@ async fn read_blocks(
     let layout = cur.layout;
     let n = layout.k + layout.m;
     let nblocks = (last - first + 1) as usize;
-    // shards[i][b]: verified payload of shard i for block first + b.
-    let mut shards: Vec<Vec<Option<Bytes>>> = vec![vec![None; nblocks]; n];
-    let mut tried = vec![false; n];
+    let mut got = Gathered {
+        shards: vec![vec![None; nblocks]; n],
+        tried: vec![false; n],
+        errors: Vec::new(),
+    };
+    gather(engine, what, cur, first, last, &mut got, layout.k).await?;
+    let mut out: Vec<Option<Bytes>> = Vec::with_capacity(nblocks);
+    let mut unauthentic = Vec::new();
+    for b in 0..nblocks {
+        let j = first + b as u64;
+        let stored = cur.codec.decode(&layout, layout.block_len(j) as usize, &got.block(b))?;
+        out.push(match &cur.cipher {
+            None => Some(stored),
+            Some(c) => c.open(j, &stored).ok(),
+        });
+        if out[b].is_none() {
+            unauthentic.push(b);
+        }
+    }
+    if let (false, Some(cipher)) = (unauthentic.is_empty(), cur.cipher.clone()) {
+        // Some shard among those decoded was rewritten with a valid checksum: bring in every
+        // other shard, and find which combination of them authenticates.
+        gather(engine, what, cur, first, last, &mut got, n).await?;
+        let counters = engine.integrity_counters();
+        // Shard -> blocks of this window found rewritten.
+        let mut forged: std::collections::BTreeMap<usize, u64> = std::collections::BTreeMap::new();
+        let mut failed = None;
+        for b in unauthentic {
+            let j = first + b as u64;
+            match cur
+                .codec
+                .decode_authentic(&layout, j, &got.block(b), |s| cipher.open(j, s).ok())
+            {
+                Ok(authentic) => {
+                    counters.reauthenticated_blocks.fetch_add(1, Ordering::Relaxed);
+                    for i in authentic.disagreeing {
+                        *forged.entry(i).or_default() += 1;
+                    }
+                    out[b] = Some(authentic.value);
+                }
+                Err(e) => {
+                    counters.unauthenticated_blocks.fetch_add(1, Ordering::Relaxed);
+                    failed = Some(match e {
+                        Error::Crypto(m) => Error::Crypto(format!("shard set {}: {m}", cur.segment.set)),
+                        other => other,
+                    });
+                    break;
+                }
+            }
+        }
+        // Queued even when the read fails: what was found stays found.
+        for (i, blocks) in forged {
+            counters.forged_shard_blocks.fetch_add(blocks, Ordering::Relaxed);
+            let reason =
+                format!("{blocks} blocks disagree with their authenticated decoding (rewritten with a valid checksum)");
+            note_bad(engine, cur, i, &reason);
+        }
+        if let Some(e) = failed {
+            return Err(in_object(what, e));
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// The verified shard blocks of one window read so far.
+struct Gathered {
+    /// `shards[i][b]`: verified payload of shard i for block first + b.
+    shards: Vec<Vec<Option<Bytes>>>,
+    /// Shards asked in this window (those cancelled unanswered are not).
+    tried: Vec<bool>,
+    /// What went wrong with shards, for the error when too few are left.
+    errors: Vec<String>,
+}
+
+impl Gathered {
+    /// Every shard's verified payload of block `b` of the window, by shard index.
+    fn block(&self, b: usize) -> Vec<Option<Bytes>> {
+        self.shards.iter().map(|s| s[b].clone()).collect()
+    }
+}
+
+/// Reads shards of blocks `first..=last` into `got` until each block has `want` verified shard
+/// blocks: k to decode it, or n for every shard there is (not an error when fewer are left).
+async fn gather(
+    engine: &Engine,
+    what: &str,
+    cur: &mut SegmentCursor,
+    first: u64,
+    last: u64,
+    got: &mut Gathered,
+    want: usize,
+) -> Result<()> {
+    let layout = cur.layout;
+    let n = layout.k + layout.m;
+    let nblocks = (last - first + 1) as usize;
     let window = layout.shard_window(first, last);
-    let mut errors: Vec<String> = Vec::new();
     let plan = FetchPlan::new(engine, cur);
     let mut inflight = FuturesUnordered::new();
+    // Shards asked and not answered yet.
+    let mut asked: Vec<usize> = Vec::new();
     // (shard, when to hedge it); a shard is hedged at most once.
     let mut hedge_at: Vec<(usize, Instant)> = Vec::new();
     loop {
         let need = (0..nblocks)
-            .map(|b| {
-                layout
-                    .k
-                    .saturating_sub(shards.iter().filter(|s| s[b].is_some()).count())
-            })
+            .map(|b| want.saturating_sub(got.shards.iter().filter(|s| s[b].is_some()).count()))
             .max()
             .unwrap_or(0);
         if need == 0 {
@@ -202,8 +307,11 @@ async fn read_blocks(
             launch += 1;
         }
         for _ in 0..launch {
-            let Some(i) = plan.next(&tried, &cur.bad) else { break };
-            tried[i] = true;
+            let Some(i) = plan.next(&got.tried, &cur.bad) else {
+                break;
+            };
+            got.tried[i] = true;
+            asked.push(i);
             hedge_at.push((i, now + plan.hedge_delay(i)));
             let backend = engine.backend(&cur.segment.backends[i]).cloned();
             let path = Backend::shard_path(cur.segment.set, i);
@@ -217,15 +325,19 @@ async fn read_blocks(
             });
         }
         if inflight.is_empty() {
+            if want > layout.k {
+                // Every shard there is has been asked.
+                break;
+            }
             let readable = (0..nblocks)
-                .map(|b| shards.iter().filter(|s| s[b].is_some()).count())
+                .map(|b| got.shards.iter().filter(|s| s[b].is_some()).count())
                 .min()
                 .unwrap_or(0);
             return Err(Error::Unavailable(format!(
                 "object {what}: only {readable} of {n} shards readable for blocks {first}..={last} of shard set {}, {} needed ({})",
                 cur.segment.set,
                 layout.k,
-                errors.join("; ")
+                got.errors.join("; ")
             )));
         }
         let next_hedge = hedge_at.iter().map(|&(_, at)| at).min();
@@ -234,22 +346,28 @@ async fn read_blocks(
             () = sleep_until(next_hedge) => continue,
         };
         hedge_at.retain(|&(j, _)| j != i);
+        asked.retain(|&j| j != i);
         match res {
-            Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+            Ok(bytes) => match layout.verify_window(first, last, &bytes, i, cur.mac.as_ref()) {
                 Some(blocks) => {
-                    let corrupt = blocks.iter().filter(|b| b.is_none()).count();
-                    for (slot, block) in shards[i].iter_mut().zip(blocks) {
-                        *slot = block;
+                    let faults = Faults::of(&blocks);
+                    for (slot, block) in got.shards[i].iter_mut().zip(blocks) {
+                        *slot = block.ok();
                     }
-                    if corrupt > 0 {
-                        errors.push(format!("shard {i}: {corrupt} corrupt blocks"));
-                        note_bad(engine, cur, i, &format!("checksum mismatch in {corrupt} blocks"));
-                    } else {
-                        cur.bad[i] = false;
+                    engine
+                        .integrity_counters()
+                        .forged_shard_blocks
+                        .fetch_add(faults.mac, Ordering::Relaxed);
+                    match faults.reason() {
+                        Some(reason) => {
+                            got.errors.push(format!("shard {i}: {reason}"));
+                            note_bad(engine, cur, i, &reason);
+                        }
+                        None => cur.bad[i] = false,
                     }
                 }
                 None => {
-                    errors.push(format!(
+                    got.errors.push(format!(
                         "shard {i}: short read ({} of {} bytes)",
                         bytes.len(),
                         window.end - window.start
@@ -259,7 +377,7 @@ async fn read_blocks(
             },
             Err(e) => {
                 let missing = e.is_not_found();
-                errors.push(format!("shard {i}: {e}"));
+                got.errors.push(format!("shard {i}: {e}"));
                 cur.bad[i] = true;
                 if missing && !engine.stragglers().contains(cur.segment.set, i) {
                     note_bad(engine, cur, i, "shard missing");
@@ -269,19 +387,13 @@ async fn read_blocks(
             }
         }
     }
-    // Shards still in flight lost the race; dropping them cancels their reads.
+    // Shards still in flight lost the race; dropping them cancels their reads, and they may be
+    // asked again if the window needs more shards after all.
     drop(inflight);
-    let mut out = Vec::with_capacity(nblocks);
-    for b in 0..nblocks {
-        let j = first + b as u64;
-        let block_shards: Vec<Option<Bytes>> = shards.iter_mut().map(|s| s[b].take()).collect();
-        let stored = cur.codec.decode(&layout, layout.block_len(j) as usize, &block_shards)?;
-        out.push(match &cur.cipher {
-            None => stored,
-            Some(c) => c.open(j, &stored).map_err(|e| in_object(what, e))?,
-        });
+    for i in asked {
+        got.tried[i] = false;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Sleeps until `at`, or forever without one.

@@ -1,9 +1,15 @@
 //! The scrubber: reads every shard of every live set at a bounded rate, verifies each shard
-//! block's checksum, and queues repairs for what is missing, short or corrupt. As a worker it
-//! verifies one set per step, so it pauses, stops and reports between sets.
+//! block's checksum (and keyed MAC, in sets that have one), and queues repairs for what is
+//! missing, short, corrupt or forged. As a worker it verifies one set per step, so it pauses,
+//! stops and reports between sets.
+//!
+//! A shard of an encrypted set rewritten with a valid checksum is not found here: only
+//! authenticating a decoded block shows it, which needs the data key that set records do not
+//! keep. Reads find it.
 
 use super::Engine;
 use crate::backend::Backend;
+use crate::codec::Faults;
 use crate::error::Result;
 use crate::records::SetState;
 use std::collections::VecDeque;
@@ -26,6 +32,8 @@ pub struct ScrubCounters {
     pub blocks_checked: AtomicU64,
     /// Shard blocks whose checksum did not match.
     pub corrupt_blocks: AtomicU64,
+    /// Shard blocks whose checksum matched but whose keyed MAC did not: rewritten.
+    pub forged_blocks: AtomicU64,
     /// Shards missing or short.
     pub missing_shards: AtomicU64,
     /// Shard bytes read.
@@ -149,6 +157,7 @@ impl Worker for Scrubber {
             .counter("shards_checked", load(&c.shards_checked))
             .counter("blocks_checked", load(&c.blocks_checked))
             .counter("corrupt_blocks", load(&c.corrupt_blocks))
+            .counter("forged_blocks", load(&c.forged_blocks))
             .counter("missing_shards", load(&c.missing_shards))
             .counter("bytes_read", load(&c.bytes_read));
         match &self.phase {
@@ -193,6 +202,17 @@ impl Engine {
         let (SetState::Live, Some(segment)) = (rec.state, rec.segment) else {
             return Ok(pass);
         };
+        let mac = match &segment.integrity {
+            None => None,
+            Some(rec) => match crate::crypto::open_set_mac(set, rec, self.keys()) {
+                Ok(mac) => Some(mac),
+                Err(e) => {
+                    // Not the shards' fault: nothing is queued, and the next pass tries again.
+                    tracing::warn!(%set, error = %e, "cannot verify the shards of a set with keyed integrity");
+                    return Ok(pass);
+                }
+            },
+        };
         let layout = segment.layout();
         let blocks = layout.blocks();
         if blocks == 0 {
@@ -213,15 +233,17 @@ impl Engine {
                 continue;
             };
             let path = Backend::shard_path(set, i);
-            let mut corrupt = 0u64;
+            let mut faults = Faults::default();
             let mut problem: Option<String> = None;
             let mut first = 0;
             while first < blocks && problem.is_none() {
                 let last = (first + per_window - 1).min(blocks - 1);
                 match backend.read_range(&path, layout.shard_window(first, last)).await {
-                    Ok(bytes) => match layout.verify_window(first, last, &bytes) {
+                    Ok(bytes) => match layout.verify_window(first, last, &bytes, i, mac.as_ref()) {
                         Some(blocks) => {
-                            corrupt += blocks.iter().filter(|b| b.is_none()).count() as u64;
+                            let f = Faults::of(&blocks);
+                            faults.checksum += f.checksum;
+                            faults.mac += f.mac;
                             c.blocks_checked.fetch_add(last - first + 1, Ordering::Relaxed);
                             c.bytes_read.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                             throttle.spend(bytes.len() as u64).await;
@@ -237,9 +259,13 @@ impl Engine {
             if problem.is_some() {
                 c.missing_shards.fetch_add(1, Ordering::Relaxed);
             }
-            if corrupt > 0 {
-                c.corrupt_blocks.fetch_add(corrupt, Ordering::Relaxed);
-                problem = Some(format!("checksum mismatch in {corrupt} blocks (found by scrub)"));
+            c.corrupt_blocks.fetch_add(faults.checksum, Ordering::Relaxed);
+            c.forged_blocks.fetch_add(faults.mac, Ordering::Relaxed);
+            self.integrity_counters()
+                .forged_shard_blocks
+                .fetch_add(faults.mac, Ordering::Relaxed);
+            if let Some(reason) = faults.reason() {
+                problem = Some(format!("{reason} (found by scrub)"));
             }
             c.shards_checked.fetch_add(1, Ordering::Relaxed);
             pass.shards += 1;

@@ -415,3 +415,80 @@ async fn set_records_while_sets_are_in_use() {
     rig.forgotten(case, dropped).await;
     rig.records_settled(case).await;
 }
+
+#[tokio::test]
+async fn sets_written_before_keyed_integrity_read_beside_keyed_ones() {
+    // One catalog and one set of backends, first served by an engine without master keys (its
+    // plaintext sets have CRC32C-only shard blocks, as every build before keyed integrity
+    // wrote them), then by one with keys, which writes keyed sets and must read both.
+    let meta = tempfile::tempdir().expect("a temporary directory for RocksDB");
+    let store: Arc<dyn crate::meta::MetaStore> =
+        Arc::new(RocksStore::open(meta.path()).expect("RocksDB opens in a fresh directory"));
+    let backends: Vec<Backend> = (0..4)
+        .map(|i| Backend::remote(format!("b{i}"), Arc::new(object_store::memory::InMemory::new())))
+        .collect();
+    let before = Rig {
+        engine: Engine::new(Catalog::new(store.clone()), backends.clone()),
+        _meta: tempfile::tempdir().expect("a spare directory"),
+    };
+    let rec = BucketRecord {
+        created_ms: 1,
+        policy: BucketPolicy {
+            k: 2,
+            m: 2,
+            block_size: 4096,
+        },
+        policy_epoch: 1,
+        encrypted: false,
+        backends: BackendSelector::default(),
+        intent: placement::BucketIntent::default(),
+        update_token_sha256: None,
+        changed: None,
+    };
+    before.engine.create_bucket(B, &rec).expect("creating the bucket");
+    let old_bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+    let old = before.put("before", "old", &old_bytes).await;
+    assert!(old.segments[0].integrity.is_none(), "no key ring, no MAC");
+
+    let after = Rig {
+        engine: Engine::with_keys(
+            Catalog::new(store),
+            backends,
+            Arc::new(KeyRing::ephemeral_for_tests()),
+            Arc::new(Telemetry::off()),
+        ),
+        _meta: meta,
+    };
+    let new_bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    let new = after.put("after", "new", &new_bytes).await;
+    let seg = &new.segments[0];
+    assert!(
+        seg.integrity.is_some() && seg.layout().keyed,
+        "new plaintext sets are keyed"
+    );
+    let set_rec = after
+        .engine
+        .catalog()
+        .set(seg.set)
+        .expect("set record")
+        .expect("live set");
+    assert_eq!(
+        set_rec.segment.and_then(|s| s.integrity),
+        seg.integrity,
+        "the set record keeps the MAC key for the healer and scrubber"
+    );
+    for (key, want) in [("old", &old_bytes), ("new", &new_bytes)] {
+        let (m, pins) = after.engine.pinned_object(B, key).expect("lookup").expect("object");
+        let mut reader = after.engine.reader(B, key, &m, pins, 100..m.size);
+        let mut got = Vec::new();
+        while let Some(chunk) = reader
+            .next_chunk()
+            .await
+            .unwrap_or_else(|e| panic!("reading {key}: {e}"))
+        {
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got == want[100..], "{key} read back wrong");
+    }
+    after.records_settled("both formats").await;
+}

@@ -16,8 +16,9 @@ use crate::backend::Backend;
 use crate::codec::{Codec, Layout};
 use crate::crypto::{Encryption, SetCipher};
 use crate::error::{Error, Result};
+use crate::integrity::ShardMac;
 use crate::meta::FailedShard;
-use crate::records::{BucketRecord, Checksums, Segment, SegmentKey};
+use crate::records::{BucketRecord, Checksums, Segment, SegmentKey, SegmentMac};
 use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
@@ -249,6 +250,29 @@ enum Msg {
     Finish,
 }
 
+/// How the blocks of a new set are protected, with the key its segment records.
+enum Protection {
+    /// Sealed with the set's data key (encrypted sets): GCM authenticates every block.
+    Sealed(SetCipher, SegmentKey),
+    /// A keyed MAC in every shard block (plaintext sets).
+    Keyed(ShardMac, SegmentMac),
+    /// A CRC32C only (plaintext sets of an engine without master keys, as in tests).
+    Crc,
+}
+
+impl Protection {
+    /// A fresh key for `set` as `encryption` asks: a data key, else a MAC key.
+    fn new(engine: &Engine, encryption: &Encryption, set: Uuid) -> Result<Self> {
+        if let Some((cipher, key)) = crate::crypto::new_set_key(encryption, set)? {
+            return Ok(Self::Sealed(cipher, key));
+        }
+        Ok(match crate::crypto::new_set_mac(engine.keys(), set)? {
+            Some((mac, key)) => Self::Keyed(mac, key),
+            None => Self::Crc,
+        })
+    }
+}
+
 /// Abandons the pending set on drop unless disarmed: covers errors and cancelled requests.
 struct PendingGuard {
     engine: Engine,
@@ -337,7 +361,7 @@ impl Engine {
         let backends = self.place(key, target)?;
         let set = Uuid::now_v7();
         // Before anything is recorded: a missing master key fails the request cleanly.
-        let sealing = crate::crypto::new_set_key(encryption, set)?;
+        let protection = Protection::new(self, encryption, set)?;
         self.catalog().begin_set(set, &backends)?;
         let guard = PendingGuard {
             engine: self.clone(),
@@ -345,7 +369,9 @@ impl Engine {
             backends: backends.clone(),
             armed: true,
         };
-        let (segment, failed, hasher) = self.write_shards(set, &backends, policy, body, hasher, sealing).await?;
+        let (segment, failed, hasher) = self
+            .write_shards(set, &backends, policy, body, hasher, protection)
+            .await?;
         Ok((WrittenSet { segment, failed, guard }, hasher))
     }
 
@@ -356,7 +382,7 @@ impl Engine {
         policy: BucketPolicy,
         mut body: S,
         hasher: BodyHasher,
-        sealing: Option<(SetCipher, SegmentKey)>,
+        protection: Protection,
     ) -> Result<(Segment, Vec<FailedShard>, BodyHasher)>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -382,9 +408,14 @@ impl Engine {
             m: usize::from(policy.m),
             block_size: block_size as u64,
             size: 0,
+            keyed: matches!(protection, Protection::Keyed(..)),
         };
         let mut state = Some((Codec::new(layout.k, layout.m)?, hasher));
-        let (cipher, segment_key) = sealing.unzip();
+        let (cipher, segment_key, mac, segment_mac) = match protection {
+            Protection::Sealed(c, k) => (Some(c), Some(k), None, None),
+            Protection::Keyed(m, k) => (None, None, Some(m), Some(k)),
+            Protection::Crc => (None, None, None, None),
+        };
         let mut next_block = 0u64;
         let mut block = BytesMut::with_capacity(block_size);
         let mut failures: Vec<Option<String>> = vec![None; n];
@@ -397,15 +428,17 @@ impl Engine {
             let j = next_block;
             next_block += 1;
             let cipher = cipher.clone();
+            let mac = mac.clone();
             let (codec, hasher, shards) = tokio::task::spawn_blocking(move || {
                 hasher.update(&block);
                 // Sealed before coding: the shards, parity included, derive from ciphertext.
                 let shards = match &cipher {
-                    None => codec.encode(&layout, &block),
+                    None => codec.encode(&layout, j, &block, mac.as_ref()),
                     Some(c) => {
                         let mut sealed = Vec::with_capacity(block.len() + crate::crypto::TAG_LEN);
                         sealed.extend_from_slice(&block);
-                        c.seal(j, &mut sealed).and_then(|()| codec.encode(&layout, &sealed))
+                        c.seal(j, &mut sealed)
+                            .and_then(|()| codec.encode(&layout, j, &sealed, None))
                     }
                 };
                 (codec, hasher, shards)
@@ -500,6 +533,7 @@ impl Engine {
             block_size: policy.block_size,
             backends: backend_ids.to_vec(),
             encryption: segment_key,
+            integrity: segment_mac,
         };
         Ok((segment, failed, hasher))
     }

@@ -1131,6 +1131,7 @@ mod list_tests {
             block_size: 1 << 20,
             backends: (0..6).map(|i| format!("local{i}")).collect(),
             encryption: None,
+            integrity: None,
         });
         let value = encode(&m);
         let prefixes = 5;

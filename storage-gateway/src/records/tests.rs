@@ -270,3 +270,27 @@ mod upgrade {
         assert!(decode::<RepairV2>(|| "repair".into(), &v0).is_err());
     }
 }
+
+#[test]
+fn keyed_segments_keep_their_bytes() {
+    // A plaintext set whose shard blocks carry a keyed MAC: in a manifest and in its set record
+    // (which keeps the wrapped MAC key, unlike a data key).
+    let keyed = format!(
+        r#"{{"set":"{SET}","size":5,"k":4,"m":2,"block_size":1048576,"backends":["a","b","c","d","e","f"],"integrity":{{"alg":"blake3-128","key":{{"wrapped_by":{{"master":{{"key_id":"mk1"}}}},"wrapped_key":"bWFj"}}}}}}"#
+    );
+    let json = format!(
+        r#"{{"version_id":"0190a0b0-0000-7000-8000-000000000003","size":5,"etag":"5d41402abc4b2a76b9719d911017c592","last_modified_ms":3,"headers":{HEADERS},"checksums":{CHECKSUMS},"parts_count":null,"policy_epoch":1,"segments":[{keyed}]}}"#
+    );
+    let m: ObjectManifest = pinned(&json);
+    let seg = &m.segments[0];
+    assert_eq!(seg.integrity.as_ref().map(|i| i.alg), Some(MacAlg::Blake3Trunc128));
+    assert!(seg.encryption.is_none());
+    assert!(seg.layout().keyed && seg.layout().trailer_len() == 20);
+    assert_eq!(seg.without_key(), *seg, "the set record keeps the MAC key");
+    let live = format!(r#"{{"state":"Live","backends":["a","b","c","d","e","f"],"segment":{keyed}}}"#);
+    let r: SetRecord = pinned(&live);
+    assert!(r.segment.is_some_and(|s| s.layout().keyed));
+    // Segments written before keyed integrity have no such field and a CRC32C-only layout.
+    let sealed: ObjectManifest = pinned(&json.replace(&keyed, SEGMENT_SEALED));
+    assert!(!sealed.segments[0].layout().keyed);
+}

@@ -143,6 +143,29 @@ pub struct Segment {
     /// The wrapped data key when the set is encrypted (absent: plaintext shards).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<SegmentKey>,
+    /// The keyed MAC that every shard block carries, with the set's wrapped MAC key. Absent:
+    /// shard blocks carry a CRC32C only. That is so for encrypted sets, which GCM tags
+    /// authenticate, and for plaintext sets written before keyed integrity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<SegmentMac>,
+}
+
+/// How the shard blocks of a set are authenticated one by one, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentMac {
+    /// The MAC.
+    pub alg: MacAlg,
+    /// The set's random MAC key, wrapped by a master key and bound to the set id.
+    pub key: SegmentKey,
+}
+
+/// A MAC of shard blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MacAlg {
+    /// Keyed BLAKE3 truncated to 128 bits, over the set id, shard index, block index and the
+    /// shard block's payload (`crate::integrity`).
+    #[serde(rename = "blake3-128")]
+    Blake3Trunc128,
 }
 
 /// Which key wraps a set's data key.
@@ -176,6 +199,7 @@ impl Segment {
     /// For an encrypted set every stored block is its plaintext block plus the GCM tag, so
     /// `decode(&layout, layout.block_len(j), ..)` yields stored block j and `encode` of it
     /// reproduces every shard block of j, with no key involved (the healer relies on this).
+    /// A set with keyed integrity has a keyed layout: its shard blocks carry a MAC.
     #[must_use]
     pub fn layout(&self) -> crate::codec::Layout {
         let plain = self.plain_layout();
@@ -194,7 +218,8 @@ impl Segment {
 
     /// The segment without its wrapped data key: what set records keep for the healer and
     /// scrubber. The key stays only in the manifest, so key rotation rewraps every copy there
-    /// is and a retired master key unwraps nothing.
+    /// is and a retired master key unwraps nothing. The wrapped MAC key stays: the healer and
+    /// scrubber verify and write MACs (key rotation rewraps set records too).
     #[must_use]
     pub fn without_key(&self) -> Self {
         let mut s = self.clone();
@@ -212,6 +237,7 @@ impl Segment {
             m: usize::from(self.m),
             block_size: u64::from(self.block_size),
             size: self.size,
+            keyed: self.integrity.is_some(),
         }
     }
 
@@ -419,6 +445,7 @@ mod tests {
             block_size: 4096,
             backends: vec!["a".into(); 6],
             encryption,
+            integrity: None,
         }
     }
 
