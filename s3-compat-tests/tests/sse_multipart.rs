@@ -265,6 +265,16 @@ async fn kms_requests_are_refused_not_stored_in_plaintext() {
         .send()
         .await;
     expect_err(key_id, 501, Some("NotImplemented"));
+    // A KMS key id without any SSE header: refused, not stored under the bucket's default.
+    let put_key_id = c
+        .put_object()
+        .bucket("plain")
+        .key("k")
+        .ssekms_key_id("arn:aws:kms:us-east-1:111122223333:key/example")
+        .body(ByteStream::from_static(b"secret"))
+        .send()
+        .await;
+    expect_err(put_key_id, 501, Some("NotImplemented"));
     let bogus = c
         .create_multipart_upload()
         .bucket("plain")

@@ -56,6 +56,7 @@ impl Gateway {
             input.sse_customer_key.as_ref(),
             input.sse_customer_key_md5.as_ref(),
         )?;
+        sse::refuse_kms(input.ssekms_key_id.as_ref(), input.ssekms_encryption_context.as_ref())?;
         let encryption = self.encryption_for(&dst, dst_customer, input.server_side_encryption.as_ref())?;
         let (src, pins) = self.pinned_manifest(&src_bucket, &src_key)?;
         sse::check_read_key(&src, src_customer.as_ref())?;

@@ -109,6 +109,7 @@ impl Gateway {
             input.sse_customer_key.as_ref(),
             input.sse_customer_key_md5.as_ref(),
         )?;
+        sse::refuse_kms(input.ssekms_key_id.as_ref(), input.ssekms_encryption_context.as_ref())?;
         let encryption = self.encryption_for(&bucket, customer, input.server_side_encryption.as_ref())?;
         let (written, md5, checksums) = self
             .store_body(
