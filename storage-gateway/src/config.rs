@@ -37,6 +37,8 @@ pub struct GatewayConfig {
     pub hedged_reads: bool,
     /// The migrator's throttle at start (the admin API changes it at run time).
     pub migration: crate::engine::migrate::MigrationConfig,
+    /// How durable a write is when it is acknowledged.
+    pub durability: crate::Durability,
 }
 
 /// Where the admin API listens and the bearer token it wants.

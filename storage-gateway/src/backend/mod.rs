@@ -15,6 +15,7 @@ pub use faults::{FaultSpec, FaultyStore};
 pub use health::{Health, HealthStatus};
 pub use spec::{BackendKind, BackendSpec};
 
+use crate::durability::{Durability, TicketSync};
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
@@ -25,7 +26,7 @@ use placement::BackendLabels;
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use telemetry::stats::{BackendOp, Outcome};
@@ -44,6 +45,9 @@ pub struct Backend {
     /// Set for local directories: staged writes of a killed process are invisible to
     /// `ObjectStore::list`, so orphan sweeps and set deletion work on the directory itself.
     local_root: Option<PathBuf>,
+    /// Local directories: whether finished shards are fsynced, and the shared fsync of the
+    /// directory that holds the sets.
+    local_sync: Arc<LocalSync>,
     /// Writes are coalesced into parts of this size before they reach the store.
     part_size: usize,
     labels: BackendLabels,
@@ -71,6 +75,7 @@ impl Backend {
             id: id.into(),
             store: Arc::new(store),
             local_root: Some(root),
+            local_sync: Arc::default(),
             part_size: 1 << 20,
             labels: BackendLabels {
                 provider: "local".into(),
@@ -88,12 +93,66 @@ impl Backend {
             id: id.into(),
             store,
             local_root: None,
+            local_sync: Arc::default(),
             part_size: 8 << 20,
             labels: BackendLabels::default(),
             health: Arc::default(),
             telemetry: None,
             inflight: Arc::default(),
         }
+    }
+
+    /// Sets how durable a finished shard is: with [`Durability::Fsync`] (the default) a local
+    /// backend fsyncs the shard file, its set's directory and the directory of sets before the
+    /// shard counts as written. Remote stores are durable when they answer: nothing to do.
+    pub fn set_durability(&self, durability: Durability) {
+        self.local_sync.off.store(!durability.syncs(), Ordering::Relaxed);
+    }
+
+    /// Makes the directories that lead to the shard sets of a local backend survive a power
+    /// loss (`shards/`, the backend's directory and the one holding it: created at start,
+    /// perhaps just now). Run once at start; nothing to do for remote stores or when relaxed.
+    pub async fn sync_root(&self) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        if self.local_sync.off.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || {
+            fsync(&id, &root.join(SHARDS_PREFIX))?;
+            fsync(&id, &root)?;
+            root.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(Ok(()), |p| fsync(&id, p))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
+    }
+
+    /// Makes a finished shard object survive a power loss (see [`Backend::set_durability`]):
+    /// the file, its set's directory and the directory of sets, fsynced at once (each call is
+    /// a journal commit on most file systems; issued together they share one). The directory
+    /// of sets is shared by every new set, so its fsync is shared too.
+    async fn sync_shard(&self, path: &Path) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        if self.local_sync.off.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let blocking = |path: std::path::PathBuf| {
+            let id = self.id.clone();
+            async move {
+                tokio::task::spawn_blocking(move || fsync(&id, &path))
+                    .await
+                    .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
+            }
+        };
+        let file = root.join(path.as_ref());
+        let set_dir = file.parent().unwrap_or(root).to_path_buf();
+        let (id, sets) = (self.id.clone(), root.join(SHARDS_PREFIX));
+        let sets_dir = self.local_sync.sets_dir.wait(move || fsync(&id, &sets));
+        tokio::try_join!(blocking(file), blocking(set_dir), sets_dir).map(|_| ())
     }
 
     /// The same backend with faults injected into every call of its store. (Local backends
@@ -375,6 +434,22 @@ impl Backend {
     }
 }
 
+/// How a local backend makes its shards durable.
+#[derive(Debug, Default)]
+struct LocalSync {
+    /// [`Durability::Relaxed`]: no fsync at all.
+    off: AtomicBool,
+    /// The fsync of `shards/`, shared by the sets created meanwhile.
+    sets_dir: TicketSync,
+}
+
+/// fsyncs a file or directory of backend `id`.
+fn fsync(id: &str, path: &std::path::Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("backend {id}: fsync of {}", path.display()), e))
+}
+
 /// Streams one shard object to its backend: small objects in one put, large ones as a
 /// multipart upload of `part_size` parts, so memory stays at one part per shard.
 pub struct ShardWriter {
@@ -414,7 +489,8 @@ impl ShardWriter {
         b.call(BackendOp::Put, "put_part", &self.path, |_| len, put).await
     }
 
-    /// Makes the shard object durable and visible; returns its length.
+    /// Makes the shard object durable (as [`Backend::set_durability`] says) and visible;
+    /// returns its length.
     pub async fn finish(mut self) -> Result<u64> {
         if self.upload.is_none() {
             let data = self.buf.split().freeze();
@@ -423,6 +499,7 @@ impl ShardWriter {
             self.backend
                 .call(BackendOp::Put, "put", &self.path, |_| len, put)
                 .await?;
+            self.backend.sync_shard(&self.path).await?;
             return Ok(self.written);
         }
         if !self.buf.is_empty() {
@@ -435,6 +512,7 @@ impl ShardWriter {
         let b = &self.backend;
         b.call(BackendOp::Put, "complete", &self.path, |_| 0, up.complete())
             .await?;
+        b.sync_shard(&self.path).await?;
         Ok(self.written)
     }
 

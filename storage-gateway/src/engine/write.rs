@@ -346,6 +346,7 @@ impl Engine {
             armed: true,
         };
         let (segment, failed, hasher) = self.write_shards(set, &backends, policy, body, hasher, sealing).await?;
+        crate::crash::point(crate::crash::CrashPoint::AfterShards);
         Ok((WrittenSet { segment, failed, guard }, hasher))
     }
 

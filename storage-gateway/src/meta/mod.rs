@@ -96,6 +96,12 @@ pub trait MetaStore: Send + Sync + 'static {
     fn get(&self, t: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Up to `limit` entries with keys >= `from` that start with `prefix`, in key order.
     fn scan(&self, t: Table, from: &[u8], prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
-    /// Applies a batch atomically.
+    /// Applies a batch atomically. It survives a crash of the process at once, a power loss
+    /// only once [`MetaStore::sync`] has run after it.
     fn write(&self, batch: Batch) -> Result<()>;
+    /// Makes every batch written so far survive a power loss (RocksDB: syncs the WAL).
+    fn sync(&self) -> Result<()>;
+    /// A number that grows with every batch written: a [`MetaStore::sync`] begun after it read
+    /// `n` covers every batch up to `n`.
+    fn sequence(&self) -> u64;
 }
