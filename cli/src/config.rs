@@ -87,6 +87,11 @@ pub struct ServeArgs {
     /// Objects the migrator works on at once, 1..=64 [default: 4].
     #[arg(long, env = "MLSYSOPS_MIGRATION_CONCURRENCY")]
     migration_concurrency: Option<usize>,
+    /// When a write is acknowledged: fsync (local shard files, their directories and the
+    /// metadata WAL synced first; replaced shards deleted only after that) or relaxed (not
+    /// synced: a power loss may lose acknowledged writes) [default: fsync].
+    #[arg(long, env = "MLSYSOPS_DURABILITY")]
+    durability: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -118,6 +123,7 @@ struct FileConfig {
     read_strategy: Option<String>,
     migration_mib_per_sec: Option<f64>,
     migration_concurrency: Option<usize>,
+    durability: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -329,6 +335,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         max_bytes_per_sec: (migration_mib > 0.0).then(|| (migration_mib * f64::from(1u32 << 20)).round() as u64),
         concurrency,
     };
+    let durability: storage_gateway::Durability = args
+        .durability
+        .or(file.durability)
+        .map(|d| d.parse())
+        .transpose()?
+        .unwrap_or_default();
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -353,6 +365,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             telemetry: None,
             hedged_reads,
             migration,
+            durability,
         },
         Generated {
             credentials: generated_credentials,
