@@ -8,8 +8,9 @@
 //! nothing more is done for them. [`Durability::Relaxed`] skips the syncs: a crash of the
 //! process still loses nothing acknowledged (the OS has the data), a power loss may.
 //!
-//! Syncs are shared: every caller waiting when a sync starts is covered by the next one
-//! ([`GroupSync`]), so many concurrent writes cost one WAL fsync, not one each.
+//! WAL syncs are shared: every caller waiting when a sync starts is covered by the next one
+//! ([`GroupSync`]), so many concurrent writes cost one WAL fsync, not one each. (Concurrent
+//! fsyncs of files and directories need no such help: the kernel's journal groups them.)
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,24 +105,6 @@ impl GroupSync {
     }
 }
 
-/// A [`GroupSync`] whose positions are tickets handed out here: for syncs that have no
-/// sequence of their own (a directory's fsync covers every entry changed before it began).
-#[derive(Debug, Default)]
-pub struct TicketSync {
-    issued: AtomicU64,
-    group: GroupSync,
-}
-
-impl TicketSync {
-    /// Returns once a `sync` begun after this call has finished (shared with other callers).
-    pub async fn wait(&self, sync: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
-        let ticket = self.issued.fetch_add(1, Ordering::AcqRel) + 1;
-        self.group
-            .wait(ticket, || self.issued.load(Ordering::Acquire), sync)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,19 +124,23 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_waiters_share_syncs() {
-        let sync = Arc::new(TicketSync::default());
+        let group = Arc::new(GroupSync::default());
+        let written = Arc::new(AtomicU64::new(0));
         let runs = Arc::new(AtomicUsize::new(0));
         let waiters = 64;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..waiters {
-            let (sync, runs) = (sync.clone(), runs.clone());
+            let (group, written, runs) = (group.clone(), written.clone(), runs.clone());
             tasks.spawn(async move {
-                sync.wait(move || {
+                // A write, then the wait for it to be durable.
+                let ticket = written.fetch_add(1, Ordering::SeqCst) + 1;
+                let position = || written.load(Ordering::SeqCst);
+                let sync = move || {
                     runs.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(Duration::from_millis(20));
                     Ok(())
-                })
-                .await
+                };
+                group.wait(ticket, position, sync).await
             });
         }
         while let Some(res) = tasks.join_next().await {

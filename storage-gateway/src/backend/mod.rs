@@ -15,7 +15,7 @@ pub use faults::{FaultSpec, FaultyStore};
 pub use health::{Health, HealthStatus};
 pub use spec::{BackendKind, BackendSpec};
 
-use crate::durability::{Durability, TicketSync};
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use futures::TryStreamExt;
@@ -45,9 +45,9 @@ pub struct Backend {
     /// Set for local directories: staged writes of a killed process are invisible to
     /// `ObjectStore::list`, so orphan sweeps and set deletion work on the directory itself.
     local_root: Option<PathBuf>,
-    /// Local directories: whether finished shards are fsynced, and the shared fsync of the
-    /// directory that holds the sets.
-    local_sync: Arc<LocalSync>,
+    /// Local directories with [`Durability::Relaxed`]: finished shards are not fsynced.
+    /// Shared by the clones, like the rest of the backend's state.
+    local_sync_off: Arc<AtomicBool>,
     /// Writes are coalesced into parts of this size before they reach the store.
     part_size: usize,
     labels: BackendLabels,
@@ -75,7 +75,7 @@ impl Backend {
             id: id.into(),
             store: Arc::new(store),
             local_root: Some(root),
-            local_sync: Arc::default(),
+            local_sync_off: Arc::default(),
             part_size: 1 << 20,
             labels: BackendLabels {
                 provider: "local".into(),
@@ -93,7 +93,7 @@ impl Backend {
             id: id.into(),
             store,
             local_root: None,
-            local_sync: Arc::default(),
+            local_sync_off: Arc::default(),
             part_size: 8 << 20,
             labels: BackendLabels::default(),
             health: Arc::default(),
@@ -106,7 +106,7 @@ impl Backend {
     /// backend fsyncs the shard file, its set's directory and the directory of sets before the
     /// shard counts as written. Remote stores are durable when they answer: nothing to do.
     pub fn set_durability(&self, durability: Durability) {
-        self.local_sync.off.store(!durability.syncs(), Ordering::Relaxed);
+        self.local_sync_off.store(!durability.syncs(), Ordering::Relaxed);
     }
 
     /// Makes the directories that lead to the shard sets of a local backend survive a power
@@ -116,7 +116,7 @@ impl Backend {
         let Some(root) = self.local_root.clone() else {
             return Ok(());
         };
-        if self.local_sync.off.load(Ordering::Relaxed) {
+        if self.local_sync_off.load(Ordering::Relaxed) {
             return Ok(());
         }
         let id = self.id.clone();
@@ -132,12 +132,14 @@ impl Backend {
     }
 
     /// Makes a finished shard object survive a power loss (see [`Backend::set_durability`]):
-    /// the file, its set's directory and the directory of sets, fsynced at once (each call is
-    /// a journal commit on most file systems; issued together they share one). The directory
-    /// of sets is shared by every new set, so its fsync is shared too.
+    /// the file, its set's directory and the directory of sets, fsynced at once. Each is a
+    /// journal commit on most file systems; issued together, and with those of concurrent
+    /// writes, the kernel covers them with one (and an fsync of a directory whose change a
+    /// commit already covered returns at once), which beats issuing them one after the other
+    /// or queueing them behind one another here.
     async fn sync_shard(&self, path: &Path) -> Result<()> {
         let Some(root) = &self.local_root else { return Ok(()) };
-        if self.local_sync.off.load(Ordering::Relaxed) {
+        if self.local_sync_off.load(Ordering::Relaxed) {
             return Ok(());
         }
         let blocking = |path: std::path::PathBuf| {
@@ -150,9 +152,8 @@ impl Backend {
         };
         let file = root.join(path.as_ref());
         let set_dir = file.parent().unwrap_or(root).to_path_buf();
-        let (id, sets) = (self.id.clone(), root.join(SHARDS_PREFIX));
-        let sets_dir = self.local_sync.sets_dir.wait(move || fsync(&id, &sets));
-        tokio::try_join!(blocking(file), blocking(set_dir), sets_dir).map(|_| ())
+        let sets_dir = root.join(SHARDS_PREFIX);
+        tokio::try_join!(blocking(file), blocking(set_dir), blocking(sets_dir)).map(|_| ())
     }
 
     /// The same backend with faults injected into every call of its store. (Local backends
@@ -432,15 +433,6 @@ impl Backend {
         out.dedup();
         Ok(out)
     }
-}
-
-/// How a local backend makes its shards durable.
-#[derive(Debug, Default)]
-struct LocalSync {
-    /// [`Durability::Relaxed`]: no fsync at all.
-    off: AtomicBool,
-    /// The fsync of `shards/`, shared by the sets created meanwhile.
-    sets_dir: TicketSync,
 }
 
 /// fsyncs a file or directory of backend `id`.
