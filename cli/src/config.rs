@@ -112,6 +112,11 @@ pub struct ServeArgs {
     /// abandoned and the object's shard sets are released [default: 60].
     #[arg(long, env = "MLSYSOPS_RESPONSE_STALL_SECS")]
     response_stall_secs: Option<f64>,
+    /// When a write is acknowledged: fsync (local shard files, their directories and the
+    /// metadata WAL synced first; replaced shards deleted only after that) or relaxed (not
+    /// synced: a power loss may lose acknowledged writes) [default: fsync].
+    #[arg(long, env = "MLSYSOPS_DURABILITY")]
+    durability: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -149,6 +154,7 @@ struct FileConfig {
     #[serde(default)]
     limits: limits::LimitsFile,
     response_stall_secs: Option<f64>,
+    durability: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -393,6 +399,12 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             .unwrap_or(storage_gateway::s3::DEFAULT_RESPONSE_STALL.as_secs_f64()),
         "response_stall_secs",
     )?;
+    let durability: storage_gateway::Durability = args
+        .durability
+        .or(file.durability)
+        .map(|d| d.parse())
+        .transpose()?
+        .unwrap_or_default();
     if let Some(e) = &telemetry.otlp_endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
             bail!("otlp_endpoint {e:?}: expected an http:// or https:// URL of an OTLP/HTTP collector");
@@ -420,6 +432,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             sweep,
             limits,
             response_stall,
+            durability,
         },
         Generated {
             credentials: generated_credentials,

@@ -105,7 +105,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             println!("admin token: {}", config.admin.token);
             println!("(generated; stored in {})", config.data_dir.join(control_api::ADMIN_TOKEN_FILE).display());
         }
-        tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, "serving S3");
+        tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, durability = %config.durability, "serving S3");
         server.serve(shutdown_signal()).await?;
         // The last OTLP push: what happened since the previous one would be lost otherwise.
         otel.shutdown();

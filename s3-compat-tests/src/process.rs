@@ -110,6 +110,15 @@ impl ServerOptions {
         self
     }
 
+    /// Sets (`Some`) or removes (`None`) an environment variable of the next start, in place
+    /// (through [`TestServer::options_mut`]).
+    pub fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            self.env.push((name.to_owned(), v.to_owned()));
+        }
+    }
+
     fn args(&self) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(n) = self.local_backends {
@@ -412,6 +421,23 @@ impl TestServer {
                 let _ = running.child.wait();
                 panic!(
                     "gateway did not exit within {STOP_TIMEOUT:?} of SIGTERM\n--- server log ---\n{}",
+                    self.log_contents()
+                );
+            }
+        }
+    }
+
+    /// Waits for the process to end by itself (a crash point: `MLSYSOPS_CRASH_AT`), reaps it
+    /// and returns how it ended; panics with the log if it is still running after `timeout`.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut running = self.running.take().expect("server is not running");
+        match wait_with_timeout(&mut running.child, timeout) {
+            Some(status) => status,
+            None => {
+                let _ = running.child.kill();
+                let _ = running.child.wait();
+                panic!(
+                    "gateway still running {timeout:?} after it should have ended by itself\n--- server log ---\n{}",
                     self.log_contents()
                 );
             }

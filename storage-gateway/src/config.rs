@@ -45,6 +45,8 @@ pub struct GatewayConfig {
     /// abandoned and the object's shard sets are unpinned (so the reaper can delete replaced
     /// ones); see [`crate::s3::DEFAULT_RESPONSE_STALL`].
     pub response_stall: std::time::Duration,
+    /// How durable a write is when it is acknowledged.
+    pub durability: crate::Durability,
 }
 
 /// Where the admin API listens and the bearer token it wants.

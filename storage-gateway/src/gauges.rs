@@ -13,7 +13,13 @@ pub fn register(engine: &Engine) {
         return;
     }
     type Field = fn(&Engine) -> &AtomicU64;
-    let counters: [(&'static str, &'static str, &'static str, Field); 14] = [
+    let counters: [(&'static str, &'static str, &'static str, Field); 15] = [
+        (
+            "mlsysops.meta.wal_syncs",
+            "Syncs of the metadata WAL before acknowledging writes (--durability fsync); one covers every commit before it",
+            "{sync}",
+            Engine::wal_syncs,
+        ),
         (
             "mlsysops.healer.shards_repaired",
             "Shards rebuilt and written back by the healer",

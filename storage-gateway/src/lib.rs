@@ -42,12 +42,16 @@
 //! - [`limits`]: what clients may hold of the S3 port (connections, header and body pace,
 //!   idle time, HTTP/2 streams, memory for bodies), used by [`server`] and the S3 front.
 //! - [`server`]: wires it all and serves HTTP until told to stop.
+//! - [`durability`]: the `--durability` setting and the group commit of its syncs.
+//! - [`crash`]: crash points, a test hook that aborts the process at a named step of a write.
 
 pub mod admin;
 pub mod backend;
 pub mod codec;
 pub mod config;
+pub mod crash;
 pub mod crypto;
+pub mod durability;
 pub mod engine;
 pub mod error;
 pub mod gauges;
@@ -60,6 +64,7 @@ pub mod server;
 pub mod storage_policy;
 
 pub use config::{AdminConfig, Credentials, GatewayConfig};
+pub use durability::Durability;
 pub use error::{Error, Result};
 
 /// Upper bound on shards per set, used where a sweep must cover any shard index.

@@ -111,6 +111,12 @@ impl Server {
         let meta_dir = config.data_dir.join("meta");
         std::fs::create_dir_all(&meta_dir).map_err(|e| Error::io(format!("creating {}", meta_dir.display()), e))?;
         let store = RocksStore::open(&meta_dir)?;
+        if config.durability.syncs() {
+            // RocksDB syncs what it creates inside meta/, not meta/'s own entry.
+            std::fs::File::open(&config.data_dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(format!("fsync of {}", config.data_dir.display()), e))?;
+        }
         let keys = match &config.master_keys {
             Some(ring) => ring.clone(),
             None => {
@@ -125,6 +131,22 @@ impl Server {
         tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
         let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys), telemetry);
         engine.set_hedged_reads(config.hedged_reads);
+        engine.set_durability(config.durability);
+        tracing::info!(
+            durability = %config.durability,
+            "{}",
+            if config.durability.syncs() {
+                "writes are acknowledged once durable: local shard files, their directories and the metadata WAL fsynced; remote backends are durable when they answer"
+            } else {
+                "writes are acknowledged before they are synced: a power loss (not a crash of the process) may lose acknowledged writes"
+            }
+        );
+        if let Some(point) = crate::crash::arm()? {
+            tracing::warn!(
+                point = point.name(),
+                "crash point armed (test hook): the process aborts there"
+            );
+        }
         engine
             .migrations()
             .set_throttle(crate::engine::migrate::Throttle {

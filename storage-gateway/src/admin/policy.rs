@@ -50,6 +50,10 @@ pub(super) async fn put_policy(
     bucket_record(&st.engine, &bucket)?;
     let req: StoragePolicyRequest = parse(&body)?;
     let applied = storage_policy::apply(&st.engine, &bucket, &req)?;
+    st.engine
+        .settle()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(Json(StoragePolicyChanged {
         changed: applied.changed,
         policy: storage_policy::view(&bucket, &applied.record, Some(&st.engine)),

@@ -24,6 +24,7 @@ pub use owner::{Marker, OwnerMarker};
 pub use quarantine::{QuarantinedSet, StoredSet};
 pub use spec::{BackendKind, BackendSpec};
 
+use crate::durability::Durability;
 use crate::error::{Error, Result};
 use bytes::{Bytes, BytesMut};
 use object_store::local::LocalFileSystem;
@@ -33,7 +34,7 @@ use placement::BackendLabels;
 use std::future::Future;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use telemetry::stats::{BackendOp, Outcome};
@@ -52,6 +53,9 @@ pub struct Backend {
     /// Set for local directories: staged writes of a killed process are invisible to
     /// `ObjectStore::list`, so orphan sweeps and set deletion work on the directory itself.
     local_root: Option<PathBuf>,
+    /// Local directories with [`Durability::Relaxed`]: finished shards are not fsynced.
+    /// Shared by the clones, like the rest of the backend's state.
+    local_sync_off: Arc<AtomicBool>,
     /// Writes are coalesced into parts of this size before they reach the store.
     part_size: usize,
     labels: BackendLabels,
@@ -79,6 +83,7 @@ impl Backend {
             id: id.into(),
             store: Arc::new(store),
             local_root: Some(root),
+            local_sync_off: Arc::default(),
             part_size: 1 << 20,
             labels: BackendLabels {
                 provider: "local".into(),
@@ -96,12 +101,67 @@ impl Backend {
             id: id.into(),
             store,
             local_root: None,
+            local_sync_off: Arc::default(),
             part_size: 8 << 20,
             labels: BackendLabels::default(),
             health: Arc::default(),
             telemetry: None,
             inflight: Arc::default(),
         }
+    }
+
+    /// Sets how durable a finished shard is: with [`Durability::Fsync`] (the default) a local
+    /// backend fsyncs the shard file, its set's directory and the directory of sets before the
+    /// shard counts as written. Remote stores are durable when they answer: nothing to do.
+    pub fn set_durability(&self, durability: Durability) {
+        self.local_sync_off.store(!durability.syncs(), Ordering::Relaxed);
+    }
+
+    /// Makes the directories that lead to the shard sets of a local backend survive a power
+    /// loss (`shards/`, the backend's directory and the one holding it: created at start,
+    /// perhaps just now). Run once at start; nothing to do for remote stores or when relaxed.
+    pub async fn sync_root(&self) -> Result<()> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        if self.local_sync_off.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let id = self.id.clone();
+        tokio::task::spawn_blocking(move || {
+            fsync(&id, &root.join(SHARDS_PREFIX))?;
+            fsync(&id, &root)?;
+            root.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or(Ok(()), |p| fsync(&id, p))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
+    }
+
+    /// Makes a finished shard object survive a power loss (see [`Backend::set_durability`]):
+    /// the file, its set's directory and the directory of sets, fsynced at once. Each is a
+    /// journal commit on most file systems; issued together, and with those of concurrent
+    /// writes, the kernel covers them with one (and an fsync of a directory whose change a
+    /// commit already covered returns at once), which beats issuing them one after the other
+    /// or queueing them behind one another here.
+    async fn sync_shard(&self, path: &Path) -> Result<()> {
+        let Some(root) = &self.local_root else { return Ok(()) };
+        if self.local_sync_off.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let blocking = |path: std::path::PathBuf| {
+            let id = self.id.clone();
+            async move {
+                tokio::task::spawn_blocking(move || fsync(&id, &path))
+                    .await
+                    .map_err(|e| Error::Internal(format!("fsync task: {e}")))?
+            }
+        };
+        let file = root.join(path.as_ref());
+        let set_dir = file.parent().unwrap_or(root).to_path_buf();
+        let sets_dir = root.join(SHARDS_PREFIX);
+        tokio::try_join!(blocking(file), blocking(set_dir), blocking(sets_dir)).map(|_| ())
     }
 
     /// The same backend with faults injected into every call of its store. (Local backends
@@ -356,6 +416,13 @@ impl Backend {
     }
 }
 
+/// fsyncs a file or directory of backend `id`.
+fn fsync(id: &str, path: &std::path::Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("backend {id}: fsync of {}", path.display()), e))
+}
+
 /// Streams one shard object to its backend: small objects in one put, large ones as a
 /// multipart upload of `part_size` parts, so memory stays at one part per shard.
 pub struct ShardWriter {
@@ -395,7 +462,8 @@ impl ShardWriter {
         b.call(BackendOp::Put, "put_part", &self.path, |_| len, put).await
     }
 
-    /// Makes the shard object durable and visible; returns its length.
+    /// Makes the shard object durable (as [`Backend::set_durability`] says) and visible;
+    /// returns its length.
     pub async fn finish(mut self) -> Result<u64> {
         if self.upload.is_none() {
             let data = self.buf.split().freeze();
@@ -404,6 +472,7 @@ impl ShardWriter {
             self.backend
                 .call(BackendOp::Put, "put", &self.path, |_| len, put)
                 .await?;
+            self.backend.sync_shard(&self.path).await?;
             return Ok(self.written);
         }
         if !self.buf.is_empty() {
@@ -416,6 +485,7 @@ impl ShardWriter {
         let b = &self.backend;
         b.call(BackendOp::Put, "complete", &self.path, |_| 0, up.complete())
             .await?;
+        b.sync_shard(&self.path).await?;
         Ok(self.written)
     }
 

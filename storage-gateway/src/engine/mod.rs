@@ -41,6 +41,7 @@ pub mod write;
 
 use crate::backend::Backend;
 use crate::crypto::KeyRing;
+use crate::durability::{Durability, GroupSync};
 use crate::error::{Error, Result};
 use crate::meta::doomed::DoomedEntry;
 use crate::meta::{Catalog, Doomed};
@@ -78,6 +79,10 @@ struct Inner {
     workers: workers::Runner,
     /// Reads steered by latency and hedged (true), or data shards first, never hedged.
     hedged_reads: std::sync::atomic::AtomicBool,
+    /// `--durability relaxed`: commits are acknowledged and reaped without a WAL sync.
+    relaxed: std::sync::atomic::AtomicBool,
+    /// The group commit of the catalog's WAL syncs.
+    wal: GroupSync,
 }
 
 impl Engine {
@@ -113,6 +118,8 @@ impl Engine {
                 migrations: migrate::Migrations::new(migrate::MigrationConfig::default()),
                 workers: workers::Runner::new(),
                 hedged_reads: std::sync::atomic::AtomicBool::new(true),
+                relaxed: std::sync::atomic::AtomicBool::new(false),
+                wal: GroupSync::default(),
             }),
         };
         if let Err(e) = engine.workers().spawn(sweep::Reaper::new(engine.clone(), rx)) {
@@ -172,6 +179,47 @@ impl Engine {
         self.inner.hedged_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Sets how durable a write is when it is acknowledged, for the catalog and for every
+    /// backend ([`Durability::Fsync`] unless told otherwise).
+    pub fn set_durability(&self, durability: Durability) {
+        let relaxed = !durability.syncs();
+        self.inner.relaxed.store(relaxed, std::sync::atomic::Ordering::Relaxed);
+        for b in self.backends() {
+            b.set_durability(durability);
+        }
+    }
+
+    /// See [`Engine::set_durability`].
+    #[must_use]
+    pub fn durability(&self) -> Durability {
+        if self.inner.relaxed.load(std::sync::atomic::Ordering::Relaxed) {
+            Durability::Relaxed
+        } else {
+            Durability::Fsync
+        }
+    }
+
+    /// Returns once every commit made before the call survives a power loss (with
+    /// [`Durability::Fsync`]; at once when relaxed). Callers acknowledge a write, or delete
+    /// what a commit replaced, only after this. Concurrent callers share the WAL syncs.
+    pub async fn settle(&self) -> Result<()> {
+        if !self.durability().syncs() {
+            return Ok(());
+        }
+        let ticket = self.catalog().sequence();
+        let engine = self.clone();
+        self.inner
+            .wal
+            .wait(ticket, || self.catalog().sequence(), move || engine.catalog().sync())
+            .await
+    }
+
+    /// WAL syncs run for [`Engine::settle`] since start (one covers every commit before it).
+    #[must_use]
+    pub(crate) fn wal_syncs(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.inner.wal.syncs
+    }
+
     /// How many shards are still being written after their write was acknowledged.
     #[must_use]
     pub fn straggling_shards(&self) -> usize {
@@ -214,8 +262,10 @@ impl Engine {
         &self.inner.integrity
     }
 
-    /// Hands shard sets a commit doomed to the reaper for deletion (once no reader pins them).
+    /// Hands shard sets a commit doomed to the reaper for deletion (once no reader pins them
+    /// and the commit is durable). Every verb calls it right after its commit.
     pub(crate) fn reap(&self, doomed: Doomed) {
+        crate::crash::point(crate::crash::CrashPoint::AfterCommit);
         for d in doomed.into_entries() {
             // The reaper lives as long as the engine; a send can only fail during shutdown,
             // and the startup sweep deletes whatever was left Deleting.

@@ -57,8 +57,22 @@ impl Reaper {
         }
     }
 
+    /// Whether every commit so far is durable; if not (the sync failed), nothing may be
+    /// deleted yet: the sets stay Deleting on record, for the retry scan.
+    async fn settled(&mut self) -> bool {
+        match self.engine.settle().await {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed += 1;
+                tracing::warn!(error = %e, "cannot make the catalog durable; replaced sets are deleted later");
+                false
+            }
+        }
+    }
+
     /// Deletes `doomed` unless a reader pins it (then the last unpin hands it back).
     async fn reap(&mut self, doomed: &DoomedEntry) {
+        crate::crash::point(crate::crash::CrashPoint::BeforeReap);
         if !self.engine.pins().release_for_deletion(doomed) {
             self.deferred += 1;
         } else if delete_set(&self.engine, doomed.0, &doomed.1).await {
@@ -76,30 +90,37 @@ impl Worker for Reaper {
     }
 
     async fn step(&mut self, _: &Context) -> Result<Next, StepError> {
-        let mut handled = 0;
-        while handled < BATCH {
-            let doomed = match self.next.take() {
-                Some(d) => d,
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
+            match self.next.take() {
+                Some(d) => batch.push(d),
                 None => match self.rx.try_recv() {
-                    Ok(d) => d,
+                    Ok(d) => batch.push(d),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         self.closed = true;
                         break;
                     }
                 },
-            };
-            self.reap(&doomed).await;
-            handled += 1;
+            }
+        }
+        let handled = batch.len();
+        // Every set in the batch was doomed by a commit written before it was sent here: once
+        // that commit is durable, no power loss can bring back a version that names the set.
+        if !batch.is_empty() && self.settled().await {
+            for doomed in &batch {
+                self.reap(doomed).await;
+            }
         }
         if Instant::now() >= self.retry_at {
             self.retry_at = Instant::now() + RETRY_EVERY;
             self.retries += 1;
             match self.engine.catalog().sets() {
                 Ok(sets) => {
-                    for doomed in sets {
-                        if doomed.1.state == SetState::Deleting {
-                            self.reap(&doomed).await;
+                    let deleting: Vec<_> = sets.into_iter().filter(|d| d.1.state == SetState::Deleting).collect();
+                    if !deleting.is_empty() && self.settled().await {
+                        for doomed in &deleting {
+                            self.reap(doomed).await;
                         }
                     }
                 }
@@ -138,7 +159,10 @@ impl Worker for Reaper {
 /// backend confirmed.
 async fn delete_set(engine: &Engine, set: Uuid, rec: &SetRecord) -> bool {
     let mut all = true;
-    for (id, idx) in rec.all_locations() {
+    for (n, (id, idx)) in rec.all_locations().into_iter().enumerate() {
+        if n == 1 {
+            crate::crash::point(crate::crash::CrashPoint::MidReap);
+        }
         let res = match engine.backend(&id) {
             Ok(b) => b.delete_set(set, [idx]).await,
             // Removed from the configuration: nothing of ours can be deleted there any more.
@@ -226,6 +250,11 @@ impl Engine {
         moves: &[ShardMove],
         stale: impl Fn(&ShardMove) -> &String,
     ) -> usize {
+        // The commit that made a copy stale must be durable before the copy goes.
+        if let Err(e) = self.settle().await {
+            tracing::warn!(%set, error = %e, "cannot make the catalog durable; stale copies of moved shards stay for now");
+            return 0;
+        }
         let mut done = Vec::new();
         for mv in moves {
             let backend = stale(mv);
@@ -257,6 +286,15 @@ impl Engine {
     /// past their retention are deleted. Younger sets are looked at again in the background
     /// when they come of age. Run before serving, so no write of this process is in flight.
     pub async fn startup_sweep(&self, cfg: &SweepConfig) -> Result<SweepReport> {
+        // What the store recovered may have been written but never synced by the process that
+        // died: durable first, then acted upon.
+        self.settle().await?;
+        for b in self.backends() {
+            if let Err(e) = b.sync_root().await {
+                // Like a backend down at start: reported, not fatal; its shard writes fail too.
+                tracing::warn!(backend = %b.id(), error = %e, "cannot make the backend's directories durable");
+            }
+        }
         let records: HashMap<Uuid, SetRecord> = self.catalog().sets()?.into_iter().collect();
         let claim = self.claim_backends(cfg.overrides, &records).await?;
         let mut report = SweepReport {

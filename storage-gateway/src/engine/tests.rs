@@ -34,12 +34,17 @@ struct Rig {
 
 impl Rig {
     fn new() -> Self {
+        Self::with_store(|store| Arc::new(store))
+    }
+
+    /// A rig whose catalog is on what `wrap` makes of a fresh RocksDB store.
+    fn with_store(wrap: impl FnOnce(RocksStore) -> Arc<dyn crate::meta::MetaStore>) -> Self {
         let meta = tempfile::tempdir().expect("a temporary directory for RocksDB");
         let store = RocksStore::open(meta.path()).expect("RocksDB opens in a fresh directory");
         let backends = (0..4)
             .map(|i| Backend::remote(format!("b{i}"), Arc::new(object_store::memory::InMemory::new())))
             .collect();
-        let engine = Engine::new(Catalog::new(Arc::new(store)), backends);
+        let engine = Engine::new(Catalog::new(wrap(store)), backends);
         let rec = BucketRecord {
             created_ms: 1,
             policy: BucketPolicy {
@@ -491,4 +496,142 @@ async fn sets_written_before_keyed_integrity_read_beside_keyed_ones() {
         assert!(got == want[100..], "{key} read back wrong");
     }
     after.records_settled("both formats").await;
+}
+
+/// WAL syncs held until the test lets them through, and counted: what a slow disk looks like
+/// to the engine, without a power loss.
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    waiting: std::sync::atomic::AtomicUsize,
+    syncs: std::sync::atomic::AtomicUsize,
+}
+
+impl Gate {
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap() = closed;
+        self.opened.notify_all();
+    }
+
+    fn syncs(&self) -> usize {
+        self.syncs.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// RocksDB with its syncs behind a [`Gate`].
+struct GatedStore {
+    inner: RocksStore,
+    gate: Arc<Gate>,
+}
+
+impl crate::meta::MetaStore for GatedStore {
+    fn get(&self, t: crate::meta::Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(t, key)
+    }
+
+    fn scan(&self, t: crate::meta::Table, from: &[u8], prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan(t, from, prefix, limit)
+    }
+
+    fn walk(
+        &self,
+        t: crate::meta::Table,
+        from: &[u8],
+        prefix: &[u8],
+        visit: &mut crate::meta::Visit<'_>,
+    ) -> Result<()> {
+        self.inner.walk(t, from, prefix, visit)
+    }
+
+    fn write(&self, batch: crate::meta::Batch) -> Result<()> {
+        self.inner.write(batch)
+    }
+
+    fn sync(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.gate.waiting.fetch_add(1, SeqCst);
+        let mut closed = self.gate.closed.lock().unwrap();
+        while *closed {
+            closed = self.gate.opened.wait(closed).unwrap();
+        }
+        drop(closed);
+        self.gate.waiting.fetch_sub(1, SeqCst);
+        self.gate.syncs.fetch_add(1, SeqCst);
+        self.inner.sync()
+    }
+
+    fn sequence(&self) -> u64 {
+        self.inner.sequence()
+    }
+}
+
+/// Whether backend b0 holds a shard of `set`.
+async fn shard_exists(rig: &Rig, set: Uuid) -> bool {
+    let backend = rig.engine.backend("b0").unwrap();
+    // A 2 + 2 set is on all four backends; b0 holds one of its shards, whichever index.
+    for idx in 0..4 {
+        if backend.read_range(&Backend::shard_path(set, idx), 0..1).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// With `fsync` (the default) the set an overwrite replaced is deleted only once the commit
+/// that replaced it is durable; `settle` syncs only when something was committed since the last
+/// sync. With `relaxed` nothing waits for a sync.
+#[tokio::test]
+async fn replaced_sets_wait_for_a_durable_commit() {
+    let gate = Arc::new(Gate::default());
+    let rig = Rig::with_store(|inner| {
+        Arc::new(GatedStore {
+            inner,
+            gate: gate.clone(),
+        })
+    });
+    assert_eq!(rig.engine.durability(), crate::Durability::Fsync);
+
+    let case = "settle syncs what was committed, once";
+    let old = rig.put(case, "k", b"one").await.segments[0].set;
+    rig.records_settled(case).await;
+    let before = gate.syncs();
+    rig.engine.settle().await.unwrap();
+    assert_eq!(gate.syncs(), before + 1, "{case}: a commit to sync");
+    rig.engine.settle().await.unwrap();
+    assert_eq!(gate.syncs(), before + 1, "{case}: nothing new to sync");
+
+    let case = "fsync: the replaced set waits for the sync";
+    gate.set(true);
+    rig.put(case, "k", b"two").await;
+    let give_up = tokio::time::Instant::now() + PATIENCE;
+    while gate.waiting() == 0 {
+        assert!(tokio::time::Instant::now() < give_up, "{case}: the reaper never synced");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        rig.state(old),
+        Some(SetState::Deleting),
+        "{case}: doomed, not forgotten"
+    );
+    assert!(shard_exists(&rig, old).await, "{case}: the shards are still there");
+    gate.set(false);
+    rig.forgotten(case, old).await;
+    assert!(!shard_exists(&rig, old).await, "{case}: deleted after the sync");
+    rig.records_settled(case).await;
+
+    let case = "relaxed: reaped without a sync";
+    rig.engine.set_durability(crate::Durability::Relaxed);
+    gate.set(true);
+    let syncs = gate.syncs();
+    let old = rig.engine.object(B, "k").unwrap().expect("k exists").segments[0].set;
+    rig.put(case, "k", b"three").await;
+    rig.engine.settle().await.unwrap();
+    rig.forgotten(case, old).await;
+    assert_eq!((gate.syncs(), gate.waiting()), (syncs, 0), "{case}: no sync asked for");
+    gate.set(false);
 }

@@ -372,6 +372,7 @@ impl Engine {
         let (segment, failed, hasher) = self
             .write_shards(set, &backends, policy, body, hasher, protection)
             .await?;
+        crate::crash::point(crate::crash::CrashPoint::AfterShards);
         Ok((WrittenSet { segment, failed, guard }, hasher))
     }
 

@@ -802,6 +802,19 @@ impl Catalog {
         Ok(out)
     }
 
+    // ---- durability ----
+
+    /// Makes every batch written so far survive a power loss.
+    pub fn sync(&self) -> Result<()> {
+        self.store.sync()
+    }
+
+    /// Grows with every batch written; see [`MetaStore::sequence`].
+    #[must_use]
+    pub fn sequence(&self) -> u64 {
+        self.store.sequence()
+    }
+
     // ---- shard sets and repairs ----
 
     /// Every shard set record.

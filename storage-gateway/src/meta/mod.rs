@@ -120,9 +120,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// consistent view of the table, until `visit` says stop or the prefix ends. Values are
     /// lent, not copied: a visitor that only looks at keys costs no value allocation.
     fn walk(&self, t: Table, from: &[u8], prefix: &[u8], visit: &mut Visit<'_>) -> Result<()>;
-    /// Applies a batch atomically.
+    /// Applies a batch atomically. It survives a crash of the process at once, a power loss
+    /// only once [`MetaStore::sync`] has run after it.
     fn write(&self, batch: Batch) -> Result<()>;
-    /// Makes every write so far durable (survives a power loss), whatever the store's
-    /// everyday durability.
+    /// Makes every batch written so far survive a power loss (RocksDB: syncs the WAL).
     fn sync(&self) -> Result<()>;
+    /// A number that grows with every batch written: a [`MetaStore::sync`] begun after it read
+    /// `n` covers every batch up to `n`.
+    fn sequence(&self) -> u64;
 }

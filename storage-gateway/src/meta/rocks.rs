@@ -95,7 +95,12 @@ impl MetaStore for RocksStore {
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(|e| Error::meta("sync", e))
+        self.db.flush_wal(true).map_err(|e| Error::meta("syncing the WAL", e))
+    }
+
+    fn sequence(&self) -> u64 {
+        // Published only once a batch is in the WAL (and the memtable).
+        self.db.latest_sequence_number()
     }
 }
 
@@ -123,6 +128,10 @@ mod tests {
         b.delete(Table::Objects, b"a\0x".to_vec());
         s.write(b).unwrap();
         assert!(s.get(Table::Objects, b"a\0x").unwrap().is_none());
+        let seq = s.sequence();
+        assert!(seq > 0, "every batch moves the sequence");
+        s.sync().unwrap();
+        assert_eq!(s.sequence(), seq, "a sync writes no batch");
         drop(s);
         let s = RocksStore::open(dir.path()).unwrap();
         assert!(s.get(Table::Objects, b"b\0x").unwrap().is_some());

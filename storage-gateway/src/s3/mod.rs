@@ -29,7 +29,8 @@ use s3s::{S3Request, S3Response, S3Result, S3};
 /// How long a GET response waits on a client that reads nothing, unless configured.
 pub const DEFAULT_RESPONSE_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// The S3 service: every supported operation, the rest answer NotImplemented.
+/// The S3 service: every supported operation, the rest answer NotImplemented. Operations that
+/// change state answer through [`Gateway::acked`].
 #[derive(Clone)]
 pub struct Gateway {
     engine: Engine,
@@ -63,6 +64,16 @@ impl Gateway {
         self
     }
 
+    /// Answers a write only once what it committed is durable (`--durability fsync`: the
+    /// catalog's WAL synced, shared with concurrent writes). Every operation that changes
+    /// state goes through it; a failure answers as it is.
+    async fn acked<T>(&self, res: S3Result<T>) -> S3Result<T> {
+        let out = res?;
+        self.engine.settle().await?;
+        crate::crash::point(crate::crash::CrashPoint::BeforeAck);
+        Ok(out)
+    }
+
     /// Sets whether buckets created from now on encrypt their objects at rest.
     #[must_use]
     pub fn encrypt_new_buckets(mut self, on: bool) -> Self {
@@ -81,13 +92,13 @@ impl Gateway {
 #[async_trait::async_trait]
 impl S3 for Gateway {
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
-        self.create_bucket_op(req).await
+        self.acked(self.create_bucket_op(req).await).await
     }
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
         self.head_bucket_op(req).await
     }
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
-        self.delete_bucket_op(req).await
+        self.acked(self.delete_bucket_op(req).await).await
     }
     async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
         self.list_buckets_op(req).await
@@ -102,7 +113,7 @@ impl S3 for Gateway {
         &self,
         req: S3Request<PutBucketEncryptionInput>,
     ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
-        self.put_bucket_encryption_op(req).await
+        self.acked(self.put_bucket_encryption_op(req).await).await
     }
     async fn get_bucket_encryption(
         &self,
@@ -114,10 +125,10 @@ impl S3 for Gateway {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
-        self.delete_bucket_encryption_op(req).await
+        self.acked(self.delete_bucket_encryption_op(req).await).await
     }
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
-        self.put_object_op(req).await
+        self.acked(self.put_object_op(req).await).await
     }
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
         self.get_object_op(req).await
@@ -126,10 +137,10 @@ impl S3 for Gateway {
         self.head_object_op(req).await
     }
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.delete_object_op(req).await
+        self.acked(self.delete_object_op(req).await).await
     }
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        self.delete_objects_op(req).await
+        self.acked(self.delete_objects_op(req).await).await
     }
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
         self.list_objects_op(req).await
@@ -138,34 +149,34 @@ impl S3 for Gateway {
         self.list_objects_v2_op(req).await
     }
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
-        self.copy_object_op(req).await
+        self.acked(self.copy_object_op(req).await).await
     }
     async fn create_multipart_upload(
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
-        self.create_multipart_upload_op(req).await
+        self.acked(self.create_multipart_upload_op(req).await).await
     }
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
-        self.upload_part_op(req).await
+        self.acked(self.upload_part_op(req).await).await
     }
     async fn upload_part_copy(
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
-        self.upload_part_copy_op(req).await
+        self.acked(self.upload_part_copy_op(req).await).await
     }
     async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        self.complete_multipart_upload_op(req).await
+        self.acked(self.complete_multipart_upload_op(req).await).await
     }
     async fn abort_multipart_upload(
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        self.abort_multipart_upload_op(req).await
+        self.acked(self.abort_multipart_upload_op(req).await).await
     }
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
         self.list_parts_op(req).await
