@@ -261,7 +261,11 @@ fn leaks(srv: &TestServer, want: usize) -> Option<String> {
 /// Runs each of `ops` to each of its crash points on one server under `durability`, with
 /// objects written before any crash that must survive them all.
 async fn crash_at_every_point(durability: &str, ops: &[Op]) {
-    let mut srv = TestServer::start(ServerOptions::new().flag("--durability", durability));
+    let mut srv = TestServer::start(
+        ServerOptions::new()
+            .flag("--durability", durability)
+            .flag("--sweep-grace-secs", 0),
+    );
     let mut c = srv.client();
     create_bucket(&c, BUCKET).await;
     let mut model = Model::default();
