@@ -382,9 +382,12 @@ async fn the_healer_writes_nothing_from_shards_that_disagree() {
     );
     assert!(!lost.exists(), "a shard was rebuilt from a rewritten one");
     assert!(
+        eventually(std::time::Duration::from_secs(10), || srv
+            .log_contents()
+            .contains("disagrees with the block decoded from the other shards"))
+        .await,
+        "the log says why nothing was written:\n{}",
         srv.log_contents()
-            .contains("disagrees with the block decoded from the other shards"),
-        "the log says why nothing was written"
     );
 
     // A GET authenticates block 1, names shard 0, and then both rebuild to what was written.
