@@ -618,6 +618,8 @@ export AWS_CONFIG_FILE="$WORK/aws-config" AWS_SHARED_CREDENTIALS_FILE="$WORK/aws
 export AWS_RETRY_MODE=standard AWS_MAX_ATTEMPTS=2
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3
 export PYTHONIOENCODING=utf-8 LC_ALL=C.UTF-8
+# aws-cli v1 presigns with SigV2 unless told otherwise, and the gateway refuses SigV2.
+printf '[default]\ns3 =\n    signature_version = s3v4\n' >"$AWS_CONFIG_FILE"
 
 section "real clients: test data and server"
 make_data
