@@ -9,6 +9,7 @@
 //! The storage policy (code, backends, encryption, intent of a bucket) is named so throughout,
 //! never "bucket policy", which in S3 means access control.
 
+pub mod agents;
 pub mod error;
 pub mod health;
 pub mod migration;
@@ -20,6 +21,10 @@ pub mod workers;
 #[cfg(feature = "client")]
 mod client;
 
+pub use agents::{
+    AgentMode, AgentModeRequest, AgentStatus, AgentsView, AppView, BucketIntent, Decision, DecisionStatus,
+    DecisionsPage, Effect, IntentView, MetricInput, OptionScore,
+};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};
 pub use error::ErrorBody;

@@ -30,5 +30,25 @@ pub const WORKERS: &str = "/api/v1/workers";
 /// `PUT`: pause, resume or re-throttle one worker.
 pub const WORKER: &str = "/api/v1/workers/{name}";
 
+/// `GET`: every backend with its labels, health and injected faults.
+pub const BACKENDS: &str = "/api/v1/backends";
+/// `GET`, `PUT`, `DELETE`: faults injected into one backend at run time (only when the gateway
+/// was started with `--allow-fault-injection` or the `multicloud-sim` profile).
+pub const BACKEND_FAULTS: &str = "/api/v1/backends/{id}/faults";
+/// `GET`, `POST`: deployed MLSysOps applications; `POST` takes a descriptor (JSON or YAML).
+pub const APPS: &str = "/api/v1/apps";
+/// `GET`, `DELETE`: one application (deleting it keeps its buckets' data).
+pub const APP: &str = "/api/v1/apps/{name}";
+/// `GET`, `PUT`: a bucket's intent (what it must achieve; the agents choose how).
+pub const BUCKET_INTENT: &str = "/api/v1/buckets/{bucket}/intent";
+/// `GET`: the agents, their health, last period and pending plans.
+pub const AGENTS: &str = "/api/v1/agents";
+/// `PUT`: `heuristic` or `ml`.
+pub const AGENTS_MODE: &str = "/api/v1/agents/mode";
+/// `GET`: the decision log, newest first (`?bucket=&since=&limit=`).
+pub const DECISIONS: &str = "/api/v1/decisions";
+/// `GET`: one decision.
+pub const DECISION: &str = "/api/v1/decisions/{id}";
+
 /// The placeholder of a bucket name in a path.
 pub const BUCKET: &str = "{bucket}";

@@ -1,0 +1,6 @@
+//! The ML connector: a [`Model`] trait and the models policies may consult in `ml` mode.
+//! (Being written: see issue 12, item 5.)
+
+/// The models an agent holds.
+#[derive(Default)]
+pub struct Models {}

@@ -1,0 +1,93 @@
+//! What an agent knows of the storage at the start of a period: every backend with its labels,
+//! health and measured performance, every bucket with its policy, intent and access rates.
+//! Policies decide from this snapshot only, so a period's plans agree on one picture.
+
+use control_api::{BucketIntent, MigrationProgress, StoragePolicyView};
+use placement::BackendLabels;
+use serde::{Deserialize, Serialize};
+
+/// One backend as the agents see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BackendView {
+    /// Backend id.
+    pub id: String,
+    /// Provider, region, GDPR, prices.
+    pub labels: BackendLabels,
+    /// The gateway considers it down (consecutive failures; retried later).
+    pub suspect: bool,
+    /// Since when it has been continuously suspect, Unix ms (kept by the agent).
+    pub down_since_ms: Option<i64>,
+    /// p95 GET latency over the last minute, ms (`None`: no samples).
+    pub get_p95_ms: Option<f64>,
+    /// p50 GET latency over the last minute, ms.
+    pub get_p50_ms: Option<f64>,
+    /// p95 PUT latency over the last minute, ms.
+    pub put_p95_ms: Option<f64>,
+    /// GET bandwidth over the last minute, MiB/s.
+    pub bandwidth_mib_s: Option<f64>,
+    /// Failed calls / calls over the last minute.
+    pub error_rate: Option<f64>,
+    /// Share of health probes that found it up over the last minute.
+    pub availability: Option<f64>,
+    /// GETs measured over the last minute.
+    pub get_samples: u64,
+    /// Trust score 0..=1 (`None`: no trust service).
+    pub trust: Option<f64>,
+}
+
+/// One bucket as the agents see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BucketView {
+    /// Bucket name.
+    pub name: String,
+    /// Its storage policy now.
+    pub policy: StoragePolicyView,
+    /// What it must achieve (`None`: no intent; the agents leave it alone).
+    pub intent: Option<BucketIntent>,
+    /// Whether the agents hold its policy-update token.
+    pub token: Option<String>,
+    /// Reads per second over the last minute.
+    pub reads_per_s: f64,
+    /// Writes per second over the last minute.
+    pub writes_per_s: f64,
+    /// Reads per second over the last hour.
+    pub reads_per_s_1h: f64,
+    /// Its migration towards the current policy, if one is known.
+    pub migration: Option<MigrationProgress>,
+}
+
+/// The snapshot a period decides from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct World {
+    /// When it was taken, Unix ms.
+    pub now_ms: i64,
+    /// The agent's period, seconds.
+    pub period_secs: u64,
+    /// Every backend.
+    pub backends: Vec<BackendView>,
+    /// Every bucket.
+    pub buckets: Vec<BucketView>,
+}
+
+impl World {
+    /// The backend `id`.
+    #[must_use]
+    pub fn backend(&self, id: &str) -> Option<&BackendView> {
+        self.backends.iter().find(|b| b.id == id)
+    }
+
+    /// The bucket `name`.
+    #[must_use]
+    pub fn bucket(&self, name: &str) -> Option<&BucketView> {
+        self.buckets.iter().find(|b| b.name == name)
+    }
+}
+
+/// Unix ms now.
+#[must_use]
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
