@@ -61,11 +61,15 @@ pub enum Applied {
     Done {
         /// The storage-policy epoch the change created.
         epoch: Option<u64>,
+        /// The command that would undo it.
+        undo: Option<Value>,
     },
-    /// Accepted and still running (a migration); poll with [`Mechanism::progress`].
+    /// Accepted and still running (a migration); see [`Mechanism::progress`].
     Pending {
         /// The storage-policy epoch the change created.
         epoch: Option<u64>,
+        /// The command that would undo it.
+        undo: Option<Value>,
     },
     /// Nothing to do: the system already is as the command asks.
     Unchanged,
@@ -80,8 +84,8 @@ pub trait Mechanism: Send + Sync {
     /// Applies `plan.command`.
     async fn apply(&self, plan: &Plan) -> Result<Applied>;
 
-    /// Whether an applied, pending plan has finished (`Done`), is running (`Pending`) or failed.
-    async fn progress(&self, plan: &Plan, applied: &Applied) -> Result<Applied>;
+    /// Whether a pending decision has finished, judged from the period's world (`true`: done).
+    fn finished(&self, decision: &control_api::Decision, world: &World) -> bool;
 
     /// What it holds now (for the API and policies).
     async fn get_state(&self) -> Value;

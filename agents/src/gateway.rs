@@ -1,1 +1,226 @@
-//! (to be written)
+//! The agents' door to a gateway: its admin API through `control_api::Client`, whether the
+//! agent runs inside `mlsysops serve` or as its own process. [`Observer`] turns the answers
+//! into the period's [`World`]; the storage-policy mechanism changes policies through it.
+
+use crate::error::{Error, Result};
+use crate::world::{now_ms, BackendView, BucketView, World};
+use control_api::{Client, MigrationProgress, StoragePolicyChanged, StoragePolicyRequest, StoragePolicyView};
+use placement::BackendLabels;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A gateway's admin API.
+#[derive(Clone)]
+pub struct Gateway {
+    client: Client,
+}
+
+fn gw(what: impl Into<String>) -> impl FnOnce(control_api::ClientError) -> Error {
+    let what = what.into();
+    move |source| Error::Gateway { what, source }
+}
+
+/// The part of `GET /api/v1/backends` the agents read.
+#[derive(Deserialize)]
+struct BackendsAnswer {
+    backends: Vec<BackendEntry>,
+}
+
+#[derive(Deserialize)]
+struct BackendEntry {
+    id: String,
+    #[serde(default)]
+    labels: BackendLabels,
+    #[serde(default)]
+    suspect: bool,
+}
+
+impl Gateway {
+    /// Over `client` (its base URL and admin token).
+    #[must_use]
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// The client, for callers that need an endpoint this type does not wrap.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A bucket's storage policy.
+    pub async fn storage_policy(&self, bucket: &str) -> Result<StoragePolicyView> {
+        self.client
+            .storage_policy(bucket)
+            .await
+            .map_err(gw(format!("reading the storage policy of {bucket}")))
+    }
+
+    /// Changes a bucket's storage policy.
+    pub async fn set_storage_policy(&self, bucket: &str, req: &StoragePolicyRequest) -> Result<StoragePolicyChanged> {
+        self.client
+            .set_storage_policy(bucket, req)
+            .await
+            .map_err(gw(format!("changing the storage policy of {bucket}")))
+    }
+
+    /// A bucket's migration.
+    pub async fn migration(&self, bucket: &str) -> Result<MigrationProgress> {
+        self.client
+            .migration(bucket)
+            .await
+            .map_err(gw(format!("reading the migration of {bucket}")))
+    }
+
+    /// Creates `bucket` with the gateway's default policy if it does not exist.
+    pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
+        let path = control_api::routes::BUCKET_ADMIN.replace(control_api::routes::BUCKET, bucket);
+        let (status, body) = self
+            .client
+            .send(control_api::Method::PUT, &path, None)
+            .await
+            .map_err(gw(format!("creating bucket {bucket}")))?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::Gateway {
+                what: format!("creating bucket {bucket}"),
+                source: control_api::ClientError::from_answer(status, body.to_string().as_bytes()),
+            })
+        }
+    }
+
+    async fn backends(&self) -> Result<Vec<BackendEntry>> {
+        let (status, body) = self
+            .client
+            .send(control_api::Method::GET, control_api::routes::BACKENDS, None)
+            .await
+            .map_err(gw("listing backends"))?;
+        if !status.is_success() {
+            return Err(Error::Gateway {
+                what: "listing backends".into(),
+                source: control_api::ClientError::from_answer(status, body.to_string().as_bytes()),
+            });
+        }
+        let a: BackendsAnswer = serde_json::from_value(body).map_err(|e| Error::Store {
+            what: "decoding the backend list".into(),
+            message: e.to_string(),
+        })?;
+        Ok(a.backends)
+    }
+}
+
+/// Builds each period's [`World`], remembering across periods what a snapshot cannot say
+/// (since when a backend has been down).
+#[derive(Default)]
+pub struct Observer {
+    down_since: HashMap<String, i64>,
+}
+
+/// The 1-minute window of a telemetry snapshot (`windows[]` with `window: "1m"`).
+fn window<'a>(snapshot: &'a Value, name: &str) -> Option<&'a Value> {
+    snapshot["windows"]
+        .as_array()?
+        .iter()
+        .find(|w| w["window"].as_str() == Some(name))
+}
+
+impl Observer {
+    /// A fresh observer.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The world now: every backend, and the buckets in `buckets` (those with an intent,
+    /// with their tokens) that exist.
+    pub async fn observe(
+        &mut self,
+        gateway: &Gateway,
+        period_secs: u64,
+        buckets: &[(String, control_api::BucketIntent)],
+    ) -> Result<World> {
+        let now = now_ms();
+        let entries = gateway.backends().await?;
+        let telemetry = gateway
+            .client
+            .backend_telemetry()
+            .await
+            .map_err(gw("reading backend telemetry"))?;
+        let snaps: HashMap<String, &Value> = telemetry["backends"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| Some((s["backend"].as_str()?.to_owned(), s)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut backends = Vec::with_capacity(entries.len());
+        for e in entries {
+            let w = snaps.get(&e.id).and_then(|s| window(s, "1m"));
+            let f = |path: &[&str]| -> Option<f64> {
+                let mut v = w?;
+                for p in path {
+                    v = &v[*p];
+                }
+                v.as_f64()
+            };
+            let down_since = if e.suspect {
+                Some(*self.down_since.entry(e.id.clone()).or_insert(now))
+            } else {
+                self.down_since.remove(&e.id);
+                None
+            };
+            backends.push(BackendView {
+                get_p95_ms: f(&["get", "p95_ms"]),
+                get_p50_ms: f(&["get", "p50_ms"]),
+                put_p95_ms: f(&["put", "p95_ms"]),
+                bandwidth_mib_s: f(&["get", "bandwidth_mib_s"]),
+                error_rate: f(&["error_rate"]),
+                availability: f(&["availability"]),
+                get_samples: f(&["get", "count"]).map_or(0, |c| c as u64),
+                id: e.id,
+                labels: e.labels,
+                suspect: e.suspect,
+                down_since_ms: down_since,
+                trust: None,
+            });
+        }
+        let mut views = Vec::new();
+        for (bucket, intent) in buckets {
+            let policy = match gateway.client.storage_policy(bucket).await {
+                Ok(p) => p,
+                // A bucket the intent names but the gateway does not have (yet): nothing to
+                // decide about it this period.
+                Err(e) if e.status() == Some(control_api::StatusCode::NOT_FOUND) => continue,
+                Err(e) => return Err(gw(format!("reading the storage policy of {bucket}"))(e)),
+            };
+            let t = gateway
+                .client
+                .bucket_telemetry(bucket)
+                .await
+                .map_err(gw(format!("reading the telemetry of {bucket}")))?;
+            let rate = |win: &str, key: &str| window(&t, win).and_then(|w| w[key].as_f64()).unwrap_or(0.0);
+            let migration = gateway.client.migration(bucket).await.ok();
+            let mut intent = intent.clone();
+            let token = intent.policy_update_token.take();
+            views.push(BucketView {
+                name: bucket.clone(),
+                policy,
+                intent: Some(intent),
+                token,
+                reads_per_s: rate("1m", "reads_per_s"),
+                writes_per_s: rate("1m", "writes_per_s"),
+                reads_per_s_1h: rate("1h", "reads_per_s"),
+                migration,
+            });
+        }
+        Ok(World {
+            now_ms: now,
+            period_secs,
+            backends,
+            buckets: views,
+        })
+    }
+}

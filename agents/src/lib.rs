@@ -29,7 +29,9 @@ pub mod ml;
 pub mod northbound;
 pub mod plan;
 pub mod policies;
+pub mod run;
 pub mod scheduler;
+pub mod store;
 pub mod tiers;
 pub mod world;
 

@@ -1,5 +1,6 @@
 //! Configuration: flags beat env, env beats the TOML file, the file beats defaults.
 
+pub mod agents;
 mod limits;
 
 use anyhow::{bail, Context};
@@ -108,6 +109,8 @@ pub struct ServeArgs {
     i_know_metadata_is_empty: bool,
     #[command(flatten)]
     limits: limits::LimitsArgs,
+    #[command(flatten)]
+    agents: agents::AgentsArgs,
     /// Seconds a GET response may wait on a client that reads none of it before it is
     /// abandoned and the object's shard sets are released [default: 60].
     #[arg(long, env = "MLSYSOPS_RESPONSE_STALL_SECS")]
@@ -155,6 +158,9 @@ struct FileConfig {
     limits: limits::LimitsFile,
     response_stall_secs: Option<f64>,
     durability: Option<String>,
+    /// `[agents]`: the in-process agents.
+    #[serde(default)]
+    agents: agents::AgentsFile,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -240,7 +246,7 @@ fn rate(mib: u64) -> Option<u64> {
 }
 
 /// Resolves the final configuration and what was generated for it.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, TelemetrySettings)> {
+pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, TelemetrySettings, agents::AgentSettings)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text =
@@ -393,6 +399,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         },
     };
     let limits = limits::resolve(args.limits, file.limits)?;
+    let agent_settings = agents::resolve(args.agents, file.agents, &data_dir)?;
     let response_stall = interval(
         args.response_stall_secs
             .or(file.response_stall_secs)
@@ -439,6 +446,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             admin_token: generated_token,
         },
         telemetry,
+        agent_settings,
     ))
 }
 

@@ -1,6 +1,7 @@
 //! `mlsysops`: wires configuration, logging and signals to the gateway library.
 
 mod admin;
+mod agent;
 mod bench;
 mod bucket;
 mod config;
@@ -31,6 +32,8 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Buckets' storage policies and migrations through a running gateway's admin API.
     Bucket(Box<bucket::BucketArgs>),
+    /// Run one agent tier (node, cluster or continuum) as its own process.
+    Agent(Box<agent::AgentArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bucket(args) => {
             init_logging(None);
             bucket::run(*args)
+        }
+        Command::Agent(args) => {
+            init_logging(None);
+            agent::run(*args)
         }
     }
 }
@@ -71,7 +78,7 @@ fn init_logging(otel: Option<&Otel>) {
 }
 
 fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
-    let (mut config, generated, settings) = config::resolve(args)?;
+    let (mut config, generated, settings, agent_settings) = config::resolve(args)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -90,7 +97,23 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         if let Some(endpoint) = &settings.otlp_endpoint {
             tracing::info!(%endpoint, interval = ?settings.otlp_interval, "exporting metrics and traces over OTLP");
         }
-        let server = Server::start(&config).await.context("starting the gateway")?;
+        let mut server = Server::start(&config).await.context("starting the gateway")?;
+        // The agents drive the gateway through its own admin API, as a separate agent would.
+        let agents = if agent_settings.enabled {
+            let client = control_api::Client::at(server.admin_addr()?, Some(config.admin.token.clone()))
+                .context("the agents' client of the admin API")?;
+            let running = agents::run::InProcess::start(
+                &agent_settings.config,
+                agents::gateway::Gateway::new(client),
+                config.admin.token.as_str().into(),
+            )
+            .context("starting the agents")?;
+            server = server.with_admin_routes(running.router());
+            Some(running)
+        } else {
+            tracing::info!("agents off: storage policies change only when an operator changes them");
+            None
+        };
         let addr = server.local_addr()?;
         // Printed on stdout (not the log) so scripts can read the endpoint; the secret only
         // when it was just generated, and only here.
@@ -107,6 +130,9 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, durability = %config.durability, "serving S3");
         server.serve(shutdown_signal()).await?;
+        if let Some(a) = agents {
+            a.stop().await;
+        }
         // The last OTLP push: what happened since the previous one would be lost otherwise.
         otel.shutdown();
         tracing::info!("stopped");

@@ -53,6 +53,12 @@ pub struct IntentView {
     pub has_token: bool,
     /// When it was last set, Unix ms.
     pub updated_ms: i64,
+    /// Whether the cluster agent has configured the bucket for it: `pending`, `applied` or
+    /// `failed`.
+    pub state: String,
+    /// Why configuring it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A deployed application and the buckets its descriptor configures.
@@ -242,6 +248,9 @@ pub struct Decision {
     /// The decision this one undoes, for a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<String>,
+    /// The command that undoes it (the policy before), for a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Value>,
     /// The storage-policy epoch it created, if it changed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<u64>,

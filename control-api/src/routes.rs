@@ -35,6 +35,8 @@ pub const BACKENDS: &str = "/api/v1/backends";
 /// `GET`, `PUT`, `DELETE`: faults injected into one backend at run time (only when the gateway
 /// was started with `--allow-fault-injection` or the `multicloud-sim` profile).
 pub const BACKEND_FAULTS: &str = "/api/v1/backends/{id}/faults";
+/// `PUT`: creates a bucket with the gateway's default policy (nothing if it exists).
+pub const BUCKET_ADMIN: &str = "/api/v1/buckets/{bucket}";
 /// `GET`, `POST`: deployed MLSysOps applications; `POST` takes a descriptor (JSON or YAML).
 pub const APPS: &str = "/api/v1/apps";
 /// `GET`, `DELETE`: one application (deleting it keeps its buckets' data).

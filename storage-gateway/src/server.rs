@@ -200,7 +200,14 @@ impl Server {
         Ok(Self {
             listener,
             admin_listener,
-            admin: crate::admin::router(engine.clone(), &config.admin.token),
+            admin: crate::admin::router(
+                engine.clone(),
+                &config.admin.token,
+                crate::admin::BucketDefaults {
+                    policy: config.default_policy,
+                    encrypted: encrypt,
+                },
+            ),
             service,
             engine,
             limits: config.limits.clone(),
@@ -219,6 +226,14 @@ impl Server {
         self.admin_listener
             .local_addr()
             .map_err(|e| Error::io("reading admin listener address", e))
+    }
+
+    /// Serves `routes` on the admin port beside the gateway's own (the agents' northbound API);
+    /// `routes` must authenticate requests themselves.
+    #[must_use]
+    pub fn with_admin_routes(mut self, routes: axum::Router) -> Self {
+        self.admin = routes.merge(self.admin);
+        self
     }
 
     /// The engine, for in-process callers.

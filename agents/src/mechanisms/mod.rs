@@ -1,1 +1,7 @@
-//! (to be written)
+//! The mechanisms the agents change the storage with.
+
+pub mod storage_policy;
+pub mod throttle;
+
+pub use storage_policy::StoragePolicyMechanism;
+pub use throttle::MigrationThrottleMechanism;

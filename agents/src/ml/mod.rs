@@ -4,3 +4,7 @@
 /// The models an agent holds.
 #[derive(Default)]
 pub struct Models {}
+impl Models {
+    /// Feeds a period's world to the models (stub).
+    pub fn observe(&mut self, _world: &crate::world::World) {}
+}

@@ -27,13 +27,25 @@ use subtle::ConstantTimeEq;
 pub(crate) struct AdminState {
     engine: Engine,
     token: Arc<str>,
+    defaults: BucketDefaults,
+}
+
+/// What a bucket created through the admin API starts with (as one created over S3 without a
+/// location constraint).
+#[derive(Debug, Clone, Copy)]
+pub struct BucketDefaults {
+    /// The gateway's default policy.
+    pub policy: placement::BucketPolicy,
+    /// Whether new buckets encrypt at rest.
+    pub encrypted: bool,
 }
 
 /// The admin API's routes, all behind the bearer token.
-pub fn router(engine: Engine, token: &str) -> Router {
+pub fn router(engine: Engine, token: &str, defaults: BucketDefaults) -> Router {
     let state = AdminState {
         engine,
         token: token.into(),
+        defaults,
     };
     Router::new()
         .route(routes::REDUNDANCY, get(redundancy))
@@ -55,6 +67,7 @@ pub fn router(engine: Engine, token: &str) -> Router {
             routes::MIGRATION_THROTTLE,
             get(policy::get_throttle).put(policy::put_throttle),
         )
+        .route(routes::BUCKET_ADMIN, axum::routing::put(create_bucket))
         .route(routes::WORKERS, get(workers::list))
         .route(routes::WORKER, axum::routing::put(workers::change))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
@@ -165,6 +178,44 @@ async fn redundancy(State(st): State<AdminState>) -> Response {
             .collect(),
     };
     Json(view).into_response()
+}
+
+/// Creates a bucket with the defaults (201), or answers 200 when it exists: the agents create
+/// the buckets an app declares, and a retried request must not fail.
+async fn create_bucket(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
+    if st.engine.bucket(&bucket).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?.is_some() {
+        return Ok((StatusCode::OK, Json(json!({"bucket": bucket, "created": false}))).into_response());
+    }
+    if !s3s::path::check_bucket_name(&bucket) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid bucket name {bucket:?}: 3-63 characters of a-z, 0-9, '.' and '-'"),
+        ));
+    }
+    let eligible = st.engine.eligible(&placement::BackendSelector::default());
+    st.defaults
+        .policy
+        .check_backends(eligible.len())
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e))?;
+    let rec = crate::records::BucketRecord {
+        created_ms: crate::records::now_ms(),
+        policy: st.defaults.policy,
+        policy_epoch: 1,
+        encrypted: st.defaults.encrypted,
+        backends: placement::BackendSelector::default(),
+        intent: placement::BucketIntent::default(),
+        update_token_sha256: None,
+        changed: None,
+    };
+    match st.engine.create_bucket(&bucket, &rec) {
+        Ok(()) => {
+            tracing::info!(%bucket, policy = %rec.policy, encrypted = rec.encrypted, "bucket created through the admin API");
+            Ok((StatusCode::CREATED, Json(json!({"bucket": bucket, "created": true}))).into_response())
+        }
+        // Created by someone else between the check and the commit: it exists, as asked.
+        Err(crate::Error::BucketExists(_)) => Ok((StatusCode::OK, Json(json!({"bucket": bucket, "created": false}))).into_response()),
+        Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
+    }
 }
 
 async fn heal_now(State(st): State<AdminState>) -> Response {

@@ -1,0 +1,286 @@
+//! The cluster agent: configures buckets for the intents the continuum sends down, and every
+//! period observes its gateway, runs its policies and hands their plans to the scheduler.
+//! Decisions go up to the continuum; intents are acknowledged by plan uid, and a uid already
+//! taken (kept in the store) is acknowledged again without acting twice.
+
+use super::{status, Shared, TierConfig};
+use crate::decisions::DecisionLog;
+use crate::error::{Error, Result};
+use crate::framework::{Ctx, Mechanism, Policy};
+use crate::gateway::{Gateway, Observer};
+use crate::intents::{Intents, StoredIntent};
+use crate::link::{Envelope, Event, Session};
+use crate::ml::Models;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::store::Store;
+use control_api::{AgentMode, LocationRestrictions, StoragePolicyRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The acknowledgement of an intent, sent up as `plan_status_update` and kept under `seen/<uid>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntentAck {
+    /// The bucket.
+    pub bucket: String,
+    /// Why configuring it failed (`None`: configured).
+    pub error: Option<String>,
+}
+
+/// A cluster agent.
+pub struct Cluster {
+    cfg: TierConfig,
+    gateway: Gateway,
+    store: Store,
+    intents: Intents,
+    log: DecisionLog,
+    shared: Shared,
+    policies: Vec<Box<dyn Policy>>,
+    mechanisms: BTreeMap<String, Arc<dyn Mechanism>>,
+    scheduler: Scheduler,
+    observer: Observer,
+    models: Models,
+    period: u64,
+    /// The latest status of each node agent below, from their summaries.
+    nodes: BTreeMap<String, control_api::AgentStatus>,
+}
+
+/// Waits for the next envelope of `s`, or forever without a session.
+async fn next(s: &mut Option<Session>) -> Option<Envelope> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Cluster {
+    /// A cluster agent over `gateway`, keeping its state in `store`.
+    #[must_use]
+    pub fn new(
+        cfg: TierConfig,
+        gateway: Gateway,
+        store: Store,
+        shared: Shared,
+        policies: Vec<Box<dyn Policy>>,
+        scheduler: SchedulerConfig,
+        models: Models,
+    ) -> Self {
+        let intents = Intents::new(store.clone());
+        let log = DecisionLog::new(store.clone());
+        let mut mechanisms: BTreeMap<String, Arc<dyn Mechanism>> = BTreeMap::new();
+        let sp = crate::mechanisms::StoragePolicyMechanism::new(gateway.clone(), intents.clone(), &cfg.id);
+        mechanisms.insert(sp.name().to_owned(), Arc::new(sp));
+        let th = crate::mechanisms::MigrationThrottleMechanism::new(gateway.clone());
+        mechanisms.insert(th.name().to_owned(), Arc::new(th));
+        Self {
+            scheduler: Scheduler::new(&cfg.id, scheduler, log.clone()),
+            cfg,
+            gateway,
+            store,
+            intents,
+            log,
+            shared,
+            policies,
+            mechanisms,
+            observer: Observer::new(),
+            models,
+            period: 0,
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown`: sessions to the parent come from `parents` (a new one after each
+    /// reconnect), sessions of node agents from `children`.
+    pub async fn run(
+        mut self,
+        mut parents: mpsc::Receiver<Session>,
+        mut children: mpsc::Receiver<Session>,
+        shutdown: CancellationToken,
+    ) {
+        let mut parent: Option<Session> = None;
+        let (child_tx, mut child_rx) = mpsc::channel::<Envelope>(256);
+        let mut tick = tokio::time::interval(self.cfg.period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(s) = parents.recv() => {
+                    tracing::info!(agent = %self.cfg.id, parent = %s.peer.id, "cluster agent: connected to its parent");
+                    parent = Some(s);
+                }
+                Some(mut s) = children.recv() => {
+                    tracing::info!(agent = %self.cfg.id, child = %s.peer.id, "cluster agent: node agent connected");
+                    let tx = child_tx.clone();
+                    tokio::spawn(async move {
+                        while let Some(env) = s.recv().await {
+                            if tx.send(env).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+                Some(env) = child_rx.recv() => self.from_node(env),
+                env = next(&mut parent) => match env {
+                    Some(env) => {
+                        if let Err(e) = self.from_parent(env, parent.as_mut()).await {
+                            tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: handling a message from the continuum");
+                        }
+                    }
+                    None => {
+                        tracing::warn!(agent = %self.cfg.id, "cluster agent: the session to the continuum ended; waiting for the next");
+                        parent = None;
+                    }
+                },
+                _ = tick.tick() => {
+                    let started = Instant::now();
+                    let result = self.period().await;
+                    let error = result.as_ref().err().map(ToString::to_string);
+                    if let Some(e) = &error {
+                        tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: period failed");
+                    }
+                    let pending = self.scheduler.held().map(|h| h.into_values().map(|d| d.id).collect()).unwrap_or_default();
+                    let me = status(&self.cfg, "cluster", started.elapsed(), pending, error);
+                    self.shared.report(me.clone());
+                    let written = result.unwrap_or_default();
+                    if let Some(p) = parent.as_mut() {
+                        for d in written {
+                            let payload = serde_json::to_value(&d).unwrap_or_default();
+                            let _ = p.send(Event::DecisionRecorded, uuid::Uuid::parse_str(&d.id).ok(), payload).await;
+                        }
+                        let mut agents = vec![me];
+                        agents.extend(self.nodes.values().cloned());
+                        let _ = p.send(Event::TelemetrySummary, None, json!({"agents": agents})).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn from_node(&mut self, env: Envelope) {
+        if env.event == Event::TelemetrySummary {
+            if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
+                for mut a in agents {
+                    a.remote = true;
+                    self.shared.report(a.clone());
+                    self.nodes.insert(a.id.clone(), a);
+                }
+            }
+        }
+    }
+
+    async fn from_parent(&mut self, env: Envelope, parent: Option<&mut Session>) -> Result<()> {
+        if env.event == Event::ApplicationRemoved {
+            if let Some(bucket) = env.payload["bucket"].as_str() {
+                self.intents.remove(bucket)?;
+                tracing::info!(agent = %self.cfg.id, %bucket, "cluster agent: no longer managing the bucket (its app was removed)");
+            }
+            return Ok(());
+        }
+        if env.event != Event::ApplicationSubmitted {
+            return Ok(());
+        }
+        let uid = env.plan_uid.ok_or_else(|| Error::Invalid("application_submitted without a plan uid".into()))?;
+        let intent: StoredIntent = serde_json::from_value(env.payload)
+            .map_err(|e| Error::Invalid(format!("application_submitted payload: {e}")))?;
+        let seen_key = format!("seen/{uid}");
+        let ack = match self.store.get::<IntentAck>(&seen_key)? {
+            Some(ack) => ack,
+            None => {
+                let error = self.configure(&intent).await.err().map(|e| e.to_string());
+                let ack = IntentAck {
+                    bucket: intent.bucket.clone(),
+                    error,
+                };
+                let mut mine = intent.clone();
+                mine.state = if ack.error.is_some() { "failed" } else { "applied" }.into();
+                mine.error.clone_from(&ack.error);
+                self.intents.put(&mine)?;
+                self.store.put(&seen_key, &ack)?;
+                tracing::info!(agent = %self.cfg.id, bucket = %intent.bucket, plan = %uid, error = ?ack.error, "cluster agent: bucket configured for its intent");
+                ack
+            }
+        };
+        if let Some(p) = parent {
+            p.send(Event::PlanStatusUpdate, Some(uid), serde_json::to_value(&ack).unwrap_or_default())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Creates the bucket if needed and states its intent (targets, location, token) on it.
+    async fn configure(&self, i: &StoredIntent) -> Result<()> {
+        self.gateway.ensure_bucket(&i.bucket).await?;
+        let it = &i.intent;
+        let req = StoragePolicyRequest {
+            redundancy: Some(it.redundancy),
+            max_latency: Some(it.max_latency),
+            min_download_speed: Some(it.min_download_speed),
+            location_restrictions: Some(LocationRestrictions { gdpr: it.gdpr }),
+            encryption: it.encryption,
+            policy_update_token: it.policy_update_token.clone(),
+            changed_by: Some(format!("{} for {}", self.cfg.id, i.source)),
+            reason: Some(format!("intent of {} (plan {})", i.source, i.plan_uid)),
+            ..StoragePolicyRequest::default()
+        };
+        self.gateway.set_storage_policy(&i.bucket, &req).await?;
+        Ok(())
+    }
+
+    async fn period(&mut self) -> Result<Vec<control_api::Decision>> {
+        self.period += 1;
+        self.scheduler.set_dry_run(self.shared.dry_run());
+        let watched: Vec<(String, control_api::BucketIntent)> = self
+            .intents
+            .all()?
+            .into_iter()
+            .filter(|i| i.state == "applied" && i.intent.policy_update_token.is_some())
+            .map(|i| (i.bucket, i.intent))
+            .collect();
+        let world = self
+            .observer
+            .observe(&self.gateway, self.cfg.period.as_secs().max(1), &watched)
+            .await?;
+        let mode = self.shared.mode();
+        if mode == AgentMode::Ml {
+            self.models.observe(&world);
+        }
+        let mut plans = Vec::new();
+        let cx = Ctx {
+            world: &world,
+            mode,
+            models: (mode == AgentMode::Ml).then_some(&self.models),
+            mechanisms: &self.mechanisms,
+        };
+        for p in &mut self.policies {
+            let m = p.manifest();
+            if self.period % u64::from(m.every_periods.max(1)) != 0 {
+                continue;
+            }
+            let acted = match p.analyze(&cx).await {
+                Ok(true) => p.plan(&cx).await,
+                Ok(false) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+            match acted {
+                Ok(mut ps) => {
+                    for plan in &mut ps {
+                        plan.policy.clone_from(&m.name);
+                    }
+                    plans.extend(ps);
+                }
+                Err(e) => tracing::warn!(agent = %self.cfg.id, policy = %m.name, error = %e, "policy failed this period"),
+            }
+        }
+        self.scheduler.run_period(plans, &world, &self.mechanisms).await
+    }
+
+    /// The decision log (shared with the in-process continuum).
+    #[must_use]
+    pub fn log(&self) -> &DecisionLog {
+        &self.log
+    }
+}
