@@ -101,7 +101,8 @@ impl DecisionLog {
 
     /// Decisions with `status`, oldest first.
     pub fn with_status(&self, status: DecisionStatus) -> Result<Vec<Decision>> {
-        self.store.scan(PREFIX, false, usize::MAX, |d: &Decision| d.status == status)
+        self.store
+            .scan(PREFIX, false, usize::MAX, |d: &Decision| d.status == status)
     }
 
     /// The newest decision on `target` that changed something (applied, pending or rolled back).

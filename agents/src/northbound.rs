@@ -180,9 +180,8 @@ async fn deploy_app(State(st): State<Northbound>, headers: HeaderMap, body: Byte
         }
     }
     let existed = st.intents.has_app(&app.name)?;
-    let descriptor_json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
-    });
+    let descriptor_json: serde_json::Value = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
     let stored = StoredApp {
         name: app.name.clone(),
         deployed_ms: now_ms(),
@@ -253,8 +252,11 @@ async fn agents(State(st): State<Northbound>) -> Json<AgentsView> {
 }
 
 async fn set_mode(State(st): State<Northbound>, body: Bytes) -> Answer<Json<AgentsView>> {
-    let req: AgentModeRequest = serde_json::from_slice(&body)
-        .map_err(|e| Error::Invalid(format!("agents mode: {e} (expected {{\"mode\": \"heuristic\" | \"ml\"}})")))?;
+    let req: AgentModeRequest = serde_json::from_slice(&body).map_err(|e| {
+        Error::Invalid(format!(
+            "agents mode: {e} (expected {{\"mode\": \"heuristic\" | \"ml\"}})"
+        ))
+    })?;
     st.shared.set_mode(req.mode);
     tracing::info!(mode = ?req.mode, "northbound: agents' mode changed");
     Ok(agents(State(st)).await)
@@ -268,7 +270,11 @@ async fn decisions(State(st): State<Northbound>, RawQuery(q): RawQuery) -> Answe
             "bucket" => bucket = Some(v.into_owned()),
             "since" => since = Some(v.parse::<i64>().map_err(|_| number("since"))?),
             "limit" => limit = v.parse::<usize>().map_err(|_| number("limit"))?,
-            other => return Err(Error::Invalid(format!("decisions: unknown parameter {other:?} (bucket, since, limit)")).into()),
+            other => {
+                return Err(
+                    Error::Invalid(format!("decisions: unknown parameter {other:?} (bucket, since, limit)")).into(),
+                )
+            }
         }
     }
     let decisions = st.log.list(bucket.as_deref(), since, limit.clamp(1, 1000))?;

@@ -46,7 +46,11 @@ impl Store {
 
     /// The value under `key`.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let Some(bytes) = self.db.get(key.as_bytes()).map_err(|e| store_err(format!("reading {key}"), e))? else {
+        let Some(bytes) = self
+            .db
+            .get(key.as_bytes())
+            .map_err(|e| store_err(format!("reading {key}"), e))?
+        else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)

@@ -99,7 +99,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let gateway = match &args.gateway {
             Some(url) => {
                 let base = url.parse().with_context(|| format!("--gateway {url:?} is not a URL"))?;
-                Some(agents::gateway::Gateway::new(control_api::Client::new(base, Some(token.clone()))?))
+                Some(agents::gateway::Gateway::new(control_api::Client::new(
+                    base,
+                    Some(token.clone()),
+                )?))
             }
             None => None,
         };

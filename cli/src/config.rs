@@ -246,7 +246,9 @@ fn rate(mib: u64) -> Option<u64> {
 }
 
 /// Resolves the final configuration and what was generated for it.
-pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, TelemetrySettings, agents::AgentSettings)> {
+pub fn resolve(
+    args: ServeArgs,
+) -> anyhow::Result<(GatewayConfig, Generated, TelemetrySettings, agents::AgentSettings)> {
     let file: FileConfig = match &args.config {
         Some(path) => {
             let text =

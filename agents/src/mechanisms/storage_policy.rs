@@ -100,7 +100,8 @@ impl Mechanism for StoragePolicyMechanism {
             return false;
         };
         // A newer epoch supersedes this one: its migration carries the objects on.
-        m.target_epoch > epoch || (m.target_epoch == epoch && matches!(m.state, MigrationState::Done | MigrationState::Idle))
+        m.target_epoch > epoch
+            || (m.target_epoch == epoch && matches!(m.state, MigrationState::Done | MigrationState::Idle))
     }
 
     async fn get_state(&self) -> Value {

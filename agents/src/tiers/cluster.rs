@@ -183,7 +183,9 @@ impl Cluster {
         if env.event != Event::ApplicationSubmitted {
             return Ok(());
         }
-        let uid = env.plan_uid.ok_or_else(|| Error::Invalid("application_submitted without a plan uid".into()))?;
+        let uid = env
+            .plan_uid
+            .ok_or_else(|| Error::Invalid("application_submitted without a plan uid".into()))?;
         let intent: StoredIntent = serde_json::from_value(env.payload)
             .map_err(|e| Error::Invalid(format!("application_submitted payload: {e}")))?;
         let seen_key = format!("seen/{uid}");
@@ -205,8 +207,12 @@ impl Cluster {
             }
         };
         if let Some(p) = parent {
-            p.send(Event::PlanStatusUpdate, Some(uid), serde_json::to_value(&ack).unwrap_or_default())
-                .await?;
+            p.send(
+                Event::PlanStatusUpdate,
+                Some(uid),
+                serde_json::to_value(&ack).unwrap_or_default(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -272,7 +278,9 @@ impl Cluster {
                     }
                     plans.extend(ps);
                 }
-                Err(e) => tracing::warn!(agent = %self.cfg.id, policy = %m.name, error = %e, "policy failed this period"),
+                Err(e) => {
+                    tracing::warn!(agent = %self.cfg.id, policy = %m.name, error = %e, "policy failed this period")
+                }
             }
         }
         self.scheduler.run_period(plans, &world, &self.mechanisms).await

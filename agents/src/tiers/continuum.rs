@@ -122,7 +122,9 @@ impl Continuum {
                 }
             }
             Event::TelemetrySummary => {
-                if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
+                if let Ok(agents) =
+                    serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone())
+                {
                     for mut a in agents {
                         a.remote |= a.id == peer || a.remote;
                         self.shared.report(a);

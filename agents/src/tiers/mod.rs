@@ -63,7 +63,11 @@ impl Shared {
     #[must_use]
     pub fn agents(&self) -> Vec<AgentStatus> {
         let now = crate::world::now_ms();
-        let agents: Vec<AgentStatus> = self.agents.lock().map(|a| a.values().cloned().collect()).unwrap_or_default();
+        let agents: Vec<AgentStatus> = self
+            .agents
+            .lock()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
         agents
             .into_iter()
             .map(|mut a: AgentStatus| {

@@ -183,7 +183,12 @@ async fn redundancy(State(st): State<AdminState>) -> Response {
 /// Creates a bucket with the defaults (201), or answers 200 when it exists: the agents create
 /// the buckets an app declares, and a retried request must not fail.
 async fn create_bucket(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
-    if st.engine.bucket(&bucket).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?.is_some() {
+    if st
+        .engine
+        .bucket(&bucket)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .is_some()
+    {
         return Ok((StatusCode::OK, Json(json!({"bucket": bucket, "created": false}))).into_response());
     }
     if !s3s::path::check_bucket_name(&bucket) {
@@ -213,7 +218,9 @@ async fn create_bucket(State(st): State<AdminState>, Path(bucket): Path<String>)
             Ok((StatusCode::CREATED, Json(json!({"bucket": bucket, "created": true}))).into_response())
         }
         // Created by someone else between the check and the commit: it exists, as asked.
-        Err(crate::Error::BucketExists(_)) => Ok((StatusCode::OK, Json(json!({"bucket": bucket, "created": false}))).into_response()),
+        Err(crate::Error::BucketExists(_)) => {
+            Ok((StatusCode::OK, Json(json!({"bucket": bucket, "created": false}))).into_response())
+        }
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }

@@ -104,7 +104,11 @@ pub fn measure(world: &World, metric: &str, subject: &str) -> Option<f64> {
     let bucket = world.bucket(subject.strip_prefix("bucket/")?)?;
     let eligible = bucket.policy.eligible.clone().unwrap_or_default();
     let over = |f: &dyn Fn(&crate::world::BackendView) -> Option<f64>| -> Vec<f64> {
-        eligible.iter().filter_map(|id| world.backend(id)).filter_map(f).collect()
+        eligible
+            .iter()
+            .filter_map(|id| world.backend(id))
+            .filter_map(f)
+            .collect()
     };
     match metric {
         "worst_get_p95_ms" => over(&|b| b.get_p95_ms).into_iter().reduce(f64::max),
@@ -239,7 +243,11 @@ impl Scheduler {
             }
         }
         if self.cfg.dry_run {
-            return self.record(&plan, DecisionStatus::DryRun, "dry run: planned and explained, not applied");
+            return self.record(
+                &plan,
+                DecisionStatus::DryRun,
+                "dry run: planned and explained, not applied",
+            );
         }
         let Some(mech) = mechanisms.get(&plan.mechanism) else {
             let why = format!("no mechanism {:?} in agent {}", plan.mechanism, self.agent);
@@ -249,7 +257,12 @@ impl Scheduler {
             Ok(Applied::Done { epoch, undo }) => (DecisionStatus::Applied, "applied".to_owned(), epoch, undo),
             Ok(Applied::Pending { epoch, undo }) => {
                 // Finished already if the world shows it (a migration with nothing to move).
-                let pending = (DecisionStatus::Pending, "applied; waiting for the migration".to_owned(), epoch, undo);
+                let pending = (
+                    DecisionStatus::Pending,
+                    "applied; waiting for the migration".to_owned(),
+                    epoch,
+                    undo,
+                );
                 let _ = world;
                 pending
             }
@@ -316,8 +329,8 @@ impl Scheduler {
     /// Measures the expected effects of changes that finished long enough ago; plans the undo
     /// of those that made things worse.
     fn check_effects(&self, world: &World, now: i64, written: &mut Vec<Decision>) -> Result<Vec<Plan>> {
-        let wait_ms = i64::try_from(world.period_secs * u64::from(self.cfg.observe_after_periods) * 1000)
-            .unwrap_or(i64::MAX);
+        let wait_ms =
+            i64::try_from(world.period_secs * u64::from(self.cfg.observe_after_periods) * 1000).unwrap_or(i64::MAX);
         let mut undo = Vec::new();
         let recent = self
             .log
@@ -367,7 +380,10 @@ impl Scheduler {
                 let mut p = Plan::new("rollback", &d.mechanism, d.target.clone(), cmd);
                 p.bucket = d.bucket.clone();
                 p.rollback_of = uuid::Uuid::parse_str(&d.id).ok();
-                p.priority = Priority { core: false, severity: f64::MAX };
+                p.priority = Priority {
+                    core: false,
+                    severity: f64::MAX,
+                };
                 p.explanation = Explanation {
                     trigger: format!("decision {} made things worse", d.id),
                     inputs: Vec::new(),
@@ -392,3 +408,6 @@ impl Scheduler {
         Ok(undo)
     }
 }
+
+#[cfg(test)]
+mod tests;
