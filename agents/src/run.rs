@@ -154,11 +154,15 @@ pub struct Standalone {
     pub parent: Option<String>,
     /// Where children connect (cluster and continuum).
     pub link_listener: Option<tokio::net::TcpListener>,
-    /// Where the northbound API listens (continuum).
-    pub api_listener: Option<tokio::net::TcpListener>,
+    /// Serves the northbound API (continuum): given the router, runs until shutdown. The
+    /// binary passes the gateway's hardened listener (limits and timeouts).
+    pub serve_api: Option<ServeApi>,
     /// The admin token (northbound API and link).
     pub token: Arc<str>,
 }
+
+/// Serves a router until the shutdown the caller arranged.
+pub type ServeApi = Box<dyn FnOnce(Router) -> futures::future::BoxFuture<'static, ()> + Send>;
 
 /// Runs one tier until `shutdown`.
 pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: CancellationToken) -> Result<()> {
@@ -200,7 +204,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
             cluster.run(parents, children, shutdown).await;
         }
         Tier::Continuum => {
-            let listener = s.api_listener.ok_or_else(|| missing("--listen"))?;
+            let serve_api = s.serve_api.ok_or_else(|| missing("--listen"))?;
             let store = Store::open(&cfg.dir)?;
             let intents = Intents::new(store.clone());
             let log = DecisionLog::new(store);
@@ -212,15 +216,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 submit: continuum.submitter(),
                 token: s.token.clone(),
             });
-            let stop = shutdown.clone();
-            let api = tokio::spawn(async move {
-                let served = axum::serve(listener, router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "northbound API stopped");
-                }
-            });
+            let api = tokio::spawn(serve_api(router));
             continuum.run(children, shutdown).await;
             let _ = api.await;
         }

@@ -130,6 +130,16 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             stop.cancel();
         });
         tracing::info!(tier = ?args.tier, parent = ?args.parent, "agent starting");
+        let serve_api: Option<agents::run::ServeApi> = api_listener.map(|l| {
+            let stop = shutdown.clone();
+            let serve: agents::run::ServeApi = Box::new(move |router| {
+                Box::pin(async move {
+                    let limits = storage_gateway::limits::LimitsConfig::default();
+                    storage_gateway::server::serve_router(l, router, &limits, stop.cancelled_owned()).await;
+                })
+            });
+            serve
+        });
         agents::run::standalone(
             &cfg,
             agents::run::Standalone {
@@ -137,7 +147,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                 gateway,
                 parent: args.parent.clone(),
                 link_listener,
-                api_listener,
+                serve_api,
                 token: token.as_str().into(),
             },
             shutdown,

@@ -111,6 +111,10 @@ pub struct ServeArgs {
     limits: limits::LimitsArgs,
     #[command(flatten)]
     agents: agents::AgentsArgs,
+    /// Seconds between audit reads of every healthy backend (a 64 KiB GET that keeps its
+    /// latency and bandwidth measured when clients avoid it), 0 = none [default: 5].
+    #[arg(long, env = "MLSYSOPS_AUDIT_INTERVAL_SECS")]
+    audit_interval_secs: Option<f64>,
     /// Seconds a GET response may wait on a client that reads none of it before it is
     /// abandoned and the object's shard sets are released [default: 60].
     #[arg(long, env = "MLSYSOPS_RESPONSE_STALL_SECS")]
@@ -161,6 +165,7 @@ struct FileConfig {
     /// `[agents]`: the in-process agents.
     #[serde(default)]
     agents: agents::AgentsFile,
+    audit_interval_secs: Option<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -402,6 +407,11 @@ pub fn resolve(
     };
     let limits = limits::resolve(args.limits, file.limits)?;
     let agent_settings = agents::resolve(args.agents, file.agents, &data_dir)?;
+    let audit = secs_or_zero(
+        args.audit_interval_secs.or(file.audit_interval_secs).unwrap_or(5.0),
+        "audit_interval_secs",
+    )?;
+    let audit_interval = (!audit.is_zero()).then_some(audit);
     let response_stall = interval(
         args.response_stall_secs
             .or(file.response_stall_secs)
@@ -442,6 +452,7 @@ pub fn resolve(
             limits,
             response_stall,
             durability,
+            audit_interval,
         },
         Generated {
             credentials: generated_credentials,

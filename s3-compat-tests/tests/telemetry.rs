@@ -40,6 +40,7 @@ async fn metrics_and_statistics_agree_with_a_scripted_workload() {
     let faults = (0..6).map(|i| (i, format!("latency_ms = {DELAY_MS}"))).collect();
     let srv = TestServer::start(
         ServerOptions::new()
+            .flag("--audit-interval-secs", 0)
             .config_toml(six_local_backends(root.path(), &faults))
             .flag("--scrub-interval-secs", 86400),
     );
@@ -217,6 +218,7 @@ async fn reads_steer_around_a_slow_backend() {
     let faults = BTreeMap::from([(1, "latency_ms = 300".to_owned())]);
     let srv = TestServer::start(
         ServerOptions::new()
+            .flag("--audit-interval-secs", 0)
             .config_toml(six_local_backends(root.path(), &faults))
             .flag("--scrub-interval-secs", 86400),
     );
@@ -267,6 +269,7 @@ async fn an_otlp_collector_receives_metrics_and_request_spans_with_backend_child
     let receiver = telemetry::otlp_receiver::OtlpReceiver::start().await;
     let srv = TestServer::start(
         ServerOptions::new()
+            .flag("--audit-interval-secs", 0)
             .flag("--otlp-endpoint", receiver.endpoint())
             .flag("--otlp-interval-secs", 0.5),
     );

@@ -47,6 +47,9 @@ pub struct GatewayConfig {
     pub response_stall: std::time::Duration,
     /// How durable a write is when it is acknowledged.
     pub durability: crate::Durability,
+    /// How often every healthy backend is read by an audit (`None`: never); see
+    /// [`crate::backend::audit`].
+    pub audit_interval: Option<std::time::Duration>,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -74,6 +74,24 @@ async fn reprobe(backends: Vec<Backend>, telemetry: Arc<Telemetry>) {
     }
 }
 
+/// Reads every healthy backend every `every`, all at once so a slow one delays none of the
+/// others; a backend that does not answer within the probe timeout counts a failure.
+async fn audit(backends: Vec<Backend>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let audits = backends.iter().filter(|b| b.health().is_healthy()).map(|b| async move {
+            match tokio::time::timeout(PROBE_TIMEOUT, b.audit()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(backend = %b.id(), error = %e, "audit read failed"),
+                Err(_) => b
+                    .health()
+                    .failure(&format!("no answer to an audit read within {PROBE_TIMEOUT:?}")),
+            }
+        });
+        futures::future::join_all(audits).await;
+    }
+}
+
 /// A gateway bound to its port, swept, ready to serve.
 pub struct Server {
     listener: TcpListener,
@@ -191,6 +209,9 @@ impl Server {
             .await
             .map_err(|e| Error::io(format!("binding admin port {}", config.admin.addr), e))?;
         tokio::spawn(reprobe(engine.backends().to_vec(), engine.telemetry().clone()));
+        if let Some(every) = config.audit_interval {
+            tokio::spawn(audit(engine.backends().to_vec(), every));
+        }
         let workers = engine.workers();
         let spawned = workers
             .spawn(crate::engine::heal::Healer::new(engine.clone(), config.heal))
@@ -367,6 +388,24 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
             }
         })
     }
+}
+
+/// Serves `router` on `listener` with the admin port's limits (connection cap, header, idle and
+/// body timeouts) until `shutdown`: for APIs served outside the gateway, such as a standalone
+/// continuum agent's northbound API.
+pub async fn serve_router(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: &LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let body_timeout = limits.body_timeout;
+    let make = |activity| AdminService {
+        router: router.clone(),
+        activity,
+        body_timeout,
+    };
+    listener::serve(listener, "api", limits, make, shutdown, GRACE).await;
 }
 
 /// The admin API's router behind the per-request limits (and the connection watchdog's

@@ -12,6 +12,7 @@
 //! - [`owner`]: the owner marker (which deployment the shards belong to).
 //! - [`quarantine`]: sets moved aside by the start-up sweep, and set ages.
 
+pub mod audit;
 pub mod faults;
 pub mod health;
 pub mod owner;
