@@ -24,14 +24,26 @@ pub const MAX_ANSWER_BYTES: usize = 1 << 20;
 /// Most of an error answer's body quoted in the error.
 const QUOTED_BYTES: usize = 200;
 
-/// A deployment of the ML connector, called over HTTP.
-#[derive(Debug, Clone)]
+/// A deployment of the ML connector, called over HTTP. A base URL's userinfo is sent as basic
+/// auth and shown nowhere, `Debug` included.
+#[derive(Clone)]
 pub struct ExternalModel {
     name: String,
     url: Url,
     client: Client,
     call_timeout: Duration,
     max_answer: usize,
+}
+
+impl std::fmt::Debug for ExternalModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalModel")
+            .field("name", &self.name)
+            .field("path", &self.path())
+            .field("call_timeout", &self.call_timeout)
+            .field("max_answer", &self.max_answer)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Serialize)]
@@ -205,6 +217,8 @@ mod tests {
     fn url_is_built_under_the_base_and_drops_secrets_from_the_path() {
         let m = ExternalModel::new("http://user:secret@mlc:8090/api/?token=abc", "dep 1").unwrap();
         assert_eq!(m.path(), "/api/deployment/dep%201/predict");
+        let shown = format!("{m:?}");
+        assert!(!shown.contains("secret") && !shown.contains("abc"), "{shown}");
         let m = ExternalModel::new("https://mlc", "d").unwrap();
         assert_eq!(m.path(), "/deployment/d/predict");
         assert!(ExternalModel::new("mlc:8090", "d").is_err());
