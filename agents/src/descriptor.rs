@@ -71,6 +71,8 @@ pub struct QosMetric {
 /// Reads a descriptor: JSON when `content_type` says JSON, YAML when it says YAML, otherwise
 /// JSON if the body starts with `{` and YAML if not. The body is `{"MLSysOpsApp": {...}}` or
 /// the app object itself. Any problem is [`Error::Invalid`] naming the field.
+// `Error` is large because of its gateway variant; a descriptor is read once per request.
+#[allow(clippy::result_large_err)]
 pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<App> {
     if body.len() > MAX_DESCRIPTOR_BYTES {
         return Err(Error::Invalid(format!(
@@ -91,15 +93,20 @@ pub fn parse(body: &[u8], content_type: Option<&str>) -> Result<App> {
 }
 
 /// Reads a descriptor already parsed into a JSON value (see [`parse`]).
+#[allow(clippy::result_large_err)]
 pub fn from_value(value: &Value) -> Result<App> {
     let root = Node::root(value);
-    let obj = root.object()?;
+    let obj = root.object().map_err(Error::Invalid)?;
     let app = match obj.get(ROOT_KEY) {
         Some(inner) => root.field(ROOT_KEY, inner),
         None => root,
     };
-    read_app(&app)
+    read_app(&app).map_err(Error::Invalid)
 }
+
+/// The outcome of one check: a refusal is its message, `<path>: <what is wrong>`. Plain text
+/// inside the module; [`Error::Invalid`] at its surface.
+type Check<T> = std::result::Result<T, String>;
 
 /// The syntax of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,22 +168,22 @@ impl<'a> Node<'a> {
     }
 
     /// The error `<path>: <message>`.
-    fn invalid(&self, message: impl std::fmt::Display) -> Error {
+    fn invalid(&self, message: impl std::fmt::Display) -> String {
         let at = if self.path.is_empty() { "descriptor" } else { &self.path };
-        Error::Invalid(format!("{at}: {message}"))
+        format!("{at}: {message}")
     }
 
     /// The error for a value of the wrong kind, showing what was given.
-    fn expected(&self, what: &str) -> Error {
+    fn expected(&self, what: &str) -> String {
         self.invalid(format_args!("expected {what}, got {}", shown(self.value)))
     }
 
-    fn object(&self) -> Result<&'a Map<String, Value>> {
+    fn object(&self) -> Check<&'a Map<String, Value>> {
         self.value.as_object().ok_or_else(|| self.expected("a mapping"))
     }
 
     /// The member `key`; `null` counts as absent (YAML's `key:` with nothing after it).
-    fn get(&self, key: &str) -> Result<Option<Node<'a>>> {
+    fn get(&self, key: &str) -> Check<Option<Node<'a>>> {
         Ok(self
             .object()?
             .get(key)
@@ -184,23 +191,23 @@ impl<'a> Node<'a> {
             .map(|v| self.field(key, v)))
     }
 
-    fn require(&self, key: &str) -> Result<Node<'a>> {
+    fn require(&self, key: &str) -> Check<Node<'a>> {
         self.get(key)?.ok_or_else(|| {
             let at = self.field(key, &Value::Null);
             at.invalid("required")
         })
     }
 
-    fn items(&self) -> Result<Vec<Node<'a>>> {
+    fn items(&self) -> Check<Vec<Node<'a>>> {
         let list = self.value.as_array().ok_or_else(|| self.expected("a list"))?;
         Ok(list.iter().enumerate().map(|(i, v)| self.index(i, v)).collect())
     }
 
-    fn string(&self) -> Result<&'a str> {
+    fn string(&self) -> Check<&'a str> {
         self.value.as_str().ok_or_else(|| self.expected("a string"))
     }
 
-    fn non_empty_string(&self) -> Result<&'a str> {
+    fn non_empty_string(&self) -> Check<&'a str> {
         let s = self.string()?;
         if s.trim().is_empty() {
             return Err(self.invalid("must not be empty"));
@@ -208,7 +215,7 @@ impl<'a> Node<'a> {
         Ok(s)
     }
 
-    fn number(&self, what: &str) -> Result<f64> {
+    fn number(&self, what: &str) -> Check<f64> {
         self.value
             .as_f64()
             .filter(|v| v.is_finite())
@@ -217,7 +224,7 @@ impl<'a> Node<'a> {
 
     /// A boolean; the YAML 1.1 words (`yes`, `on`, ...) too, which a YAML 1.2 reader keeps as
     /// strings but upstream's PyYAML reads as booleans.
-    fn boolean(&self, what: &str) -> Result<bool> {
+    fn boolean(&self, what: &str) -> Check<bool> {
         match self.value {
             Value::Bool(b) => Ok(*b),
             Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -248,7 +255,7 @@ fn shown(value: &Value) -> String {
     format!("{kind}{cut}")
 }
 
-fn read_app(app: &Node<'_>) -> Result<App> {
+fn read_app(app: &Node<'_>) -> Check<App> {
     app.object()?;
     let name_node = app.require("name")?;
     let name = name_node.non_empty_string()?;
@@ -271,9 +278,7 @@ fn read_app(app: &Node<'_>) -> Result<App> {
         let (cname, qos, buckets) = read_component(component)?;
         let name_path = format!("{}.metadata.name", component.path);
         if let Some(first) = names.insert(cname.clone(), name_path.clone()) {
-            return Err(Error::Invalid(format!(
-                "{name_path}: component {cname:?} is also declared at {first}"
-            )));
+            return Err(format!("{name_path}: component {cname:?} is also declared at {first}"));
         }
         for (node, bucket, intent) in buckets {
             if let Some(first) = declared.insert(bucket.clone(), node.path.clone()) {
@@ -296,7 +301,7 @@ fn read_app(app: &Node<'_>) -> Result<App> {
 /// A component's name, its QoS metrics and its bucket entries (each with where it is).
 type ComponentParts<'a> = (String, Vec<QosMetric>, Vec<(Node<'a>, String, BucketIntent)>);
 
-fn read_component<'a>(component: &Node<'a>) -> Result<ComponentParts<'a>> {
+fn read_component<'a>(component: &Node<'a>) -> Check<ComponentParts<'a>> {
     component.object()?;
     let metadata = component.require("metadata")?;
     metadata.object()?;
@@ -328,7 +333,7 @@ fn read_component<'a>(component: &Node<'a>) -> Result<ComponentParts<'a>> {
     Ok((name.to_owned(), qos, buckets))
 }
 
-fn read_qos_metric(metric: &Node<'_>) -> Result<QosMetric> {
+fn read_qos_metric(metric: &Node<'_>) -> Check<QosMetric> {
     metric.object()?;
     Ok(QosMetric {
         application_metric_id: metric.require("application_metric_id")?.non_empty_string()?.to_owned(),
@@ -338,7 +343,7 @@ fn read_qos_metric(metric: &Node<'_>) -> Result<QosMetric> {
 }
 
 /// One `storage.buckets[]` entry: its bucket name and intent.
-fn read_bucket(entry: &Node<'_>) -> Result<(String, BucketIntent)> {
+fn read_bucket(entry: &Node<'_>) -> Check<(String, BucketIntent)> {
     let obj = entry.object()?;
     if let Some(key) = obj.keys().find(|k| !BUCKET_KEYS.contains(&k.as_str())) {
         return Err(entry.field(key, &Value::Null).invalid(format_args!(
@@ -404,8 +409,8 @@ fn read_bucket(entry: &Node<'_>) -> Result<(String, BucketIntent)> {
 }
 
 /// `reduncancy` (upstream's spelling) or `redundancy`; both may be given if they agree.
-fn read_redundancy(entry: &Node<'_>) -> Result<Option<Redundancy>> {
-    let read = |node: Node<'_>| -> Result<Redundancy> {
+fn read_redundancy(entry: &Node<'_>) -> Check<Option<Redundancy>> {
+    let read = |node: Node<'_>| -> Check<Redundancy> {
         let text = node.string().map_err(|_| node.expected("high, one or none"))?;
         text.parse().map_err(|_| node.expected("high, one or none"))
     };
@@ -419,7 +424,7 @@ fn read_redundancy(entry: &Node<'_>) -> Result<Option<Redundancy>> {
     }
 }
 
-fn positive_integer(node: &Node<'_>, what: &str) -> Result<u64> {
+fn positive_integer(node: &Node<'_>, what: &str) -> Check<u64> {
     // YAML writes 50.0 for 50 now and then; a whole float is still a whole number.
     let v = match node.value {
         Value::Number(n) => n.as_u64().or_else(|| {
@@ -432,7 +437,7 @@ fn positive_integer(node: &Node<'_>, what: &str) -> Result<u64> {
     v.filter(|v| *v > 0).ok_or_else(|| node.expected(what))
 }
 
-fn positive(node: &Node<'_>, v: f64, what: &str) -> Result<f64> {
+fn positive(node: &Node<'_>, v: f64, what: &str) -> Check<f64> {
     if v > 0.0 {
         Ok(v)
     } else {
@@ -737,7 +742,8 @@ components:
             f(&mut v["MLSysOpsApp"]);
             refusal(&v)
         };
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|a| a["name"] = json!(null)), "MLSysOpsApp.name: required"),
             (
                 Box::new(|a| a["name"] = json!("")),

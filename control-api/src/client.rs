@@ -286,7 +286,7 @@ impl Client {
             .await
     }
 
-    /// Sets a bucket's intent (the whole of it); answers it as it is now.
+    /// Sets a bucket's intent; answers it as it is now (never with the token).
     pub async fn set_bucket_intent(&self, bucket: &str, intent: &BucketIntent) -> Result<IntentView, ClientError> {
         self.call(Method::PUT, routes::BUCKET_INTENT, Some(bucket), Some(intent))
             .await
