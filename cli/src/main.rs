@@ -1,9 +1,15 @@
 //! `mlsysops`: wires configuration, logging and signals to the gateway library.
 
 mod admin;
+mod agent;
+mod app;
 mod bench;
 mod bucket;
 mod config;
+mod decisions;
+mod intent;
+mod remote;
+mod text;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -31,6 +37,16 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Buckets' storage policies and migrations through a running gateway's admin API.
     Bucket(Box<bucket::BucketArgs>),
+    /// MLSysOps applications: deploy a descriptor (its buckets get intents), list, show, remove.
+    App(Box<app::AppArgs>),
+    /// What a bucket must achieve (the agents choose the code and backends that do it).
+    Intent(Box<intent::IntentArgs>),
+    /// The control plane's agents (health, last period, pending plans) and their mode.
+    Agents(Box<agent::AgentsArgs>),
+    /// The agents' decision log: every plan, applied or not, with its reason.
+    Decisions(Box<decisions::DecisionsArgs>),
+    /// Why a bucket's data is where it is: its policy, intent and the decisions behind them.
+    Why(Box<decisions::WhyArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +64,26 @@ fn main() -> anyhow::Result<()> {
         Command::Bucket(args) => {
             init_logging(None);
             bucket::run(*args)
+        }
+        Command::App(args) => {
+            init_logging(None);
+            app::run(*args)
+        }
+        Command::Intent(args) => {
+            init_logging(None);
+            intent::run(*args)
+        }
+        Command::Agents(args) => {
+            init_logging(None);
+            agent::run(*args)
+        }
+        Command::Decisions(args) => {
+            init_logging(None);
+            decisions::run_decisions(*args)
+        }
+        Command::Why(args) => {
+            init_logging(None);
+            decisions::run_why(*args)
         }
     }
 }
