@@ -2,9 +2,15 @@
 
 mod admin;
 mod agent;
+mod app;
 mod bench;
 mod bucket;
 mod config;
+mod decisions;
+mod intent;
+mod remote;
+mod text;
+mod tier;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -33,7 +39,17 @@ enum Command {
     /// Buckets' storage policies and migrations through a running gateway's admin API.
     Bucket(Box<bucket::BucketArgs>),
     /// Run one agent tier (node, cluster or continuum) as its own process.
-    Agent(Box<agent::AgentArgs>),
+    Agent(Box<tier::AgentArgs>),
+    /// MLSysOps applications: deploy a descriptor (its buckets get intents), list, show, remove.
+    App(Box<app::AppArgs>),
+    /// What a bucket must achieve (the agents choose the code and backends that do it).
+    Intent(Box<intent::IntentArgs>),
+    /// The control plane's agents (health, last period, pending plans) and their mode.
+    Agents(Box<agent::AgentsArgs>),
+    /// The agents' decision log: every plan, applied or not, with its reason.
+    Decisions(Box<decisions::DecisionsArgs>),
+    /// Why a bucket's data is where it is: its policy, intent and the decisions behind them.
+    Why(Box<decisions::WhyArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,7 +70,27 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Agent(args) => {
             init_logging(None);
+            tier::run(*args)
+        }
+        Command::App(args) => {
+            init_logging(None);
+            app::run(*args)
+        }
+        Command::Intent(args) => {
+            init_logging(None);
+            intent::run(*args)
+        }
+        Command::Agents(args) => {
+            init_logging(None);
             agent::run(*args)
+        }
+        Command::Decisions(args) => {
+            init_logging(None);
+            decisions::run_decisions(*args)
+        }
+        Command::Why(args) => {
+            init_logging(None);
+            decisions::run_why(*args)
         }
     }
 }

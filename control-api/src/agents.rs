@@ -74,6 +74,13 @@ pub struct AppView {
     pub buckets: Vec<IntentView>,
 }
 
+/// `GET /api/v1/apps`: every deployed application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppsView {
+    /// The applications.
+    pub apps: Vec<AppView>,
+}
+
 /// Whether policies decide from heuristics alone or may use models.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

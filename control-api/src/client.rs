@@ -1,6 +1,9 @@
 //! A typed async client of the admin API: one method per endpoint, and [`Client::send`] for
 //! requests the types cannot express (tests posting malformed bodies).
 
+use crate::agents::{
+    AgentMode, AgentModeRequest, AgentsView, AppView, AppsView, BucketIntent, Decision, DecisionsPage, IntentView,
+};
 use crate::error::ErrorBody;
 use crate::health::{HealPass, RedundancyView, ScrubPass};
 use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRequest};
@@ -251,6 +254,73 @@ impl Client {
             .await
     }
 
+    /// Deploys an MLSysOps application descriptor (`content_type`: `application/json` or
+    /// `application/yaml`, the body sent as it is); answers the app as deployed.
+    pub async fn deploy_app(&self, body: Vec<u8>, content_type: &str) -> Result<AppView, ClientError> {
+        let url = self.url(routes::APPS, None);
+        let (status, bytes) = self
+            .exchange_as(Method::POST, url.clone(), Some(body), content_type)
+            .await?;
+        decode(url, status, &bytes)
+    }
+
+    /// Every deployed application.
+    pub async fn apps(&self) -> Result<Vec<AppView>, ClientError> {
+        let view: AppsView = self.call(Method::GET, routes::APPS, None, None::<&()>).await?;
+        Ok(view.apps)
+    }
+
+    /// One deployed application.
+    pub async fn app(&self, name: &str) -> Result<AppView, ClientError> {
+        self.call(Method::GET, routes::APP, Some(name), None::<&()>).await
+    }
+
+    /// Removes an application (its buckets and their data stay); answers it as it was.
+    pub async fn remove_app(&self, name: &str) -> Result<AppView, ClientError> {
+        self.call(Method::DELETE, routes::APP, Some(name), None::<&()>).await
+    }
+
+    /// A bucket's intent.
+    pub async fn bucket_intent(&self, bucket: &str) -> Result<IntentView, ClientError> {
+        self.call(Method::GET, routes::BUCKET_INTENT, Some(bucket), None::<&()>)
+            .await
+    }
+
+    /// Sets a bucket's intent; answers it as it is now (never with the token).
+    pub async fn set_bucket_intent(&self, bucket: &str, intent: &BucketIntent) -> Result<IntentView, ClientError> {
+        self.call(Method::PUT, routes::BUCKET_INTENT, Some(bucket), Some(intent))
+            .await
+    }
+
+    /// The agents, their health and mode.
+    pub async fn agents(&self) -> Result<AgentsView, ClientError> {
+        self.call(Method::GET, routes::AGENTS, None, None::<&()>).await
+    }
+
+    /// Switches the agents to heuristic or ML mode; answers their view now.
+    pub async fn set_agents_mode(&self, mode: AgentMode) -> Result<AgentsView, ClientError> {
+        self.call(Method::PUT, routes::AGENTS_MODE, None, Some(&AgentModeRequest { mode }))
+            .await
+    }
+
+    /// The decision log, newest first: of one bucket, made at or after `since_ms` (Unix ms), at
+    /// most `limit` (each left out when `None`).
+    pub async fn decisions(
+        &self,
+        bucket: Option<&str>,
+        since_ms: Option<i64>,
+        limit: Option<usize>,
+    ) -> Result<DecisionsPage, ClientError> {
+        let url = decisions_url(self.url(routes::DECISIONS, None), bucket, since_ms, limit);
+        let (status, bytes) = self.exchange(Method::GET, url.clone(), None).await?;
+        decode(url, status, &bytes)
+    }
+
+    /// One decision.
+    pub async fn decision(&self, id: &str) -> Result<Decision, ClientError> {
+        self.call(Method::GET, routes::DECISION, Some(id), None::<&()>).await
+    }
+
     /// Any request: `path` (e.g. `/api/v1/buckets/b/storage-policy`, taken as it is) under the
     /// base URL, with `body` sent as `application/json` whatever it holds. Answers the status and
     /// the JSON body of any status; only a failed transport or a body that is not JSON is an error.
@@ -307,25 +377,33 @@ impl Client {
                 source,
             })?;
         let (status, bytes) = self.exchange(method, url.clone(), body).await?;
-        if !status.is_success() {
-            return Err(ClientError::from_answer(status, &bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|source| ClientError::Decode { url, source })
+        decode(url, status, &bytes)
     }
 
-    /// One request and its whole answer.
+    /// One request with a JSON body (if any) and its whole answer.
     async fn exchange(
         &self,
         method: Method,
         url: Url,
         body: Option<Vec<u8>>,
     ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        self.exchange_as(method, url, body, "application/json").await
+    }
+
+    /// One request, its body (if any) sent as `content_type`, and its whole answer.
+    async fn exchange_as(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
         let mut request = self.http.request(method, url.clone());
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.header(CONTENT_TYPE, "application/json").body(body);
+            request = request.header(CONTENT_TYPE, content_type).body(body);
         }
         let response = request.send().await.map_err(|e| ClientError::Transport {
             what: format!("cannot reach the admin API at {url}"),
@@ -356,6 +434,31 @@ impl Client {
         }
         url
     }
+}
+
+/// A 2xx answer as `T`; any other status as the server's error.
+fn decode<T: DeserializeOwned>(url: Url, status: StatusCode, bytes: &[u8]) -> Result<T, ClientError> {
+    if !status.is_success() {
+        return Err(ClientError::from_answer(status, bytes));
+    }
+    serde_json::from_slice(bytes).map_err(|source| ClientError::Decode { url, source })
+}
+
+/// The decision log's URL with only the filters given (`?bucket=&since=&limit=`).
+fn decisions_url(mut url: Url, bucket: Option<&str>, since_ms: Option<i64>, limit: Option<usize>) -> Url {
+    if bucket.is_some() || since_ms.is_some() || limit.is_some() {
+        let mut query = url.query_pairs_mut();
+        if let Some(b) = bucket {
+            query.append_pair("bucket", b);
+        }
+        if let Some(s) = since_ms {
+            query.append_pair("since", &s.to_string());
+        }
+        if let Some(l) = limit {
+            query.append_pair("limit", &l.to_string());
+        }
+    }
+    url
 }
 
 #[cfg(test)]
@@ -497,5 +600,192 @@ mod tests {
                 .starts_with("cannot reach the admin API at http://127.0.0.1:1/"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod northbound_tests {
+    use super::*;
+    use crate::agents::{AgentStatus, DecisionStatus};
+    use axum::extract::Path;
+    use axum::http::{HeaderMap, Uri};
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use placement::Redundancy;
+
+    fn app_view(name: &str, deployed_ms: i64, components: Vec<String>) -> AppView {
+        AppView {
+            name: name.into(),
+            deployed_ms,
+            components,
+            buckets: vec![],
+        }
+    }
+
+    fn decision(id: &str, reason: &str) -> Decision {
+        Decision {
+            id: id.into(),
+            at_ms: 5,
+            agent: "cluster".into(),
+            policy: "slo-keeper".into(),
+            mechanism: "ccstorage".into(),
+            target: "bucket/photos".into(),
+            bucket: Some("photos".into()),
+            trigger: "t".into(),
+            inputs: vec![],
+            options: vec![],
+            choice: "c".into(),
+            command: serde_json::Value::Null,
+            reason: reason.into(),
+            expected: vec![],
+            observed: vec![],
+            status: DecisionStatus::Applied,
+            status_reason: String::new(),
+            rollback_of: None,
+            epoch: None,
+            updated_ms: 6,
+        }
+    }
+
+    fn agents_view(mode: AgentMode) -> AgentsView {
+        AgentsView {
+            mode,
+            dry_run: false,
+            agents: vec![AgentStatus {
+                id: "cluster-0".into(),
+                tier: "cluster".into(),
+                remote: false,
+                healthy: true,
+                period_secs: 10,
+                last_period_ms: Some(1),
+                last_period_took_ms: Some(2),
+                plans_pending: vec![],
+                last_error: None,
+            }],
+        }
+    }
+
+    /// A stand-in of the northbound API that echoes what it was sent: the content type and
+    /// body of a deploy, the path's name or id, a PUT's body, the decision log's query.
+    async fn server() -> Client {
+        let content_type = |h: &HeaderMap| {
+            h.get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let app = Router::new()
+            .route(
+                routes::APPS,
+                get(|| async {
+                    Json(AppsView {
+                        apps: vec![app_view("a", 1, vec![]), app_view("b", 2, vec![])],
+                    })
+                })
+                .post(move |h: HeaderMap, body: String| async move {
+                    Json(app_view(&content_type(&h), 1, vec![body]))
+                }),
+            )
+            .route(
+                routes::APP,
+                get(|Path(n): Path<String>| async move { Json(app_view(&n, 1, vec![])) })
+                    .delete(|Path(n): Path<String>| async move { Json(app_view(&n, 2, vec![])) }),
+            )
+            .route(
+                routes::BUCKET_INTENT,
+                get(|Path(b): Path<String>| async move {
+                    Json(IntentView {
+                        bucket: b,
+                        intent: BucketIntent::default(),
+                        source: "operator".into(),
+                        has_token: false,
+                        updated_ms: 1,
+                    })
+                })
+                .put(
+                    |Path(b): Path<String>, Json(mut intent): Json<BucketIntent>| async move {
+                        let has_token = intent.policy_update_token.take().is_some();
+                        Json(IntentView {
+                            bucket: b,
+                            intent,
+                            source: "operator".into(),
+                            has_token,
+                            updated_ms: 2,
+                        })
+                    },
+                ),
+            )
+            .route(
+                routes::AGENTS,
+                get(|| async { Json(agents_view(AgentMode::Heuristic)) }),
+            )
+            .route(
+                routes::AGENTS_MODE,
+                axum::routing::put(|Json(req): Json<AgentModeRequest>| async move { Json(agents_view(req.mode)) }),
+            )
+            .route(
+                routes::DECISIONS,
+                get(|uri: Uri| async move {
+                    Json(DecisionsPage {
+                        decisions: vec![decision("d1", uri.query().unwrap_or(""))],
+                    })
+                }),
+            )
+            .route(
+                routes::DECISION,
+                get(|Path(id): Path<String>| async move { Json(decision(&id, "one")) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Client::at(addr, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn apps_are_deployed_with_their_content_type_listed_shown_and_removed() {
+        let c = server().await;
+        let deployed = c.deploy_app(b"name: a\n".to_vec(), "application/yaml").await.unwrap();
+        assert_eq!(
+            (deployed.name.as_str(), deployed.components),
+            ("application/yaml", vec!["name: a\n".to_owned()])
+        );
+        let names: Vec<_> = c.apps().await.unwrap().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.app("photo-ai").await.unwrap(), app_view("photo-ai", 1, vec![]));
+        assert_eq!(c.remove_app("photo-ai").await.unwrap(), app_view("photo-ai", 2, vec![]));
+    }
+
+    #[tokio::test]
+    async fn intents_agents_and_decisions_travel_as_typed() {
+        let c = server().await;
+        assert_eq!(c.bucket_intent("photos").await.unwrap().bucket, "photos");
+        let intent = BucketIntent {
+            redundancy: Some(Redundancy::High),
+            max_latency: Some(100),
+            policy_update_token: Some("t0ken".into()),
+            ..BucketIntent::default()
+        };
+        let view = c.set_bucket_intent("photos", &intent).await.unwrap();
+        assert!(view.has_token && view.intent.policy_update_token.is_none());
+        assert_eq!(
+            (view.intent.redundancy, view.intent.max_latency),
+            (Some(Redundancy::High), Some(100))
+        );
+
+        assert_eq!(c.agents().await.unwrap().mode, AgentMode::Heuristic);
+        assert_eq!(c.set_agents_mode(AgentMode::Ml).await.unwrap().mode, AgentMode::Ml);
+
+        let query = |page: DecisionsPage| page.decisions[0].reason.clone();
+        assert_eq!(query(c.decisions(None, None, None).await.unwrap()), "");
+        assert_eq!(
+            query(
+                c.decisions(Some("a b&c"), Some(1_700_000_000_000), Some(20))
+                    .await
+                    .unwrap()
+            ),
+            "bucket=a+b%26c&since=1700000000000&limit=20"
+        );
+        assert_eq!(query(c.decisions(None, None, Some(3)).await.unwrap()), "limit=3");
+        assert_eq!(c.decision("d-42").await.unwrap().id, "d-42");
     }
 }

@@ -22,7 +22,7 @@ pub mod workers;
 mod client;
 
 pub use agents::{
-    AgentMode, AgentModeRequest, AgentStatus, AgentsView, AppView, BucketIntent, Decision, DecisionStatus,
+    AgentMode, AgentModeRequest, AgentStatus, AgentsView, AppView, AppsView, BucketIntent, Decision, DecisionStatus,
     DecisionsPage, Effect, IntentView, MetricInput, OptionScore,
 };
 #[cfg(feature = "client")]

@@ -5,9 +5,11 @@ mod args;
 mod format;
 
 pub use args::BucketArgs;
+// Shared with the other admin-API command families (app, intent, agents, decisions).
+pub(crate) use args::ConnArgs;
 
 use anyhow::{anyhow, bail, Context};
-use args::{BucketCommand, ConnArgs, MigrationArgs, SetArgs, ShowArgs, StoragePolicyCommand, ThrottleArgs};
+use args::{BucketCommand, MigrationArgs, SetArgs, ShowArgs, StoragePolicyCommand, ThrottleArgs};
 use control_api::{Client, ClientError, MigrationProgress, MigrationState, StatusCode, Url};
 use format::{format_history, format_migration, format_policy, format_set_answer, format_throttle, progress_message};
 use serde::Serialize;
@@ -48,14 +50,14 @@ fn run_command(args: BucketArgs) -> anyhow::Result<()> {
 }
 
 /// The admin client the connection flags describe.
-fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
+pub(crate) fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
     let base = admin_base(&conn.admin_url)?;
     let token = control_api::admin_token(conn.admin_token.as_deref(), &conn.data_dir)?;
     Ok(Client::new(base, token)?)
 }
 
 /// A client error for a person: a 401 when no token was sent says where one comes from.
-fn explain(has_token: bool) -> impl Fn(ClientError) -> anyhow::Error {
+pub(crate) fn explain(has_token: bool) -> impl Fn(ClientError) -> anyhow::Error {
     move |e| match e {
         ClientError::Api {
             status: StatusCode::UNAUTHORIZED,
@@ -203,7 +205,7 @@ fn print_view<T: Serialize>(v: &T, json: bool, human: impl Fn(&T) -> String) -> 
 }
 
 /// Pretty JSON with the keys sorted, as this command has always printed the API's answers.
-fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     let value = serde_json::to_value(v)?;
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
