@@ -273,7 +273,7 @@ fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, adm
             score: None,
             note: why,
         });
-        tracing::info!(bucket = %b.name, ?options, "hot_cold: hot bucket, no faster policy meets the intent");
+        tracing::debug!(bucket = %b.name, ?options, "hot_cold: hot bucket, no faster policy meets the intent");
         return None;
     }
     let after = worst_p95(world, &ids, c.min_samples)?;

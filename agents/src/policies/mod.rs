@@ -48,3 +48,25 @@ pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
         Box::new(cost::CostOptimiser::with_shared(config.cost, shared)),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_gives_four_named_policies_and_only_reprotect_is_core() {
+        let policies = builtin(BuiltinConfig::default());
+        let manifests: Vec<_> = policies.iter().map(|p| p.manifest()).collect();
+        let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["reprotect", "slo_keeper", "hot_cold", "cost_optimiser"]);
+        for m in &manifests {
+            assert_eq!(m.core, m.name == "reprotect", "{}", m.name);
+            assert_eq!(m.mechanisms, ["storage_policy"]);
+        }
+        assert_eq!(manifests[3].every_periods, 6);
+        let config: BuiltinConfig = serde_json::from_str(r#"{"slo": {"readmit_after": 5}}"#).unwrap();
+        assert_eq!(config.slo.readmit_after, 5);
+        assert_eq!(config.slo.min_samples, 5, "unset fields keep their defaults");
+        assert!(serde_json::from_str::<BuiltinConfig>(r#"{"slo": {"readmit": 5}}"#).is_err());
+    }
+}

@@ -111,7 +111,11 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan
         let held = drained.entry(bucket.name.clone()).or_default();
         // Back in the set and fine (readmitted, or the drain was never applied): forget it.
         // A suspect one stays: re-protection recorded it and its plan may not be applied yet.
-        held.retain(|id, _| !eligible.contains(id) || is_violator(id) || world.backend(id).is_some_and(|b| b.suspect));
+        // A backend no longer configured is forgotten too.
+        held.retain(|id, _| {
+            let Some(b) = world.backend(id) else { return false };
+            !eligible.contains(id) || is_violator(id) || b.suspect
+        });
         let mut recovered: Vec<(String, Recovery)> = Vec::new();
         for (id, d) in held.iter_mut() {
             if eligible.contains(id) {
