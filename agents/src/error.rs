@@ -8,9 +8,9 @@ pub enum Error {
     Gateway {
         /// What was asked.
         what: String,
-        /// The client's error.
+        /// The client's error (boxed: it is large, and every result of the crate carries it).
         #[source]
-        source: control_api::ClientError,
+        source: Box<control_api::ClientError>,
     },
     /// The decision log or the agent's state store failed.
     #[error("agent store {what}: {message}")]

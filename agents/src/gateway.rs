@@ -18,7 +18,10 @@ pub struct Gateway {
 
 fn gw(what: impl Into<String>) -> impl FnOnce(control_api::ClientError) -> Error {
     let what = what.into();
-    move |source| Error::Gateway { what, source }
+    move |source| Error::Gateway {
+        what,
+        source: Box::new(source),
+    }
 }
 
 /// The part of `GET /api/v1/backends` the agents read.
@@ -86,7 +89,10 @@ impl Gateway {
         } else {
             Err(Error::Gateway {
                 what: format!("creating bucket {bucket}"),
-                source: control_api::ClientError::from_answer(status, body.to_string().as_bytes()),
+                source: Box::new(control_api::ClientError::from_answer(
+                    status,
+                    body.to_string().as_bytes(),
+                )),
             })
         }
     }
@@ -100,7 +106,10 @@ impl Gateway {
         if !status.is_success() {
             return Err(Error::Gateway {
                 what: "listing backends".into(),
-                source: control_api::ClientError::from_answer(status, body.to_string().as_bytes()),
+                source: Box::new(control_api::ClientError::from_answer(
+                    status,
+                    body.to_string().as_bytes(),
+                )),
             });
         }
         let a: BackendsAnswer = serde_json::from_value(body).map_err(|e| Error::Store {

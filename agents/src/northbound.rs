@@ -153,7 +153,7 @@ impl Northbound {
         };
         self.intents.put(&stored)?;
         self.submit
-            .send(Submission::Intent(stored.clone()))
+            .send(Submission::Intent(Box::new(stored.clone())))
             .await
             .map_err(|_| Error::Link {
                 what: "handing an intent to the continuum agent".into(),

@@ -99,7 +99,7 @@ impl InProcess {
             gateway.clone(),
             store,
             shared.clone(),
-            crate::policies::builtin(),
+            crate::policies::builtin(crate::policies::BuiltinConfig::default()),
             cfg.scheduler.clone(),
             Models::default(),
         );
@@ -119,7 +119,6 @@ impl InProcess {
     }
 
     /// The northbound API's routes.
-    #[must_use]
     pub fn router(&self) -> Router {
         self.router.clone()
     }
@@ -197,7 +196,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 gateway,
                 store,
                 shared,
-                crate::policies::builtin(),
+                crate::policies::builtin(crate::policies::BuiltinConfig::default()),
                 cfg.scheduler.clone(),
                 Models::default(),
             );

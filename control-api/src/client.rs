@@ -624,6 +624,7 @@ mod northbound_tests {
 
     fn decision(id: &str, reason: &str) -> Decision {
         Decision {
+            undo: None,
             id: id.into(),
             at_ms: 5,
             agent: "cluster".into(),
@@ -695,6 +696,8 @@ mod northbound_tests {
                 routes::BUCKET_INTENT,
                 get(|Path(b): Path<String>| async move {
                     Json(IntentView {
+                        state: "applied".into(),
+                        error: None,
                         bucket: b,
                         intent: BucketIntent::default(),
                         source: "operator".into(),
@@ -706,6 +709,8 @@ mod northbound_tests {
                     |Path(b): Path<String>, Json(mut intent): Json<BucketIntent>| async move {
                         let has_token = intent.policy_update_token.take().is_some();
                         Json(IntentView {
+                            state: "applied".into(),
+                            error: None,
                             bucket: b,
                             intent,
                             source: "operator".into(),

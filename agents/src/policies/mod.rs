@@ -1,7 +1,72 @@
-//! TEMPORARY stub (replaced by the built-in policies).
+//! The built-in policies of the cluster agent, each changing buckets' storage policies through
+//! the `storage_policy` mechanism, and only of buckets with an intent and a policy-update token:
+//!
+//! - [`slo::SloKeeper`]: drains backends that miss a bucket's latency or bandwidth target and
+//!   readmits them once they recover;
+//! - [`cost::CostOptimiser`]: the cheapest code and backends that meet the intent;
+//! - [`hotcold::HotCold`]: wide codes on cheap backends for cold buckets, the fastest backends
+//!   for hot ones;
+//! - [`reprotect::Reprotect`]: rebuilds elsewhere the shards of a backend down too long.
+//!
+//! Their plans' `command` is a `control_api::StoragePolicyRequest` (JSON) with only the fields
+//! that change (`k`, `m`, `backends` as a list of ids, `encryption`) and `reason`; the mechanism
+//! adds `automatic` and the bucket's token. They share [`candidates::Shared`] so they do not undo
+//! each other: the keeper's drained backends stay out of other plans, and the cost optimiser
+//! leaves hot buckets to hot/cold.
+
+pub mod candidates;
+pub mod cost;
+pub mod hotcold;
+pub mod reprotect;
+pub mod slo;
+
 use crate::framework::Policy;
-/// The built-in policies with their defaults.
+use serde::{Deserialize, Serialize};
+
+/// Settings of every built-in policy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuiltinConfig {
+    /// The SLO keeper.
+    pub slo: slo::SloConfig,
+    /// The cost optimiser.
+    pub cost: cost::CostConfig,
+    /// Hot/cold.
+    pub hotcold: hotcold::HotColdConfig,
+    /// Re-protection.
+    pub reprotect: reprotect::ReprotectConfig,
+}
+
+/// The four built-in policies, sharing their state.
 #[must_use]
-pub fn builtin() -> Vec<Box<dyn Policy>> {
-    Vec::new()
+pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
+    let shared = candidates::SharedState::default();
+    vec![
+        Box::new(reprotect::Reprotect::with_shared(config.reprotect, shared.clone())),
+        Box::new(slo::SloKeeper::with_shared(config.slo, shared.clone())),
+        Box::new(hotcold::HotCold::with_shared(config.hotcold, shared.clone())),
+        Box::new(cost::CostOptimiser::with_shared(config.cost, shared)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_gives_four_named_policies_and_only_reprotect_is_core() {
+        let policies = builtin(BuiltinConfig::default());
+        let manifests: Vec<_> = policies.iter().map(|p| p.manifest()).collect();
+        let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["reprotect", "slo_keeper", "hot_cold", "cost_optimiser"]);
+        for m in &manifests {
+            assert_eq!(m.core, m.name == "reprotect", "{}", m.name);
+            assert_eq!(m.mechanisms, ["storage_policy"]);
+        }
+        assert_eq!(manifests[3].every_periods, 6);
+        let config: BuiltinConfig = serde_json::from_str(r#"{"slo": {"readmit_after": 5}}"#).unwrap();
+        assert_eq!(config.slo.readmit_after, 5);
+        assert_eq!(config.slo.min_samples, 5, "unset fields keep their defaults");
+        assert!(serde_json::from_str::<BuiltinConfig>(r#"{"slo": {"readmit": 5}}"#).is_err());
+    }
 }

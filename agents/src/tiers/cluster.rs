@@ -123,10 +123,10 @@ impl Cluster {
                         }
                     });
                 }
-                Some(env) = child_rx.recv() => self.from_node(env),
+                Some(env) = child_rx.recv() => self.on_node_message(env),
                 env = next(&mut parent) => match env {
                     Some(env) => {
-                        if let Err(e) = self.from_parent(env, parent.as_mut()).await {
+                        if let Err(e) = self.on_parent_message(env, parent.as_mut()).await {
                             tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: handling a message from the continuum");
                         }
                     }
@@ -160,7 +160,7 @@ impl Cluster {
         }
     }
 
-    fn from_node(&mut self, env: Envelope) {
+    fn on_node_message(&mut self, env: Envelope) {
         if env.event == Event::TelemetrySummary {
             if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
                 for mut a in agents {
@@ -172,7 +172,7 @@ impl Cluster {
         }
     }
 
-    async fn from_parent(&mut self, env: Envelope, parent: Option<&mut Session>) -> Result<()> {
+    async fn on_parent_message(&mut self, env: Envelope, parent: Option<&mut Session>) -> Result<()> {
         if env.event == Event::ApplicationRemoved {
             if let Some(bucket) = env.payload["bucket"].as_str() {
                 self.intents.remove(bucket)?;
@@ -263,7 +263,7 @@ impl Cluster {
         };
         for p in &mut self.policies {
             let m = p.manifest();
-            if self.period % u64::from(m.every_periods.max(1)) != 0 {
+            if !self.period.is_multiple_of(u64::from(m.every_periods.max(1))) {
                 continue;
             }
             let acted = match p.analyze(&cx).await {

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub enum Submission {
     /// A new or changed intent (already stored).
-    Intent(StoredIntent),
+    Intent(Box<StoredIntent>),
     /// The agents stop managing this bucket (its intent is already removed).
     Removed(String),
 }

@@ -91,7 +91,7 @@ impl Node {
             .await
             .map_err(|source| crate::error::Error::Gateway {
                 what: "reading backend telemetry".into(),
-                source,
+                source: Box::new(source),
             })?;
         let backends: Vec<serde_json::Value> = t["backends"]
             .as_array()

@@ -85,6 +85,8 @@ mod tests {
             components: vec!["infer".into(), "train".into()],
             buckets: vec![
                 IntentView {
+                    state: "applied".into(),
+                    error: None,
                     bucket: "photos".into(),
                     intent: BucketIntent {
                         redundancy: Some(Redundancy::One),
@@ -97,6 +99,8 @@ mod tests {
                     updated_ms: 1_764_300_000_000,
                 },
                 IntentView {
+                    state: "applied".into(),
+                    error: None,
                     bucket: "models".into(),
                     intent: BucketIntent::default(),
                     source: "app:photo-ai".into(),

@@ -57,6 +57,7 @@ pub(super) mod tests {
     /// An SLO keeper's decision draining a slow backend from `photos`.
     pub(in crate::decisions) fn decision() -> Decision {
         Decision {
+            undo: None,
             id: "0190a-d1".into(),
             at_ms: 1_764_300_000_000,
             agent: "cluster".into(),

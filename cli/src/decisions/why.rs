@@ -231,6 +231,8 @@ mod tests {
     #[test]
     fn the_whole_answer_is_aligned_text() {
         let intent = IntentView {
+            state: "applied".into(),
+            error: None,
             bucket: "photos".into(),
             intent: BucketIntent {
                 max_latency: Some(100),

@@ -53,6 +53,8 @@ mod tests {
     #[test]
     fn an_intent_reads_as_a_table() {
         let view = IntentView {
+            state: "applied".into(),
+            error: None,
             bucket: "photos".into(),
             intent: BucketIntent {
                 redundancy: Some(Redundancy::High),
@@ -84,6 +86,8 @@ min trust           none
 "
         );
         let bare = IntentView {
+            state: "applied".into(),
+            error: None,
             intent: BucketIntent::default(),
             has_token: false,
             ..view

@@ -1,0 +1,547 @@
+//! Hot/cold: a bucket read rarely for long moves to a wider code (larger k, same m) on the
+//! cheapest backends; a bucket read often moves to the fastest backends.
+//!
+//! Each bucket carries a temperature with hysteresis: it turns cold after `cold_after_periods`
+//! periods with the 1-hour read rate below `cold_reads_per_s` and warms again only above
+//! `cold_exit_reads_per_s`; it turns hot after `hot_after_periods` periods with the 1-minute
+//! rate above `hot_reads_per_s` and cools only after `hot_exit_after_periods` periods below
+//! `hot_exit_reads_per_s`. A rate at a threshold does not cross it. The World has no per-prefix
+//! rates, so the unit is the bucket.
+
+use super::candidates::{
+    self, backend_inputs, bucket_input, cost_of, describe, lock, managed, overhead_of, p95_key, worst_p95, Rules,
+    SharedState, Temperature,
+};
+use crate::error::Result;
+use crate::framework::{Ctx, Policy, PolicyManifest};
+use crate::plan::{Explanation, Plan, Priority};
+use crate::world::{BucketView, World};
+use async_trait::async_trait;
+use control_api::{BucketIntent, Effect, OptionScore};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The policy's name.
+pub const NAME: &str = "hot_cold";
+
+/// Settings of hot/cold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HotColdConfig {
+    /// Below this 1-hour read rate (reads/s) a bucket is cooling.
+    pub cold_reads_per_s: f64,
+    /// Above this 1-hour read rate a cold bucket is no longer cold.
+    pub cold_exit_reads_per_s: f64,
+    /// Consecutive cooling periods before a bucket is cold.
+    pub cold_after_periods: u32,
+    /// Widest code for cold data.
+    pub cold_max_k: u8,
+    /// Above this 1-minute read rate a bucket is heating.
+    pub hot_reads_per_s: f64,
+    /// Below this 1-minute rate a hot bucket is cooling off.
+    pub hot_exit_reads_per_s: f64,
+    /// Consecutive heating periods before a bucket is hot.
+    pub hot_after_periods: u32,
+    /// Consecutive cooling-off periods before a hot bucket is normal again.
+    pub hot_exit_after_periods: u32,
+    /// Smallest gain (share of cost saved, or of worst p95 cut) worth a migration.
+    pub min_gain: f64,
+    /// GETs a backend needs in the minute before its figures are judged.
+    pub min_samples: u64,
+}
+
+impl Default for HotColdConfig {
+    fn default() -> Self {
+        Self {
+            cold_reads_per_s: 0.01,
+            cold_exit_reads_per_s: 0.02,
+            cold_after_periods: 6,
+            cold_max_k: 16,
+            hot_reads_per_s: 5.0,
+            hot_exit_reads_per_s: 2.5,
+            hot_after_periods: 2,
+            hot_exit_after_periods: 6,
+            min_gain: 0.10,
+            min_samples: 5,
+        }
+    }
+}
+
+/// A bucket's temperature and the streaks that move it.
+#[derive(Debug, Clone, Default)]
+struct Heat {
+    temp: Temperature,
+    cold_streak: u32,
+    hot_streak: u32,
+    exit_streak: u32,
+}
+
+/// The hot/cold policy.
+pub struct HotCold {
+    config: HotColdConfig,
+    shared: SharedState,
+    heat: BTreeMap<String, Heat>,
+    period: candidates::Period,
+}
+
+impl HotCold {
+    /// A hot/cold policy with its own state.
+    #[must_use]
+    pub fn new(config: HotColdConfig) -> Self {
+        Self::with_shared(config, SharedState::default())
+    }
+
+    /// A hot/cold policy that publishes temperatures to, and avoids drained backends of, `shared`.
+    #[must_use]
+    pub fn with_shared(config: HotColdConfig, shared: SharedState) -> Self {
+        Self {
+            config,
+            shared,
+            heat: BTreeMap::new(),
+            period: candidates::Period::default(),
+        }
+    }
+
+    /// The temperature it holds for `bucket`.
+    #[must_use]
+    pub fn temperature(&self, bucket: &str) -> Temperature {
+        self.heat.get(bucket).map(|h| h.temp).unwrap_or_default()
+    }
+}
+
+/// Moves a bucket's temperature by one period of its read rates.
+fn step(c: &HotColdConfig, h: &mut Heat, b: &BucketView) {
+    let heating = b.reads_per_s > c.hot_reads_per_s;
+    match h.temp {
+        Temperature::Hot => {
+            h.exit_streak = if b.reads_per_s < c.hot_exit_reads_per_s {
+                h.exit_streak + 1
+            } else {
+                0
+            };
+            if h.exit_streak >= c.hot_exit_after_periods {
+                *h = Heat::default();
+            }
+        }
+        Temperature::Cold => {
+            if b.reads_per_s_1h > c.cold_exit_reads_per_s || heating {
+                *h = Heat::default();
+            }
+        }
+        Temperature::Normal => {}
+    }
+    if h.temp == Temperature::Normal {
+        h.hot_streak = if heating { h.hot_streak + 1 } else { 0 };
+        h.cold_streak = if b.reads_per_s_1h < c.cold_reads_per_s {
+            h.cold_streak + 1
+        } else {
+            0
+        };
+        if h.hot_streak >= c.hot_after_periods {
+            *h = Heat {
+                temp: Temperature::Hot,
+                ..Heat::default()
+            };
+        } else if h.cold_streak >= c.cold_after_periods {
+            *h = Heat {
+                temp: Temperature::Cold,
+                ..Heat::default()
+            };
+        }
+    }
+}
+
+/// What a hot or cold plan moves to and why.
+struct Move {
+    k: u8,
+    m: u8,
+    ids: Vec<String>,
+    options: Vec<OptionScore>,
+    trigger: String,
+    reason: String,
+    expected: Vec<Effect>,
+}
+
+fn cold_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, admissible: &[String]) -> Option<Move> {
+    let eligible = candidates::eligible(world, b);
+    let current = cost_of(world, b.policy.k, b.policy.m, &eligible);
+    let m = rules.keep_parity(b.policy.m);
+    let mut options = vec![OptionScore {
+        option: format!("keep {}", describe(b.policy.k, b.policy.m, &eligible)),
+        score: Some(-current),
+        note: format!("cost {current:.4} per GiB-month"),
+    }];
+    let mut best: Option<(u8, Vec<String>, f64)> = None;
+    for k in b.policy.k.saturating_add(1)..=c.cold_max_k {
+        let n = usize::from(k) + usize::from(m);
+        let ids: Vec<String> = admissible.iter().take(n).cloned().collect();
+        let name = describe(k, m, &ids);
+        if let Some(why) = rules.code_refusal(k, m, admissible.len(), true) {
+            options.push(OptionScore {
+                option: name,
+                score: None,
+                note: why,
+            });
+            continue;
+        }
+        let cost = cost_of(world, k, m, &ids);
+        let over_ceiling = rules.max_cost.filter(|max| cost > max + 1e-12);
+        let no_gain = cost > current * (1.0 - c.min_gain) + 1e-12;
+        let note = match (over_ceiling, no_gain) {
+            (Some(max), _) => Some(format!("cost {cost:.4} exceeds max_cost_per_gib_month {max}")),
+            (None, true) => Some(format!(
+                "cost {cost:.4} saves less than {:.0} % of {current:.4}",
+                c.min_gain * 100.0
+            )),
+            (None, false) => None,
+        };
+        if let Some(note) = note {
+            options.push(OptionScore {
+                option: name,
+                score: None,
+                note,
+            });
+            continue;
+        }
+        options.push(OptionScore {
+            option: name,
+            score: Some(-cost),
+            note: format!("cost {cost:.4} per GiB-month, overhead {:.2}", overhead_of(k, m)),
+        });
+        if best.as_ref().is_none_or(|(_, _, bc)| cost < bc - 1e-12) {
+            best = Some((k, ids, cost));
+        }
+    }
+    let (k, ids, cost) = best?;
+    let trigger = format!(
+        "reads {:.4}/s over the last hour, below the cold threshold {}/s for {} periods",
+        b.reads_per_s_1h, c.cold_reads_per_s, c.cold_after_periods
+    );
+    let reason = format!(
+        "Bucket {} is cold ({:.4} reads/s over the last hour, threshold {}/s): {} on the cheapest backends {} costs {cost:.4} per GiB-month against {current:.4}.",
+        b.name,
+        b.reads_per_s_1h,
+        c.cold_reads_per_s,
+        describe(k, m, &ids),
+        ids.join(", ")
+    );
+    let expected = vec![Effect {
+        metric: "cost_per_gib_month".into(),
+        subject: Plan::bucket_target(&b.name),
+        before: Some(current),
+        after: Some(cost),
+    }];
+    Some(Move {
+        k,
+        m,
+        ids,
+        options,
+        trigger,
+        reason,
+        expected,
+    })
+}
+
+fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, admissible: &[String]) -> Option<Move> {
+    let eligible = candidates::eligible(world, b);
+    let before = worst_p95(world, &eligible, c.min_samples)?;
+    let (k, m) = (b.policy.k, rules.keep_parity(b.policy.m));
+    let mut fastest: Vec<&String> = admissible.iter().collect();
+    fastest.sort_by(|x, y| {
+        let (bx, by) = (world.backend(x), world.backend(y));
+        bx.map_or(f64::MAX, p95_key).total_cmp(&by.map_or(f64::MAX, p95_key))
+    });
+    let n = usize::from(k) + usize::from(m);
+    let ids: Vec<String> = fastest.into_iter().take(n).cloned().collect();
+    let name = describe(k, m, &ids);
+    let mut options = vec![OptionScore {
+        option: format!("keep {}", describe(b.policy.k, b.policy.m, &eligible)),
+        score: Some(-before),
+        note: format!("worst p95 GET {before:.1} ms"),
+    }];
+    let refusal = rules.code_refusal(k, m, admissible.len(), true).or_else(|| {
+        let cost = cost_of(world, k, m, &ids);
+        rules
+            .max_cost
+            .filter(|max| cost > max + 1e-12)
+            .map(|max| format!("cost {cost:.4} exceeds max_cost_per_gib_month {max}"))
+    });
+    if let Some(why) = refusal {
+        options.push(OptionScore {
+            option: name,
+            score: None,
+            note: why,
+        });
+        tracing::debug!(bucket = %b.name, ?options, "hot_cold: hot bucket, no faster policy meets the intent");
+        return None;
+    }
+    let after = worst_p95(world, &ids, c.min_samples)?;
+    let same: bool = ids.iter().collect::<BTreeSet<_>>() == eligible.iter().collect::<BTreeSet<_>>();
+    if same || after > before * (1.0 - c.min_gain) {
+        return None;
+    }
+    options.push(OptionScore {
+        option: name.clone(),
+        score: Some(-after),
+        note: format!("worst p95 GET {after:.1} ms"),
+    });
+    let trigger = format!(
+        "reads {:.2}/s over the last minute, above the hot threshold {}/s for {} periods",
+        b.reads_per_s, c.hot_reads_per_s, c.hot_after_periods
+    );
+    let reason = format!(
+        "Bucket {} is hot ({:.2} reads/s, threshold {}/s): the fastest backends {} have a worst p95 GET of {after:.1} ms against {before:.1} ms now.",
+        b.name,
+        b.reads_per_s,
+        c.hot_reads_per_s,
+        ids.join(", ")
+    );
+    let expected = vec![Effect {
+        metric: "worst_get_p95_ms".into(),
+        subject: Plan::bucket_target(&b.name),
+        before: Some(before),
+        after: Some(after),
+    }];
+    Some(Move {
+        k,
+        m,
+        ids,
+        options,
+        trigger,
+        reason,
+        expected,
+    })
+}
+
+fn evaluate(c: &HotColdConfig, shared: &SharedState, heat: &mut BTreeMap<String, Heat>, world: &World) -> Vec<Plan> {
+    let mut guard = lock(shared);
+    let mut plans = Vec::new();
+    let managed: Vec<(&BucketView, &BucketIntent)> = managed(world).collect();
+    heat.retain(|name, _| managed.iter().any(|(b, _)| &b.name == name));
+    guard
+        .temperature
+        .retain(|name, _| managed.iter().any(|(b, _)| &b.name == name));
+    for (b, intent) in managed {
+        let h = heat.entry(b.name.clone()).or_default();
+        step(c, h, b);
+        guard.temperature.insert(b.name.clone(), h.temp);
+        let rules = Rules::of(b, intent, c.min_samples);
+        let admissible = candidates::spares(world, &rules, &guard.drained_ids(&b.name));
+        let mv = match h.temp {
+            Temperature::Normal => None,
+            Temperature::Cold => cold_move(c, world, b, &rules, &admissible),
+            Temperature::Hot => hot_move(c, world, b, &rules, &admissible),
+        };
+        let Some(mv) = mv else { continue };
+        let Some(command) = candidates::command(b, intent, mv.k, mv.m, &mv.ids, &mv.reason) else {
+            continue;
+        };
+        let eligible = candidates::eligible(world, b);
+        let mut seen = eligible.clone();
+        seen.extend(mv.ids.iter().filter(|id| !eligible.contains(id)).cloned());
+        let mut inputs = vec![
+            bucket_input(&b.name, "reads_per_s", b.reads_per_s, "1m", Some(c.hot_reads_per_s)),
+            bucket_input(&b.name, "reads_per_s", b.reads_per_s_1h, "1h", Some(c.cold_reads_per_s)),
+        ];
+        inputs.extend(backend_inputs(world, &seen, &rules));
+        plans.push(candidates::plan(
+            NAME,
+            &b.name,
+            command,
+            Explanation {
+                trigger: mv.trigger,
+                inputs,
+                options: mv.options,
+                choice: describe(mv.k, mv.m, &mv.ids),
+                reason: mv.reason,
+                expected: mv.expected,
+            },
+            Priority::default(),
+        ));
+    }
+    plans
+}
+
+#[async_trait]
+impl Policy for HotCold {
+    fn manifest(&self) -> PolicyManifest {
+        PolicyManifest {
+            name: NAME.to_owned(),
+            core: false,
+            metrics: vec![
+                "reads_per_s".into(),
+                "reads_per_s_1h".into(),
+                "get_p95_ms".into(),
+                "cost_per_gib_month".into(),
+            ],
+            every_periods: 1,
+            mechanisms: vec![candidates::MECHANISM.into()],
+            uses_ml: false,
+        }
+    }
+
+    async fn analyze(&mut self, cx: &Ctx<'_>) -> Result<bool> {
+        let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
+        Ok(self.period.analyze(cx.world, |w| evaluate(c, &shared, heat, w)))
+    }
+
+    async fn plan(&mut self, cx: &Ctx<'_>) -> Result<Vec<Plan>> {
+        let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
+        Ok(self.period.plans(cx.world, |w| evaluate(c, &shared, heat, w)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policies::candidates::testkit::*;
+    use crate::world::BackendView;
+    use placement::Redundancy;
+
+    fn intent() -> BucketIntent {
+        BucketIntent {
+            redundancy: Some(Redundancy::High),
+            ..BucketIntent::default()
+        }
+    }
+
+    /// Twelve backends: b0..b3 at 0.05 and 80 ms, b4, b5 at 0.05 and 150 ms, b6..b9 cheap (0.01)
+    /// and slow (200 ms), b10, b11 dear (0.08) and fast (10 ms).
+    fn backends12() -> Vec<BackendView> {
+        ids(12)
+            .iter()
+            .enumerate()
+            .map(|(i, id)| match i {
+                0..=3 => backend(id, 0.05, Some(80.0), 50),
+                4 | 5 => backend(id, 0.05, Some(150.0), 50),
+                6..=9 => backend(id, 0.01, Some(200.0), 50),
+                _ => backend(id, 0.08, Some(10.0), 50),
+            })
+            .collect()
+    }
+
+    const SIX: [&str; 6] = ["b0", "b1", "b2", "b3", "b4", "b5"];
+
+    fn at(t: i64, reads_1m: f64, reads_1h: f64, i: BucketIntent) -> World {
+        let mut b = bucket("logs", 4, 2, &SIX, i);
+        b.reads_per_s = reads_1m;
+        b.reads_per_s_1h = reads_1h;
+        world(t, backends12(), vec![b])
+    }
+
+    #[test]
+    fn a_bucket_cold_for_n_periods_gets_a_wider_code_on_cheap_backends() {
+        let mut hc = HotCold::new(HotColdConfig::default());
+        for t in 1..6 {
+            assert!(run(&mut hc, &at(t, 0.0, 0.005, intent())).is_empty(), "period {t}");
+        }
+        let plans = run(&mut hc, &at(6, 0.0, 0.005, intent()));
+        assert_eq!(plans.len(), 1);
+        let p = &plans[0];
+        let req = request(p);
+        let k = req.k.unwrap();
+        assert!(k > 4, "wider: {k}");
+        assert_eq!(req.m, None, "same m");
+        let ids = plan_backends(p).unwrap();
+        assert_eq!(ids.len(), usize::from(k) + 2);
+        for cheap in ["b6", "b7", "b8", "b9"] {
+            assert!(ids.contains(&cheap.to_owned()));
+        }
+        assert!(p.explanation.reason.contains("0.0050") && p.explanation.reason.contains("0.01/s"));
+        assert!(p.explanation.options.len() > 2);
+        assert_eq!(hc.temperature("logs"), Temperature::Cold);
+        // Once applied (the same world reflects it), nothing more to do.
+        let mut applied = at(7, 0.0, 0.005, intent());
+        applied.buckets[0].policy.k = k;
+        applied.buckets[0].policy.eligible = Some(ids.clone());
+        assert!(run(&mut hc, &applied).is_empty());
+    }
+
+    #[test]
+    fn at_the_cold_threshold_or_flapping_across_it_nothing_happens() {
+        let mut hc = HotCold::new(HotColdConfig::default());
+        for t in 1..20 {
+            assert!(run(&mut hc, &at(t, 0.0, 0.01, intent())).is_empty(), "at the threshold");
+        }
+        let mut hc = HotCold::new(HotColdConfig::default());
+        for t in 1..20 {
+            let rate = if t % 5 == 0 { 0.015 } else { 0.005 };
+            assert!(run(&mut hc, &at(t, 0.0, rate, intent())).is_empty(), "period {t}");
+        }
+    }
+
+    #[test]
+    fn a_hot_bucket_moves_to_the_fastest_backends_after_two_periods() {
+        let mut hc = HotCold::new(HotColdConfig::default());
+        assert!(run(&mut hc, &at(1, 9.0, 9.0, intent())).is_empty());
+        let plans = run(&mut hc, &at(2, 9.0, 9.0, intent()));
+        assert_eq!(plans.len(), 1);
+        let ids = plan_backends(&plans[0]).unwrap();
+        assert!(
+            ids.contains(&"b10".to_owned()) && ids.contains(&"b11".to_owned()),
+            "{ids:?}"
+        );
+        assert!(!ids.iter().any(|i| ["b6", "b7", "b8", "b9"].contains(&i.as_str())));
+        let reason = &plans[0].explanation.reason;
+        assert!(
+            reason.contains("9.00 reads/s")
+                && reason.contains("80.0 ms")
+                && reason.contains("150.0 ms")
+                && reason.contains("b10"),
+            "{reason}"
+        );
+        // Cooling a little (above the exit threshold) keeps it hot; no flip back.
+        for t in 3..10 {
+            run(&mut hc, &at(t, 3.0, 3.0, intent()));
+            assert_eq!(hc.temperature("logs"), Temperature::Hot);
+        }
+    }
+
+    #[test]
+    fn at_the_hot_threshold_or_flapping_across_it_nothing_happens() {
+        let mut hc = HotCold::new(HotColdConfig::default());
+        for t in 1..10 {
+            assert!(run(&mut hc, &at(t, 5.0, 5.0, intent())).is_empty());
+        }
+        for t in 10..20 {
+            let rate = if t % 2 == 0 { 6.0 } else { 4.0 };
+            assert!(run(&mut hc, &at(t, rate, 5.0, intent())).is_empty(), "period {t}");
+        }
+    }
+
+    #[test]
+    fn never_breaks_gdpr_or_the_cost_ceiling() {
+        let mut gdpr = intent();
+        gdpr.gdpr = true;
+        let w = |t| {
+            let mut w = at(t, 0.0, 0.001, gdpr.clone());
+            for b in &mut w.backends {
+                b.labels.gdpr = !["b6", "b7", "b8", "b9"].contains(&b.id.as_str());
+                if ["b10", "b11"].contains(&b.id.as_str()) {
+                    b.labels.cost_per_gib_month = 0.03;
+                }
+            }
+            w
+        };
+        let mut hc = HotCold::new(HotColdConfig::default());
+        let mut plans = Vec::new();
+        for t in 1..=6 {
+            plans = run(&mut hc, &w(t));
+        }
+        // Eight GDPR backends: ec-6-2 over all of them is the cheapest wider code.
+        let ids = plan_backends(&plans[0]).unwrap();
+        assert_eq!(request(&plans[0]).k, Some(6));
+        assert!(
+            !ids.iter().any(|i| ["b6", "b7", "b8", "b9"].contains(&i.as_str())),
+            "{ids:?}"
+        );
+        // Hot on fast, dear backends over a cost ceiling: no plan.
+        let mut capped = intent();
+        capped.max_cost_per_gib_month = Some(0.08);
+        let mut hc = HotCold::new(HotColdConfig::default());
+        for t in 1..=3 {
+            assert!(run(&mut hc, &at(t, 9.0, 9.0, capped.clone())).is_empty());
+        }
+    }
+}
