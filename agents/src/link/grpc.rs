@@ -25,10 +25,11 @@ use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
 use uuid::Uuid;
 
-/// The generated protobuf messages and the `AgentLink` client and server.
+/// The protobuf messages and the `AgentLink` client and server, generated from
+/// proto/agentlink.proto (tests/proto.rs checks the file is current and rewrites it).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
-    tonic::include_proto!("agentlink.v1");
+    include!("agentlink.v1.rs");
 }
 
 use pb::agent_link_client::AgentLinkClient;
