@@ -1,100 +1,173 @@
-//! TEMPORARY compile stub of the link API (replaced by the real link module).
-#![allow(missing_docs, clippy::all)]
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+//! The link between agent tiers: a child dials its parent (gRPC `AgentLink`, [`grpc`]) or
+//! shares its process ([`local`]); either way each side holds a [`Session`] that sends and
+//! receives numbered [`Envelope`]s. Heartbeats travel in-stream and never reach `recv()`.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub mod grpc;
+pub mod local;
+
+pub use grpc::{dial, serve};
+pub use local::local_pair;
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::DropGuard;
+use uuid::Uuid;
+
+/// The largest message either side sends or accepts.
+pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
+/// Room left in a message for everything but the payload.
+const ENVELOPE_OVERHEAD: usize = 16 << 10;
+/// Envelopes buffered each way per session.
+pub const CHANNEL_CAPACITY: usize = 256;
+
+/// What an envelope is about; the wire names are the upstream MLSysOps `MessageEvents`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Event {
+    /// An application descriptor arrived (continuum -> cluster).
     ApplicationSubmitted,
+    /// An application was removed.
     ApplicationRemoved,
+    /// A plan for the receiver to apply.
     PlanSubmitted,
+    /// A plan's status changed (the receiver's `RemoteMechanism` waits for this).
     PlanStatusUpdate,
+    /// A periodic summary of a tier's telemetry, sent upward.
     TelemetrySummary,
+    /// Liveness only; handled by the link, never returned by [`Session::recv`].
     Heartbeat,
+    /// A decision was recorded in the sender's decision log.
     DecisionRecorded,
 }
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub sender: String,
-    pub seq: u64,
-    pub event: Event,
-    pub plan_uid: Option<uuid::Uuid>,
-    pub payload: serde_json::Value,
+
+impl Event {
+    /// Every event.
+    pub const ALL: [Event; 7] = [
+        Event::ApplicationSubmitted,
+        Event::ApplicationRemoved,
+        Event::PlanSubmitted,
+        Event::PlanStatusUpdate,
+        Event::TelemetrySummary,
+        Event::Heartbeat,
+        Event::DecisionRecorded,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::ApplicationSubmitted => "application_submitted",
+            Event::ApplicationRemoved => "application_removed",
+            Event::PlanSubmitted => "plan_submitted",
+            Event::PlanStatusUpdate => "plan_status_update",
+            Event::TelemetrySummary => "telemetry_summary",
+            Event::Heartbeat => "heartbeat",
+            Event::DecisionRecorded => "decision_recorded",
+        }
+    }
+
+    /// The event of a wire name, if known.
+    pub fn from_wire(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == name)
+    }
 }
-#[derive(Debug, Clone, PartialEq, Eq)]
+
+/// One message between two agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The sending agent's id.
+    pub sender: String,
+    /// Numbered by the sender from 1 per session; heartbeats carry 0.
+    pub seq: u64,
+    /// What it is about.
+    pub event: Event,
+    /// The plan it concerns, if any.
+    pub plan_uid: Option<Uuid>,
+    /// The event's body.
+    pub payload: Value,
+}
+
+/// An agent's identity on the link.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AgentId {
+    /// Unique among the agents (ASCII: it travels in gRPC metadata).
     pub id: String,
+    /// `node`, `cluster` or `continuum`.
     pub tier: String,
 }
+
+/// One side of a live link to a peer agent; dropping it closes the link.
 pub struct Session {
+    /// The agent at the other end.
     pub peer: AgentId,
-    tx: mpsc::Sender<Envelope>,
-    rx: mpsc::Receiver<Envelope>,
     me: String,
     seq: u64,
+    out: mpsc::Sender<Envelope>,
+    inbox: mpsc::Receiver<Envelope>,
+    _end: Option<DropGuard>,
 }
+
 impl Session {
-    pub async fn send(
-        &mut self,
-        event: Event,
-        plan_uid: Option<uuid::Uuid>,
-        payload: serde_json::Value,
-    ) -> crate::error::Result<()> {
+    /// Sends an event, numbering it; returns its seq. Fails when the session has ended or the
+    /// payload would not fit in a message.
+    pub async fn send(&mut self, event: Event, plan_uid: Option<Uuid>, payload: Value) -> Result<u64> {
+        let size = json_len(&payload);
+        if size > MAX_MESSAGE_BYTES - ENVELOPE_OVERHEAD {
+            return Err(link_err(
+                format!("send {} to {}", event.as_str(), self.peer.id),
+                format!("payload of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte message limit"),
+            ));
+        }
         self.seq += 1;
-        self.tx
-            .send(Envelope {
-                sender: self.me.clone(),
-                seq: self.seq,
-                event,
-                plan_uid,
-                payload,
-            })
-            .await
-            .map_err(|_| crate::Error::Link {
-                what: "send".into(),
-                message: "closed".into(),
-            })
+        let env = Envelope {
+            sender: self.me.clone(),
+            seq: self.seq,
+            event,
+            plan_uid,
+            payload,
+        };
+        self.out.send(env).await.map_err(|_| {
+            link_err(
+                format!("send {} to {}", event.as_str(), self.peer.id),
+                "the session has ended",
+            )
+        })?;
+        Ok(self.seq)
     }
+
+    /// The next envelope from the peer; `None` once the session has ended.
     pub async fn recv(&mut self) -> Option<Envelope> {
-        self.rx.recv().await
+        loop {
+            let env = self.inbox.recv().await?;
+            if env.event != Event::Heartbeat {
+                return Some(env);
+            }
+        }
     }
 }
-pub fn local_pair(parent: AgentId, child: AgentId) -> (Session, Session) {
-    let (a, b) = mpsc::channel(256);
-    let (c, d) = mpsc::channel(256);
-    (
-        Session {
-            peer: child.clone(),
-            tx: a,
-            rx: d,
-            me: parent.id.clone(),
-            seq: 0,
-        },
-        Session {
-            peer: parent,
-            tx: c,
-            rx: b,
-            me: child.id,
-            seq: 0,
-        },
-    )
+
+/// The byte length of a value's JSON text, without building the text.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` into an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
-pub fn dial(
-    _parent_url: String,
-    _token: std::sync::Arc<str>,
-    _me: AgentId,
-    _heartbeat: std::time::Duration,
-    _shutdown: tokio_util::sync::CancellationToken,
-) -> mpsc::Receiver<Session> {
-    mpsc::channel(1).1
-}
-pub async fn serve(
-    _l: tokio::net::TcpListener,
-    _token: std::sync::Arc<str>,
-    _me: AgentId,
-    _heartbeat: std::time::Duration,
-    _shutdown: tokio_util::sync::CancellationToken,
-) -> crate::error::Result<mpsc::Receiver<Session>> {
-    Ok(mpsc::channel(1).1)
+
+fn link_err(what: impl Into<String>, message: impl Into<String>) -> Error {
+    Error::Link {
+        what: what.into(),
+        message: message.into(),
+    }
 }
