@@ -10,6 +10,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// GETs the last 15 s must hold for the agents to judge a backend from them alone.
+const RECENT_MIN_GETS: u64 = 5;
+
 /// A gateway's admin API.
 #[derive(Clone)]
 pub struct Gateway {
@@ -167,14 +170,21 @@ impl Observer {
             .unwrap_or_default();
         let mut backends = Vec::with_capacity(entries.len());
         for e in entries {
-            let w = snaps.get(&e.id).and_then(|s| window(s, "1m"));
-            let f = |path: &[&str]| -> Option<f64> {
+            let minute = snaps.get(&e.id).and_then(|s| window(s, "1m"));
+            let recent = snaps.get(&e.id).and_then(|s| window(s, "15s"));
+            // The last 15 s when they hold enough GETs to judge from: a backend that turned
+            // slow shows within a period instead of after a minute of dilution by its fast past
+            // (readers steer around it, so its slow calls stay few).
+            let recent_enough = recent.is_some_and(|w| w["get"]["count"].as_u64().unwrap_or(0) >= RECENT_MIN_GETS);
+            let (w, label) = if recent_enough { (recent, "15s") } else { (minute, "1m") };
+            let at = |w: Option<&Value>, path: &[&str]| -> Option<f64> {
                 let mut v = w?;
                 for p in path {
                     v = &v[*p];
                 }
                 v.as_f64()
             };
+            let f = |path: &[&str]| at(w, path);
             let down_since = if e.suspect {
                 Some(*self.down_since.entry(e.id.clone()).or_insert(now))
             } else {
@@ -187,7 +197,8 @@ impl Observer {
                 put_p95_ms: f(&["put", "p95_ms"]),
                 bandwidth_mib_s: f(&["get", "bandwidth_mib_s"]),
                 error_rate: f(&["error_rate"]),
-                availability: f(&["availability"]),
+                availability: at(minute, &["availability"]),
+                recent_window: label.to_owned(),
                 get_samples: f(&["get", "count"]).map_or(0, |c| c as u64),
                 id: e.id,
                 labels: e.labels,

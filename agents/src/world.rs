@@ -17,22 +17,38 @@ pub struct BackendView {
     pub suspect: bool,
     /// Since when it has been continuously suspect, Unix ms (kept by the agent).
     pub down_since_ms: Option<i64>,
-    /// p95 GET latency over the last minute, ms (`None`: no samples).
+    /// The window the GET, PUT and error figures below are over: `15s` when the last 15 s
+    /// hold enough GETs to judge from (a backend turned slow shows at once, not after a
+    /// minute of dilution), else `1m` (empty: `1m`).
+    pub recent_window: String,
+    /// p95 GET latency over that window, ms (`None`: no samples).
     pub get_p95_ms: Option<f64>,
-    /// p50 GET latency over the last minute, ms.
+    /// p50 GET latency, ms.
     pub get_p50_ms: Option<f64>,
-    /// p95 PUT latency over the last minute, ms.
+    /// p95 PUT latency, ms.
     pub put_p95_ms: Option<f64>,
-    /// GET bandwidth over the last minute, MiB/s.
+    /// GET bandwidth, MiB/s.
     pub bandwidth_mib_s: Option<f64>,
-    /// Failed calls / calls over the last minute.
+    /// Failed calls / calls.
     pub error_rate: Option<f64>,
     /// Share of health probes that found it up over the last minute.
     pub availability: Option<f64>,
-    /// GETs measured over the last minute.
+    /// GETs measured over that window.
     pub get_samples: u64,
     /// Trust score 0..=1 (`None`: no trust service).
     pub trust: Option<f64>,
+}
+
+impl BackendView {
+    /// The window its figures are over (`15s` or `1m`).
+    #[must_use]
+    pub fn window(&self) -> &'static str {
+        if self.recent_window == "15s" {
+            "15s"
+        } else {
+            "1m"
+        }
+    }
 }
 
 /// One bucket as the agents see it.

@@ -118,6 +118,8 @@ pub struct SloMiss {
     pub target: f64,
     /// How badly: measured/target - 1 for latency, target/measured - 1 for bandwidth.
     pub severity: f64,
+    /// The window the value is over (`15s`, `1m`).
+    pub window: &'static str,
 }
 
 impl SloMiss {
@@ -126,13 +128,13 @@ impl SloMiss {
     pub fn text(&self) -> String {
         if self.metric == "get_p95_ms" {
             format!(
-                "p95 GET latency {:.1} ms over the last minute exceeds max_latency {} ms",
-                self.value, self.target
+                "p95 GET latency {:.1} ms over the last {} exceeds max_latency {} ms",
+                self.value, self.window, self.target
             )
         } else {
             format!(
-                "GET bandwidth {:.1} MiB/s over the last minute is below min_download_speed {} MiB/s",
-                self.value, self.target
+                "GET bandwidth {:.1} MiB/s over the last {} is below min_download_speed {} MiB/s",
+                self.value, self.window, self.target
             )
         }
     }
@@ -205,7 +207,7 @@ impl Rules {
         None
     }
 
-    /// How `b`'s last minute misses the latency or bandwidth target (worst miss first), if it
+    /// How `b`'s recent figures miss the latency or bandwidth target (worst miss first), if it
     /// does and has enough samples to be judged.
     #[must_use]
     pub fn slo_miss(&self, b: &BackendView) -> Option<SloMiss> {
@@ -220,6 +222,7 @@ impl Rules {
                     value: p95,
                     target: max,
                     severity: (p95 / max - 1.0).min(MAX_SEVERITY),
+                    window: b.window(),
                 });
             }
         }
@@ -235,6 +238,7 @@ impl Rules {
                     value: bw,
                     target: min,
                     severity,
+                    window: b.window(),
                 });
             }
         }
@@ -348,7 +352,7 @@ pub fn lowest_bandwidth(world: &World, ids: &[String], min_samples: u64) -> Opti
         .min_by(f64::total_cmp)
 }
 
-/// The 1-minute latency and bandwidth of each of `ids` against the bucket's targets.
+/// The recent latency and bandwidth of each of `ids` against the bucket's targets.
 #[must_use]
 #[allow(clippy::cast_precision_loss)]
 pub fn backend_inputs(world: &World, ids: &[String], rules: &Rules) -> Vec<MetricInput> {
@@ -360,7 +364,7 @@ pub fn backend_inputs(world: &World, ids: &[String], rules: &Rules) -> Vec<Metri
             metric: metric.to_owned(),
             subject: subject.clone(),
             value,
-            window: "1m".to_owned(),
+            window: b.window().to_owned(),
             target,
         };
         out.push(input("get_p95_ms", b.get_p95_ms, rules.max_latency));

@@ -8,7 +8,7 @@ use crate::gateway::Gateway;
 use crate::link::{Envelope, Event, Session};
 use crate::mechanisms::MigrationThrottleMechanism;
 use crate::plan::Plan;
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::Instant;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -98,7 +98,11 @@ impl Node {
             .map(|a| {
                 a.iter()
                     .map(|b| {
-                        let w = &b["windows"][0];
+                        let none = Value::Null;
+                        let w = b["windows"]
+                            .as_array()
+                            .and_then(|ws| ws.iter().find(|w| w["window"] == "1m"))
+                            .unwrap_or(&none);
                         json!({
                             "backend": b["backend"],
                             "get_p95_ms": w["get"]["p95_ms"],

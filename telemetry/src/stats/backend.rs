@@ -159,7 +159,7 @@ pub struct BackendWindow {
 pub struct BackendSnapshot {
     /// Backend id.
     pub backend: String,
-    /// 1 m, 15 m and 1 h.
+    /// 1 m, 15 m, 1 h, then the last 15 s.
     pub windows: Vec<BackendWindow>,
 }
 
@@ -485,12 +485,12 @@ impl BackendStats {
         let map = self.backends.read().unwrap_or_else(PoisonError::into_inner);
         map.iter()
             .map(|(id, state)| {
-                let mut accs: [WindowAcc; 3] = Default::default();
+                let mut accs: [WindowAcc; 4] = Default::default();
                 {
                     let state = state.lock().unwrap_or_else(PoisonError::into_inner);
                     // One pass over the hour, each slot feeding every window it falls in.
                     for (age, slot) in state.ring.recent(epoch, Window::OneHour.slots()) {
-                        for (acc, w) in accs.iter_mut().zip(Window::ALL) {
+                        for (acc, w) in accs.iter_mut().zip(Window::BACKEND) {
                             if age < w.slots() {
                                 acc.add(slot);
                             }
@@ -499,7 +499,7 @@ impl BackendStats {
                 }
                 BackendSnapshot {
                     backend: id.clone(),
-                    windows: accs.iter().zip(Window::ALL).map(|(a, w)| a.finish(w)).collect(),
+                    windows: accs.iter().zip(Window::BACKEND).map(|(a, w)| a.finish(w)).collect(),
                 }
             })
             .collect()
@@ -597,7 +597,7 @@ mod tests {
         assert_eq!(snap[0].backend, "b1");
         assert_eq!(
             snap[0].windows.iter().map(|w| w.window).collect::<Vec<_>>(),
-            Window::ALL
+            Window::BACKEND
         );
         for w in &snap[0].windows {
             assert_eq!(w.seconds, w.window.seconds());
@@ -657,18 +657,21 @@ mod tests {
         s.record_at(t0, "b", BackendOp::Get, ms_(5), 10, Outcome::Ok);
         s.record_health_at(t0, "b", true);
         let counts = |at: Instant| -> Vec<u64> { s.snapshot_at(at)[0].windows.iter().map(|w| w.get.count).collect() };
-        assert_eq!(counts(t0 + Duration::from_secs(59)), vec![1, 1, 1]);
-        assert_eq!(counts(t0 + Duration::from_secs(60)), vec![0, 1, 1]);
-        assert_eq!(counts(t0 + Duration::from_secs(899)), vec![0, 1, 1]);
-        assert_eq!(counts(t0 + Duration::from_secs(900)), vec![0, 0, 1]);
-        assert_eq!(counts(t0 + Duration::from_secs(3599)), vec![0, 0, 1]);
-        assert_eq!(counts(t0 + Duration::from_secs(3600)), vec![0, 0, 0]);
+        // 1m, 15m, 1h, 15s.
+        assert_eq!(counts(t0 + Duration::from_secs(14)), vec![1, 1, 1, 1]);
+        assert_eq!(counts(t0 + Duration::from_secs(15)), vec![1, 1, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(59)), vec![1, 1, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(60)), vec![0, 1, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(899)), vec![0, 1, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(900)), vec![0, 0, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(3599)), vec![0, 0, 1, 0]);
+        assert_eq!(counts(t0 + Duration::from_secs(3600)), vec![0, 0, 0, 0]);
         let w = window(&s.snapshot_at(t0 + Duration::from_secs(3600))[0], Window::OneHour).clone();
         assert_eq!((w.get.p50_ms, w.availability, w.error_rate), (None, None, None));
         // Written again after an idle 2 h, the reused slot starts from zero.
         let later = t0 + Duration::from_secs(7200);
         s.record_at(later, "b", BackendOp::Get, ms_(5), 10, Outcome::Ok);
-        assert_eq!(counts(later), vec![1, 1, 1]);
+        assert_eq!(counts(later), vec![1, 1, 1, 1]);
     }
 
     #[test]

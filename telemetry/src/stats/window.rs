@@ -26,11 +26,22 @@ pub enum Window {
     /// The last hour.
     #[serde(rename = "1h")]
     OneHour,
+    /// The last 15 seconds (three slots): how a backend behaves now, for the agents. Backend
+    /// snapshots list it after the others, so the long windows keep their places.
+    #[serde(rename = "15s")]
+    FifteenSeconds,
 }
 
 impl Window {
     /// Every window, shortest first (the order snapshots list them in).
     pub const ALL: [Window; 3] = [Window::OneMinute, Window::FifteenMinutes, Window::OneHour];
+    /// The windows of a backend snapshot: [`Self::ALL`], then the last 15 seconds.
+    pub const BACKEND: [Window; 4] = [
+        Window::OneMinute,
+        Window::FifteenMinutes,
+        Window::OneHour,
+        Window::FifteenSeconds,
+    ];
 
     /// Length in seconds.
     #[must_use]
@@ -39,6 +50,7 @@ impl Window {
             Window::OneMinute => 60,
             Window::FifteenMinutes => 900,
             Window::OneHour => 3600,
+            Window::FifteenSeconds => 15,
         }
     }
 
@@ -55,6 +67,7 @@ impl Window {
             Window::OneMinute => "1m",
             Window::FifteenMinutes => "15m",
             Window::OneHour => "1h",
+            Window::FifteenSeconds => "15s",
         }
     }
 
@@ -78,10 +91,10 @@ impl std::str::FromStr for Window {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Window::ALL
+        Window::BACKEND
             .into_iter()
             .find(|w| w.label() == s)
-            .ok_or_else(|| format!("unknown window {s:?} (expected 1m, 15m or 1h)"))
+            .ok_or_else(|| format!("unknown window {s:?} (expected 15s, 1m, 15m or 1h)"))
     }
 }
 
