@@ -55,6 +55,14 @@ pub struct Plan {
     pub explanation: Explanation,
     /// The decision this plan undoes, if it is a rollback.
     pub rollback_of: Option<Uuid>,
+    /// Every how many periods its policy runs (set by the agent from the manifest): a plan
+    /// seen at two runs in a row counts as persisting, whatever the runs' spacing.
+    #[serde(default = "one")]
+    pub cadence: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Plan {
@@ -72,6 +80,7 @@ impl Plan {
             created_ms: crate::world::now_ms(),
             explanation: Explanation::default(),
             rollback_of: None,
+            cadence: 1,
         }
     }
 

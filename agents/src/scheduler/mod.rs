@@ -192,14 +192,19 @@ impl Scheduler {
             }
             let key = (target.clone(), winner.policy.clone(), winner.command.to_string());
             let count = match self.sightings.get(&key) {
-                Some(&(n, last)) if last + 1 == self.period => n + 1,
+                Some(&(n, last)) if last + u64::from(winner.cadence.max(1)) >= self.period => n + 1,
                 _ => 1,
             };
             seen_now.push((key, count));
             let d = self.decide(winner, &held, world, mechanisms, count, now).await?;
             written.push(d);
         }
-        self.sightings = seen_now.into_iter().map(|(k, n)| (k, (n, self.period))).collect();
+        // Forget what was not seen this period; a policy that runs every n periods keeps its
+        // sightings for n periods (`cadence`), checked when it next comes up.
+        let period = self.period;
+        self.sightings.retain(|_, (_, last)| *last + 64 > period);
+        self.sightings
+            .extend(seen_now.into_iter().map(|(k, n)| (k, (n, period))));
         Ok(written)
     }
 

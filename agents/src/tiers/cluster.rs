@@ -275,6 +275,7 @@ impl Cluster {
                 Ok(mut ps) => {
                     for plan in &mut ps {
                         plan.policy.clone_from(&m.name);
+                        plan.cadence = m.every_periods.max(1);
                     }
                     plans.extend(ps);
                 }
