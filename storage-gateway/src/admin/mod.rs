@@ -1,9 +1,11 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
 //! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
 //! the sliding-window telemetry the agents read, and buckets' storage policies with their
-//! migrations ([`policy`]). What each endpoint takes and answers is spelled once, in the
+//! migrations ([`policy`]), and the backends with the faults injected into them at run time
+//! ([`backends`]). What each endpoint takes and answers is spelled once, in the
 //! `control_api` crate.
 
+mod backends;
 mod policy;
 mod workers;
 
@@ -27,13 +29,17 @@ use subtle::ConstantTimeEq;
 pub(crate) struct AdminState {
     engine: Engine,
     token: Arc<str>,
+    /// Whether backends' faults may be changed at run time.
+    allow_fault_injection: bool,
 }
 
-/// The admin API's routes, all behind the bearer token.
-pub fn router(engine: Engine, token: &str) -> Router {
+/// The admin API's routes, all behind the bearer token; the faults endpoints answer 403
+/// unless `allow_fault_injection`.
+pub fn router(engine: Engine, token: &str, allow_fault_injection: bool) -> Router {
     let state = AdminState {
         engine,
         token: token.into(),
+        allow_fault_injection,
     };
     Router::new()
         .route(routes::REDUNDANCY, get(redundancy))
@@ -57,6 +63,13 @@ pub fn router(engine: Engine, token: &str) -> Router {
         )
         .route(routes::WORKERS, get(workers::list))
         .route(routes::WORKER, axum::routing::put(workers::change))
+        .route(routes::BACKENDS, get(backends::list))
+        .route(
+            routes::BACKEND_FAULTS,
+            get(backends::get_faults)
+                .put(backends::put_faults)
+                .delete(backends::clear_faults),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
