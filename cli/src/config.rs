@@ -117,6 +117,18 @@ pub struct ServeArgs {
     /// synced: a power loss may lose acknowledged writes) [default: fsync].
     #[arg(long, env = "MLSYSOPS_DURABILITY")]
     durability: Option<String>,
+    /// Let the admin API change backends' injected faults (latency, errors, outages, ...) at
+    /// run time: every backend gets a fault injector, empty unless it has a `faults` table
+    /// [default: false; true with --profile multicloud-sim].
+    #[arg(
+        long,
+        env = "MLSYSOPS_ALLOW_FAULT_INJECTION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    allow_fault_injection: Option<bool>,
 }
 
 /// The TOML file: every key optional.
@@ -155,6 +167,7 @@ struct FileConfig {
     limits: limits::LimitsFile,
     response_stall_secs: Option<f64>,
     durability: Option<String>,
+    allow_fault_injection: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -276,6 +289,11 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
         }
         file.backend
     };
+    // The simulation profile exists to be disturbed; elsewhere it takes asking.
+    let allow_fault_injection = args
+        .allow_fault_injection
+        .or(file.allow_fault_injection)
+        .unwrap_or(args.profile.as_deref() == Some("multicloud-sim"));
     let policy_name = args
         .default_policy
         .or(file.default_policy)
@@ -433,6 +451,7 @@ pub fn resolve(args: ServeArgs) -> anyhow::Result<(GatewayConfig, Generated, Tel
             limits,
             response_stall,
             durability,
+            allow_fault_injection,
         },
         Generated {
             credentials: generated_credentials,

@@ -1,6 +1,7 @@
 //! `mlsysops`: wires configuration, logging and signals to the gateway library.
 
 mod admin;
+mod backend;
 mod bench;
 mod bucket;
 mod config;
@@ -31,6 +32,8 @@ enum Command {
     Bench(Box<bench::BenchArgs>),
     /// Buckets' storage policies and migrations through a running gateway's admin API.
     Bucket(Box<bucket::BucketArgs>),
+    /// Backends of a running gateway and the faults injected into them, through its admin API.
+    Backend(Box<backend::BackendArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bucket(args) => {
             init_logging(None);
             bucket::run(*args)
+        }
+        Command::Backend(args) => {
+            init_logging(None);
+            backend::run(*args)
         }
     }
 }

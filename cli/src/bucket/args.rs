@@ -18,7 +18,7 @@ pub struct BucketArgs {
 
 /// Where the admin API is and how to authenticate; accepted before or after the subcommand.
 #[derive(Args)]
-pub(super) struct ConnArgs {
+pub(crate) struct ConnArgs {
     /// Admin REST API of the gateway.
     #[arg(
         long,
@@ -26,13 +26,13 @@ pub(super) struct ConnArgs {
         env = "MLSYSOPS_ADMIN_URL",
         default_value = "http://127.0.0.1:9001"
     )]
-    pub(super) admin_url: String,
+    pub(crate) admin_url: String,
     /// Admin bearer token [default: the contents of <data-dir>/admin-token].
     #[arg(long, global = true, env = ADMIN_TOKEN_ENV, hide_env_values = true)]
-    pub(super) admin_token: Option<String>,
+    pub(crate) admin_token: Option<String>,
     /// Data dir holding the admin-token file, when no token is given.
     #[arg(long, global = true, env = "MLSYSOPS_DATA_DIR", default_value = "data")]
-    pub(super) data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 }
 
 #[derive(Subcommand)]

@@ -5,9 +5,10 @@ mod args;
 mod format;
 
 pub use args::BucketArgs;
+pub(crate) use args::ConnArgs;
 
 use anyhow::{anyhow, bail, Context};
-use args::{BucketCommand, ConnArgs, MigrationArgs, SetArgs, ShowArgs, StoragePolicyCommand, ThrottleArgs};
+use args::{BucketCommand, MigrationArgs, SetArgs, ShowArgs, StoragePolicyCommand, ThrottleArgs};
 use control_api::{Client, ClientError, MigrationProgress, MigrationState, StatusCode, Url};
 use format::{format_history, format_migration, format_policy, format_set_answer, format_throttle, progress_message};
 use serde::Serialize;
@@ -48,14 +49,14 @@ fn run_command(args: BucketArgs) -> anyhow::Result<()> {
 }
 
 /// The admin client the connection flags describe.
-fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
+pub(crate) fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
     let base = admin_base(&conn.admin_url)?;
     let token = control_api::admin_token(conn.admin_token.as_deref(), &conn.data_dir)?;
     Ok(Client::new(base, token)?)
 }
 
 /// A client error for a person: a 401 when no token was sent says where one comes from.
-fn explain(has_token: bool) -> impl Fn(ClientError) -> anyhow::Error {
+pub(crate) fn explain(has_token: bool) -> impl Fn(ClientError) -> anyhow::Error {
     move |e| match e {
         ClientError::Api {
             status: StatusCode::UNAUTHORIZED,
@@ -193,7 +194,7 @@ fn is_stale_done(view: &MigrationProgress, epoch: Option<u64>) -> bool {
 }
 
 /// Prints an answer as the API's JSON (`json`) or as the text `human` makes of it.
-fn print_view<T: Serialize>(v: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
+pub(crate) fn print_view<T: Serialize>(v: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
     if json {
         print_json(v)
     } else {
