@@ -5,8 +5,6 @@
 use crate::error::{Error, Result};
 use crate::world::{now_ms, BackendView, BucketView, World};
 use control_api::{Client, MigrationProgress, StoragePolicyChanged, StoragePolicyRequest, StoragePolicyView};
-use placement::BackendLabels;
-use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -25,21 +23,6 @@ fn gw(what: impl Into<String>) -> impl FnOnce(control_api::ClientError) -> Error
         what,
         source: Box::new(source),
     }
-}
-
-/// The part of `GET /api/v1/backends` the agents read.
-#[derive(Deserialize)]
-struct BackendsAnswer {
-    backends: Vec<BackendEntry>,
-}
-
-#[derive(Deserialize)]
-struct BackendEntry {
-    id: String,
-    #[serde(default)]
-    labels: BackendLabels,
-    #[serde(default)]
-    suspect: bool,
 }
 
 impl Gateway {
@@ -100,26 +83,9 @@ impl Gateway {
         }
     }
 
-    async fn backends(&self) -> Result<Vec<BackendEntry>> {
-        let (status, body) = self
-            .client
-            .send(control_api::Method::GET, control_api::routes::BACKENDS, None)
-            .await
-            .map_err(gw("listing backends"))?;
-        if !status.is_success() {
-            return Err(Error::Gateway {
-                what: "listing backends".into(),
-                source: Box::new(control_api::ClientError::from_answer(
-                    status,
-                    body.to_string().as_bytes(),
-                )),
-            });
-        }
-        let a: BackendsAnswer = serde_json::from_value(body).map_err(|e| Error::Store {
-            what: "decoding the backend list".into(),
-            message: e.to_string(),
-        })?;
-        Ok(a.backends)
+    /// Every backend with its labels, health and injected faults.
+    pub async fn backends(&self) -> Result<control_api::BackendsView> {
+        self.client.backends().await.map_err(gw("listing backends"))
     }
 }
 
@@ -154,7 +120,7 @@ impl Observer {
         buckets: &[(String, control_api::BucketIntent)],
     ) -> Result<World> {
         let now = now_ms();
-        let entries = gateway.backends().await?;
+        let entries = gateway.backends().await?.backends;
         let telemetry = gateway
             .client
             .backend_telemetry()

@@ -124,6 +124,18 @@ pub struct ServeArgs {
     /// synced: a power loss may lose acknowledged writes) [default: fsync].
     #[arg(long, env = "MLSYSOPS_DURABILITY")]
     durability: Option<String>,
+    /// Let the admin API change backends' injected faults (latency, errors, outages, ...) at
+    /// run time: every backend gets a fault injector, empty unless it has a `faults` table
+    /// [default: false; true with --profile multicloud-sim].
+    #[arg(
+        long,
+        env = "MLSYSOPS_ALLOW_FAULT_INJECTION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    allow_fault_injection: Option<bool>,
 }
 
 /// The TOML file: every key optional.
@@ -166,6 +178,7 @@ struct FileConfig {
     #[serde(default)]
     agents: agents::AgentsFile,
     audit_interval_secs: Option<f64>,
+    allow_fault_injection: Option<bool>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -289,6 +302,11 @@ pub fn resolve(
         }
         file.backend
     };
+    // The simulation profile exists to be disturbed; elsewhere it takes asking.
+    let allow_fault_injection = args
+        .allow_fault_injection
+        .or(file.allow_fault_injection)
+        .unwrap_or(args.profile.as_deref() == Some("multicloud-sim"));
     let policy_name = args
         .default_policy
         .or(file.default_policy)
@@ -453,6 +471,7 @@ pub fn resolve(
             response_stall,
             durability,
             audit_interval,
+            allow_fault_injection,
         },
         Generated {
             credentials: generated_credentials,

@@ -3,6 +3,7 @@
 mod admin;
 mod agent;
 mod app;
+mod backend;
 mod bench;
 mod bucket;
 mod config;
@@ -50,6 +51,8 @@ enum Command {
     Decisions(Box<decisions::DecisionsArgs>),
     /// Why a bucket's data is where it is: its policy, intent and the decisions behind them.
     Why(Box<decisions::WhyArgs>),
+    /// Backends of a running gateway and the faults injected into them, through its admin API.
+    Backend(Box<backend::BackendArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,6 +94,10 @@ fn main() -> anyhow::Result<()> {
         Command::Why(args) => {
             init_logging(None);
             decisions::run_why(*args)
+        }
+        Command::Backend(args) => {
+            init_logging(None);
+            backend::run(*args)
         }
     }
 }

@@ -4,6 +4,7 @@
 use crate::agents::{
     AgentMode, AgentModeRequest, AgentsView, AppView, AppsView, BucketIntent, Decision, DecisionsPage, IntentView,
 };
+use crate::backends::{BackendsView, Faults};
 use crate::error::ErrorBody;
 use crate::health::{HealPass, RedundancyView, ScrubPass};
 use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRequest};
@@ -321,6 +322,30 @@ impl Client {
         self.call(Method::GET, routes::DECISION, Some(id), None::<&()>).await
     }
 
+    /// Every backend with its labels, health and injected faults.
+    pub async fn backends(&self) -> Result<BackendsView, ClientError> {
+        self.call(Method::GET, routes::BACKENDS, None, None::<&()>).await
+    }
+
+    /// The faults injected into backend `id` now (403 unless the gateway allows fault
+    /// injection).
+    pub async fn backend_faults(&self, id: &str) -> Result<Faults, ClientError> {
+        self.call(Method::GET, routes::BACKEND_FAULTS, Some(id), None::<&()>)
+            .await
+    }
+
+    /// Replaces the faults injected into backend `id`; returns the spec now in force.
+    pub async fn set_backend_faults(&self, id: &str, faults: &Faults) -> Result<Faults, ClientError> {
+        self.call(Method::PUT, routes::BACKEND_FAULTS, Some(id), Some(faults))
+            .await
+    }
+
+    /// Stops injecting faults into backend `id`; returns the (empty) spec now in force.
+    pub async fn clear_backend_faults(&self, id: &str) -> Result<Faults, ClientError> {
+        self.call(Method::DELETE, routes::BACKEND_FAULTS, Some(id), None::<&()>)
+            .await
+    }
+
     /// Any request: `path` (e.g. `/api/v1/buckets/b/storage-policy`, taken as it is) under the
     /// base URL, with `body` sent as `application/json` whatever it holds. Answers the status and
     /// the JSON body of any status; only a failed transport or a body that is not JSON is an error.
@@ -487,6 +512,10 @@ mod tests {
         assert_eq!(
             c.url(routes::WORKER, Some("healer")).as_str(),
             "http://127.0.0.1:9001/api/v1/workers/healer"
+        );
+        assert_eq!(
+            c.url(routes::BACKEND_FAULTS, Some("aws-eu")).as_str(),
+            "http://127.0.0.1:9001/api/v1/backends/aws-eu/faults"
         );
         assert_eq!(
             c.url(routes::MIGRATION_THROTTLE, None).as_str(),

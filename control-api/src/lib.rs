@@ -10,6 +10,7 @@
 //! never "bucket policy", which in S3 means access control.
 
 pub mod agents;
+pub mod backends;
 pub mod error;
 pub mod health;
 pub mod migration;
@@ -25,6 +26,7 @@ pub use agents::{
     AgentMode, AgentModeRequest, AgentStatus, AgentsView, AppView, AppsView, BucketIntent, Decision, DecisionStatus,
     DecisionsPage, Effect, IntentView, MetricInput, OptionScore,
 };
+pub use backends::{BackendInfo, BackendsView, Faults};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};
 pub use error::ErrorBody;

@@ -50,6 +50,11 @@ pub struct GatewayConfig {
     /// How often every healthy backend is read by an audit (`None`: never); see
     /// [`crate::backend::audit`].
     pub audit_interval: Option<std::time::Duration>,
+    /// Whether backends' injected faults may be changed at run time through the admin API.
+    /// When on, every backend is wrapped in a [`crate::backend::FaultyStore`] (with an empty
+    /// spec unless it has a `faults` table); when off, only backends with a `faults` table are,
+    /// and their specs are fixed.
+    pub allow_fault_injection: bool,
 }
 
 /// Where the admin API listens and the bearer token it wants.

@@ -118,8 +118,20 @@ impl Server {
         let backends = config
             .backends
             .iter()
-            .map(|spec| spec.build().map(|b| b.with_telemetry(telemetry.clone())))
+            .map(|spec| {
+                spec.build().map(|b| {
+                    let b = if config.allow_fault_injection && b.faults().is_none() {
+                        b.with_faults(crate::backend::FaultSpec::default())
+                    } else {
+                        b
+                    };
+                    b.with_telemetry(telemetry.clone())
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
+        if config.allow_fault_injection {
+            tracing::warn!("fault injection allowed: the admin API can make any backend slow or failing at run time");
+        }
         let mut ids = std::collections::HashSet::new();
         if let Some(dup) = backends.iter().find(|b| !ids.insert(b.id())) {
             return Err(Error::Config(format!("backend id {:?} is configured twice", dup.id())));
@@ -228,6 +240,7 @@ impl Server {
                     policy: config.default_policy,
                     encrypted: encrypt,
                 },
+                config.allow_fault_injection,
             ),
             service,
             engine,

@@ -195,7 +195,7 @@ fn is_stale_done(view: &MigrationProgress, epoch: Option<u64>) -> bool {
 }
 
 /// Prints an answer as the API's JSON (`json`) or as the text `human` makes of it.
-fn print_view<T: Serialize>(v: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
+pub(crate) fn print_view<T: Serialize>(v: &T, json: bool, human: impl Fn(&T) -> String) -> anyhow::Result<()> {
     if json {
         print_json(v)
     } else {

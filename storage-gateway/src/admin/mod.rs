@@ -1,9 +1,11 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
 //! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
 //! the sliding-window telemetry the agents read, and buckets' storage policies with their
-//! migrations ([`policy`]). What each endpoint takes and answers is spelled once, in the
+//! migrations ([`policy`]), and the backends with the faults injected into them at run time
+//! ([`backends`]). What each endpoint takes and answers is spelled once, in the
 //! `control_api` crate.
 
+mod backends;
 mod policy;
 mod workers;
 
@@ -28,6 +30,8 @@ pub(crate) struct AdminState {
     engine: Engine,
     token: Arc<str>,
     defaults: BucketDefaults,
+    /// Whether backends' faults may be changed at run time.
+    allow_fault_injection: bool,
 }
 
 /// What a bucket created through the admin API starts with (as one created over S3 without a
@@ -40,12 +44,14 @@ pub struct BucketDefaults {
     pub encrypted: bool,
 }
 
-/// The admin API's routes, all behind the bearer token.
-pub fn router(engine: Engine, token: &str, defaults: BucketDefaults) -> Router {
+/// The admin API's routes, all behind the bearer token; the faults endpoints answer 403
+/// unless `allow_fault_injection`.
+pub fn router(engine: Engine, token: &str, defaults: BucketDefaults, allow_fault_injection: bool) -> Router {
     let state = AdminState {
         engine,
         token: token.into(),
         defaults,
+        allow_fault_injection,
     };
     Router::new()
         .route(routes::REDUNDANCY, get(redundancy))
@@ -70,6 +76,13 @@ pub fn router(engine: Engine, token: &str, defaults: BucketDefaults) -> Router {
         .route(routes::BUCKET_ADMIN, axum::routing::put(create_bucket))
         .route(routes::WORKERS, get(workers::list))
         .route(routes::WORKER, axum::routing::put(workers::change))
+        .route(routes::BACKENDS, get(backends::list))
+        .route(
+            routes::BACKEND_FAULTS,
+            get(backends::get_faults)
+                .put(backends::put_faults)
+                .delete(backends::clear_faults),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)

@@ -2,7 +2,12 @@
 //! random part), a bandwidth cap shared by all transfers, random errors, outage windows, and
 //! bit flips on read. For tests, benchmarks and the `multicloud-sim` profile; never on by
 //! default.
+//!
+//! The spec can be replaced while the store serves ([`FaultyStore::set_spec`]): every call
+//! takes the spec in force when it starts, and a new spec brings its own clock (outage windows
+//! count from the moment it is set), bandwidth link and random generator.
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -18,6 +23,11 @@ use serde::Deserialize;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Largest fixed or mean random delay a spec may ask for: an hour.
+const MAX_DELAY_MS: f64 = 3_600_000.0;
+/// Slowest link a spec may ask for (1 KiB/s): a slower one makes waits no clock can hold.
+const MIN_BANDWIDTH_MIB_S: f64 = 1.0 / 1024.0;
 
 /// What to inject; every field defaults to "nothing".
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -61,11 +71,17 @@ impl FaultSpec {
         prob("bitflip_rate", self.bitflip_rate)?;
         // Written so that NaN fails every check.
         let at_least_zero = |x: f64| x >= 0.0;
-        if !at_least_zero(self.latency_ms) || !at_least_zero(self.jitter_ms) {
-            return Err("faults.latency_ms and faults.jitter_ms must be >= 0".into());
+        for (name, ms) in [("latency_ms", self.latency_ms), ("jitter_ms", self.jitter_ms)] {
+            // Bounded so that every delay (the jitter's tail included) is a valid Duration.
+            if !(at_least_zero(ms) && ms <= MAX_DELAY_MS) {
+                return Err(format!("faults.{name} must be within 0..={MAX_DELAY_MS}, got {ms}"));
+            }
         }
-        if self.bandwidth_mib_s.is_some_and(|b| b.is_nan() || b <= 0.0) {
-            return Err("faults.bandwidth_mib_s must be > 0".into());
+        if self
+            .bandwidth_mib_s
+            .is_some_and(|b| b.is_nan() || b < MIN_BANDWIDTH_MIB_S)
+        {
+            return Err(format!("faults.bandwidth_mib_s must be >= {MIN_BANDWIDTH_MIB_S}"));
         }
         let window_ok = |a: f64, b: f64| at_least_zero(a) && a < b;
         if let Some([a, b]) = self.outages.iter().find(|[a, b]| !window_ok(*a, *b)) {
@@ -75,6 +91,7 @@ impl FaultSpec {
     }
 }
 
+/// One spec in force, with its clock, link and random generator.
 struct Shared {
     spec: FaultSpec,
     started: Instant,
@@ -84,6 +101,20 @@ struct Shared {
 }
 
 impl Shared {
+    /// A spec whose outage windows count from now, on a free link.
+    fn new(spec: FaultSpec) -> Self {
+        let rng = match spec.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        Self {
+            spec,
+            started: Instant::now(),
+            link_free_at: Mutex::new(Instant::now()),
+            rng: Mutex::new(rng),
+        }
+    }
+
     fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -145,34 +176,47 @@ impl Shared {
     }
 }
 
+/// The spec in force, replaceable while calls run.
+type Current = Arc<ArcSwap<Shared>>;
+
 /// An object store with faults injected in front of another.
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
-    shared: Arc<Shared>,
+    current: Current,
 }
 
 impl FaultyStore {
     /// Wraps `inner`; time for outage windows starts now.
     pub fn new(inner: Arc<dyn ObjectStore>, spec: FaultSpec) -> Self {
-        let rng = match spec.seed {
-            Some(s) => StdRng::seed_from_u64(s),
-            None => StdRng::from_entropy(),
-        };
         Self {
             inner,
-            shared: Arc::new(Shared {
-                spec,
-                started: Instant::now(),
-                link_free_at: Mutex::new(Instant::now()),
-                rng: Mutex::new(rng),
-            }),
+            current: Arc::new(ArcSwap::from_pointee(Shared::new(spec))),
         }
+    }
+
+    /// The spec in force.
+    #[must_use]
+    pub fn spec(&self) -> FaultSpec {
+        self.current.load().spec.clone()
+    }
+
+    /// Replaces the spec from the next call on (calls under way keep theirs). Its outage
+    /// windows count from now, and its bandwidth cap starts on a free link.
+    pub fn set_spec(&self, spec: FaultSpec) -> Result<(), String> {
+        spec.validate()?;
+        self.current.store(Arc::new(Shared::new(spec)));
+        Ok(())
+    }
+
+    /// The spec in force now, for one call.
+    fn shared(&self) -> Arc<Shared> {
+        self.current.load_full()
     }
 }
 
 impl std::fmt::Debug for FaultyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "FaultyStore({:?}, {})", self.shared.spec, self.inner)
+        write!(f, "FaultyStore({:?}, {})", self.current.load().spec, self.inner)
     }
 }
 
@@ -190,8 +234,9 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        self.shared.before("put").await?;
-        self.shared.transfer(payload.content_length()).await;
+        let shared = self.shared();
+        shared.before("put").await?;
+        shared.transfer(payload.content_length()).await;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -200,25 +245,26 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.shared.before("put_multipart").await?;
+        self.shared().before("put_multipart").await?;
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(FaultyUpload {
             upload,
-            shared: Arc::clone(&self.shared),
+            current: Arc::clone(&self.current),
         }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        self.shared.before("get").await?;
+        let shared = self.shared();
+        shared.before("get").await?;
         let res = self.inner.get_opts(location, options).await?;
-        if self.shared.spec.bandwidth_mib_s.is_none() && self.shared.spec.bitflip_rate == 0.0 {
+        if shared.spec.bandwidth_mib_s.is_none() && shared.spec.bitflip_rate == 0.0 {
             return Ok(res);
         }
         // Whole bodies are small here (shard windows); collecting keeps the wrapper simple.
         let (meta, range, attributes) = (res.meta.clone(), res.range.clone(), res.attributes.clone());
         let bytes = res.bytes().await?;
-        self.shared.transfer(bytes.len()).await;
-        let bytes = self.shared.maybe_flip(bytes);
+        shared.transfer(bytes.len()).await;
+        let bytes = shared.maybe_flip(bytes);
         Ok(GetResult {
             payload: GetResultPayload::Stream(futures::stream::once(async move { Ok(bytes) }).boxed()),
             meta,
@@ -228,24 +274,25 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn get_range(&self, location: &Path, range: Range<u64>) -> object_store::Result<Bytes> {
-        self.shared.before("get_range").await?;
+        let shared = self.shared();
+        shared.before("get_range").await?;
         let bytes = self.inner.get_range(location, range).await?;
-        self.shared.transfer(bytes.len()).await;
-        Ok(self.shared.maybe_flip(bytes))
+        shared.transfer(bytes.len()).await;
+        Ok(shared.maybe_flip(bytes))
     }
 
     async fn head(&self, location: &Path) -> object_store::Result<ObjectMeta> {
-        self.shared.before("head").await?;
+        self.shared().before("head").await?;
         self.inner.head(location).await
     }
 
     async fn delete(&self, location: &Path) -> object_store::Result<()> {
-        self.shared.before("delete").await?;
+        self.shared().before("delete").await?;
         self.inner.delete(location).await
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let shared = Arc::clone(&self.shared);
+        let shared = self.shared();
         let inner = self.inner.list(prefix);
         futures::stream::once(async move {
             match shared.before("list").await {
@@ -258,17 +305,17 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.shared.before("list_with_delimiter").await?;
+        self.shared().before("list_with_delimiter").await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy(&self, from: &Path, to: &Path) -> object_store::Result<()> {
-        self.shared.before("copy").await?;
+        self.shared().before("copy").await?;
         self.inner.copy(from, to).await
     }
 
     async fn copy_if_not_exists(&self, from: &Path, to: &Path) -> object_store::Result<()> {
-        self.shared.before("copy_if_not_exists").await?;
+        self.shared().before("copy_if_not_exists").await?;
         self.inner.copy_if_not_exists(from, to).await
     }
 }
@@ -276,7 +323,8 @@ impl ObjectStore for FaultyStore {
 #[derive(Debug)]
 struct FaultyUpload {
     upload: Box<dyn MultipartUpload>,
-    shared: Arc<Shared>,
+    /// The store's spec cell: each part takes the spec in force when it starts.
+    current: Current,
 }
 
 impl std::fmt::Debug for Shared {
@@ -290,7 +338,7 @@ impl std::fmt::Debug for Shared {
 #[async_trait]
 impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        let shared = Arc::clone(&self.shared);
+        let shared = self.current.load_full();
         let len = data.content_length();
         let put = self.upload.put_part(data);
         Box::pin(async move {
@@ -301,7 +349,7 @@ impl MultipartUpload for FaultyUpload {
     }
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
-        self.shared.before("complete").await?;
+        self.current.load_full().before("complete").await?;
         self.upload.complete().await
     }
 
@@ -376,6 +424,62 @@ mod tests {
         assert_eq!(flipped, 1, "exactly one bit flipped per read");
     }
 
+    #[tokio::test]
+    async fn a_new_spec_takes_effect_on_the_next_call() {
+        let s = store(FaultSpec::default());
+        let p = Path::from("k");
+        s.put(&p, PutPayload::from_static(b"data")).await.unwrap();
+        // An upload opened before the change: its next part must see the new spec too.
+        let mut upload = s.put_multipart(&Path::from("mp")).await.unwrap();
+
+        s.set_spec(FaultSpec {
+            error_rate: 1.0,
+            ..FaultSpec::default()
+        })
+        .unwrap();
+        assert_eq!(s.spec().error_rate, 1.0);
+        let err = s.get_range(&p, 0..4).await.unwrap_err().to_string();
+        assert!(err.contains("injected error during get_range"), "{err}");
+        let err = upload
+            .put_part(PutPayload::from_static(b"part"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("injected error during put_part"), "{err}");
+
+        // Outage windows count from the moment the spec is set, not from the store's start.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.set_spec(FaultSpec {
+            outages: vec![[0.0, 0.2]],
+            ..FaultSpec::default()
+        })
+        .unwrap();
+        let err = s.head(&p).await.unwrap_err().to_string();
+        assert!(err.contains("injected outage"), "{err}");
+
+        s.set_spec(FaultSpec {
+            latency_ms: 150.0,
+            ..FaultSpec::default()
+        })
+        .unwrap();
+        let t = Instant::now();
+        assert_eq!(s.get_range(&p, 0..4).await.unwrap(), Bytes::from_static(b"data"));
+        assert!(t.elapsed() >= Duration::from_millis(150), "{:?}", t.elapsed());
+
+        // Refused specs leave the one in force.
+        let bad = FaultSpec {
+            bitflip_rate: 2.0,
+            ..FaultSpec::default()
+        };
+        let err = s.set_spec(bad).unwrap_err();
+        assert!(err.contains("bitflip_rate"), "{err}");
+        assert_eq!(s.spec().latency_ms, 150.0);
+
+        s.set_spec(FaultSpec::default()).unwrap();
+        assert_eq!(s.spec(), FaultSpec::default());
+        s.head(&p).await.unwrap();
+    }
+
     #[test]
     fn nonsense_specs_are_refused() {
         let bad = [
@@ -393,6 +497,14 @@ mod tests {
             },
             FaultSpec {
                 outages: vec![[5.0, 2.0]],
+                ..FaultSpec::default()
+            },
+            FaultSpec {
+                latency_ms: 1e300,
+                ..FaultSpec::default()
+            },
+            FaultSpec {
+                bandwidth_mib_s: Some(1e-300),
                 ..FaultSpec::default()
             },
         ];

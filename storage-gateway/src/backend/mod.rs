@@ -50,7 +50,13 @@ const SHARDS_PREFIX: &str = "shards";
 #[derive(Debug, Clone)]
 pub struct Backend {
     id: String,
+    /// What kind of store it is (`local`, `memory`, `s3`, `gcs`, `azure`; `remote` when built
+    /// from a store directly).
+    kind: &'static str,
     store: Arc<dyn ObjectStore>,
+    /// The fault injector in front of `store`, when there is one: its spec can be changed at
+    /// run time.
+    faults: Option<Arc<FaultyStore>>,
     /// Set for local directories: staged writes of a killed process are invisible to
     /// `ObjectStore::list`, so orphan sweeps and set deletion work on the directory itself.
     local_root: Option<PathBuf>,
@@ -82,7 +88,9 @@ impl Backend {
         })?;
         Ok(Self {
             id: id.into(),
+            kind: "local",
             store: Arc::new(store),
+            faults: None,
             local_root: Some(root),
             local_sync_off: Arc::default(),
             part_size: 1 << 20,
@@ -100,7 +108,9 @@ impl Backend {
     pub fn remote(id: impl Into<String>, store: Arc<dyn ObjectStore>) -> Self {
         Self {
             id: id.into(),
+            kind: "remote",
             store,
+            faults: None,
             local_root: None,
             local_sync_off: Arc::default(),
             part_size: 8 << 20,
@@ -169,8 +179,31 @@ impl Backend {
     /// still sweep and delete on their directory directly: those paths stay fault-free.)
     #[must_use]
     pub fn with_faults(mut self, spec: FaultSpec) -> Self {
-        self.store = Arc::new(FaultyStore::new(self.store, spec));
+        let faulty = Arc::new(FaultyStore::new(self.store, spec));
+        self.store = faulty.clone();
+        self.faults = Some(faulty);
         self
+    }
+
+    /// The fault injector in front of the store, if the backend has one (a `faults` table, or
+    /// a gateway started with fault injection allowed).
+    #[must_use]
+    pub fn faults(&self) -> Option<&FaultyStore> {
+        self.faults.as_deref()
+    }
+
+    /// The same backend, reporting `kind` as its kind of store.
+    #[must_use]
+    pub fn with_kind(mut self, kind: BackendKind) -> Self {
+        self.kind = kind.name();
+        self
+    }
+
+    /// What kind of store holds the shards (`local`, `memory`, `s3`, `gcs`, `azure`, or
+    /// `remote` for a store given directly).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        self.kind
     }
 
     /// The same backend, recording every call into `telemetry`.

@@ -30,6 +30,20 @@ pub enum BackendKind {
     Azure,
 }
 
+impl BackendKind {
+    /// The kind as configured (`local`, `memory`, `s3`, `gcs`, `azure`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Memory => "memory",
+            BackendKind::S3 => "s3",
+            BackendKind::Gcs => "gcs",
+            BackendKind::Azure => "azure",
+        }
+    }
+}
+
 /// One `[[backend]]` table. Which keys apply depends on `kind`; keys that do not apply are
 /// refused so that a typo never silently falls back to a default.
 #[derive(Clone, Default, Deserialize)]
@@ -119,9 +133,8 @@ impl BackendSpec {
         }
     }
 
-    fn kind_name(&self) -> String {
-        self.kind
-            .map_or_else(|| "(none)".to_owned(), |k| format!("{k:?}").to_lowercase())
+    fn kind_name(&self) -> &'static str {
+        self.kind.map_or("(none)", BackendKind::name)
     }
 
     fn bad(&self, msg: impl std::fmt::Display) -> Error {
@@ -331,9 +344,12 @@ impl BackendSpec {
         Ok(self.finish(Backend::remote(&self.id, store)))
     }
 
-    /// Labels and faults, common to every kind.
+    /// Kind, labels and faults, common to every kind.
     fn finish(&self, backend: Backend) -> Backend {
-        let backend = backend.with_labels(self.labels.clone());
+        let mut backend = backend.with_labels(self.labels.clone());
+        if let Some(kind) = self.kind {
+            backend = backend.with_kind(kind);
+        }
         match &self.faults {
             Some(f) => backend.with_faults(f.clone()),
             None => backend,
