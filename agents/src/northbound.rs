@@ -236,8 +236,16 @@ async fn get_intent(State(st): State<Northbound>, Path(bucket): Path<String>) ->
 }
 
 async fn put_intent(State(st): State<Northbound>, Path(bucket): Path<String>, body: Bytes) -> Answer<Response> {
-    let intent: BucketIntent =
-        serde_json::from_slice(&body).map_err(|e| Error::Invalid(format!("intent of bucket {bucket}: {e}")))?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let intent: BucketIntent = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        Error::Invalid(format!("intent of bucket {bucket}: {at}{}", e.into_inner()))
+    })?;
     check_intent("", &intent)?;
     let stored = st.submit(&bucket, intent, "operator".into()).await?;
     Ok(Json(stored.view()).into_response())

@@ -205,16 +205,13 @@ async fn an_app_descriptor_creates_its_buckets_and_removing_it_keeps_the_data() 
     assert_eq!(p["redundancy"], "high");
     // Invalid descriptors: 400 naming the field, nothing created.
     let bad = DESCRIPTOR.replace("max_latency: 400", "max_latency: fast");
-    let (status, answer) = srv
-        .admin_send(
-            "POST",
-            "/api/v1/apps",
-            Some(s3_compat_tests::process::ADMIN_TOKEN),
-            bad.into_bytes(),
-        )
-        .await;
-    assert_eq!(status, 400, "{answer}");
-    assert!(answer.contains("max_latency"), "{answer}");
+    match client.deploy_app(bad.into_bytes(), "application/yaml").await {
+        Err(control_api::ClientError::Api { status, message }) => {
+            assert_eq!(status.as_u16(), 400, "{message}");
+            assert!(message.contains("buckets[0].max_latency"), "{message}");
+        }
+        other => panic!("an invalid descriptor was taken: {other:?}"),
+    }
     let (status, answer) = srv
         .admin_send(
             "POST",
