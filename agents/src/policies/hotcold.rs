@@ -47,6 +47,9 @@ pub struct HotColdConfig {
     pub hot_exit_after_periods: u32,
     /// Smallest gain (share of cost saved, or of worst p95 cut) worth a migration.
     pub min_gain: f64,
+    /// Smallest cut of the worst p95 GET, ms, worth moving a hot bucket: between backends a
+    /// millisecond apart, 10 % is noise, and a migration is not.
+    pub min_gain_ms: f64,
     /// GETs a backend needs in the minute before its figures are judged.
     pub min_samples: u64,
 }
@@ -63,6 +66,7 @@ impl Default for HotColdConfig {
             hot_after_periods: 2,
             hot_exit_after_periods: 6,
             min_gain: 0.10,
+            min_gain_ms: 10.0,
             min_samples: 5,
         }
     }
@@ -278,7 +282,7 @@ fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, adm
     }
     let after = worst_p95(world, &ids, c.min_samples)?;
     let same: bool = ids.iter().collect::<BTreeSet<_>>() == eligible.iter().collect::<BTreeSet<_>>();
-    if same || after > before * (1.0 - c.min_gain) {
+    if same || after > before * (1.0 - c.min_gain) || before - after < c.min_gain_ms {
         return None;
     }
     options.push(OptionScore {

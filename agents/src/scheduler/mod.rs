@@ -84,6 +84,16 @@ fn describe(p: &Priority) -> String {
     }
 }
 
+/// What makes two plans the same plan: the command without its `reason`, whose measured
+/// figures change every period.
+fn fingerprint(command: &serde_json::Value) -> String {
+    let mut c = command.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("reason");
+    }
+    c.to_string()
+}
+
 /// Whether lower values of `metric` are better.
 fn lower_is_better(metric: &str) -> bool {
     !(metric.contains("bandwidth") || metric.contains("mib_s"))
@@ -181,16 +191,18 @@ impl Scheduler {
             let mut group = group.into_iter();
             let Some(winner) = group.next() else { continue };
             for loser in group {
+                let rank = if describe(&winner.priority) == describe(&loser.priority) {
+                    format!("both {}; the newer wins", describe(&winner.priority))
+                } else {
+                    format!("{} outranks {}", describe(&winner.priority), describe(&loser.priority))
+                };
                 let why = format!(
-                    "superseded by plan {} of {} for the same target ({} outranks {})",
-                    winner.uid,
-                    winner.policy,
-                    describe(&winner.priority),
-                    describe(&loser.priority)
+                    "superseded by plan {} of {} for the same target ({rank})",
+                    winner.uid, winner.policy
                 );
                 written.push(self.record(&loser, DecisionStatus::Superseded, why)?);
             }
-            let key = (target.clone(), winner.policy.clone(), winner.command.to_string());
+            let key = (target.clone(), winner.policy.clone(), fingerprint(&winner.command));
             let count = match self.sightings.get(&key) {
                 Some(&(n, last)) if last + u64::from(winner.cadence.max(1)) >= self.period => n + 1,
                 _ => 1,

@@ -241,9 +241,19 @@ async fn a_signal_hovering_at_the_threshold_changes_a_bucket_at_most_once_per_co
         assert!(ds[0].status_reason.contains("hysteresis"), "{}", ds[0].status_reason);
     }
     assert!(r.mech.applied.lock().unwrap().is_empty());
-    // Persisting: applied at the second sighting, then the cool-down holds every other change.
-    r.sched.run_period(vec![drain()], &w, &r.mechs).await.unwrap();
-    let ds = r.sched.run_period(vec![drain()], &w, &r.mechs).await.unwrap();
+    // Persisting (its reason quotes a new measurement every period, the plan is the same):
+    // applied at the second sighting, then the cool-down holds every other change.
+    let measured = |ms: u32| {
+        plan(
+            "slo",
+            "b",
+            json!({"backends": ["a", "b"], "reason": format!("p95 {ms} ms")}),
+            false,
+            0.1,
+        )
+    };
+    r.sched.run_period(vec![measured(110)], &w, &r.mechs).await.unwrap();
+    let ds = r.sched.run_period(vec![measured(112)], &w, &r.mechs).await.unwrap();
     assert_eq!(ds[0].status, DecisionStatus::Applied);
     for _ in 0..4 {
         let ds = r.sched.run_period(vec![readmit()], &w, &r.mechs).await.unwrap();
