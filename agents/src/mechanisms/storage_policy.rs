@@ -61,9 +61,9 @@ impl Mechanism for StoragePolicyMechanism {
         req.automatic = true;
         req.policy_update_token = Some(token);
         req.changed_by = Some(format!("{}:{}", self.agent, plan.policy));
-        if req.reason.is_none() {
-            req.reason = Some(format!("{} (decision {})", plan.explanation.reason, plan.uid));
-        }
+        // The decision id in the reason links the bucket's policy history to the decision log.
+        let why = req.reason.take().unwrap_or_else(|| plan.explanation.reason.clone());
+        req.reason = Some(format!("{why} (decision {})", plan.uid));
         let changed = self.gateway.set_storage_policy(bucket, &req).await?;
         if !changed.changed {
             return Ok(Applied::Unchanged);

@@ -190,7 +190,10 @@ impl Cluster {
             .map_err(|e| Error::Invalid(format!("application_submitted payload: {e}")))?;
         let seen_key = format!("seen/{uid}");
         let ack = match self.store.get::<IntentAck>(&seen_key)? {
-            Some(ack) => ack,
+            Some(ack) => {
+                tracing::info!(agent = %self.cfg.id, bucket = %intent.bucket, plan = %uid, "cluster agent: intent already taken; acknowledged again, not applied twice");
+                ack
+            }
             None => {
                 let error = self.configure(&intent).await.err().map(|e| e.to_string());
                 let ack = IntentAck {
