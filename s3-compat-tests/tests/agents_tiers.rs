@@ -4,7 +4,7 @@
 //! S3 serving, and a restarted cluster agent resumes without applying anything twice.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,6 @@ use serde_json::json;
 /// One `mlsysops agent` process; killed when dropped.
 struct Agent {
     child: Child,
-    log: PathBuf,
 }
 
 impl Agent {
@@ -49,13 +48,7 @@ impl Agent {
                 .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"));
             found.push(addr.to_owned());
         }
-        (
-            Agent {
-                child,
-                log: log.to_owned(),
-            },
-            found,
-        )
+        (Agent { child }, found)
     }
 
     fn kill9(&mut self) {
