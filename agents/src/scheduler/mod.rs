@@ -5,8 +5,8 @@
 //! - holds a target while its plan is pending (a migration running), until the mechanism
 //!   reports it finished or a lease runs out; core plans pass the hold;
 //! - damps flapping: a target changed less than `cooldown` ago is left alone, and a plan acts
-//!   only once the same plan has come up `confirm_periods` periods in a row (unless its severity
-//!   is at least `immediate_severity` or it is core);
+//!   only once the same plan has come up `confirm_periods` runs in a row; a plan whose severity
+//!   is at least `immediate_severity` (or a core one) passes both;
 //! - in dry-run mode, explains and records without applying;
 //! - a few periods after a change finished, measures the effects it expected and undoes a
 //!   change that made things worse.
@@ -240,8 +240,17 @@ impl Scheduler {
             );
             return self.record(&plan, DecisionStatus::Superseded, why);
         }
+        let severe = plan.priority.severity >= self.cfg.immediate_severity;
         if !core && plan.rollback_of.is_none() {
-            if let Some(last) = self.log.last_change(&plan.target)? {
+            // A severe violation is not made to wait out a cool-down started by an optimisation
+            // (a hot bucket moved to fast backends must not keep a 3x-slow one for two minutes);
+            // flapping stays bounded: what undoes a drain is a readmission, which is not severe.
+            let last = if severe {
+                None
+            } else {
+                self.log.last_change(&plan.target)?
+            };
+            if let Some(last) = last {
                 let age_s = (now - last.updated_ms).max(0) / 1000;
                 if u64::try_from(age_s).unwrap_or(0) < self.cfg.cooldown_secs {
                     let why = format!(

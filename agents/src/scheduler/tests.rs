@@ -261,7 +261,18 @@ async fn a_signal_hovering_at_the_threshold_changes_a_bucket_at_most_once_per_co
         assert!(ds[0].status_reason.contains("cool-down"), "{}", ds[0].status_reason);
     }
     assert_eq!(r.mech.applied.lock().unwrap().len(), 1);
-    // A severe violation acts at its first sighting (after the cool-down, here none).
+    // A severe violation passes the cool-down (and acts at its first sighting).
+    let ds = r
+        .sched
+        .run_period(
+            vec![plan("slo", "b", json!({"backends": ["a"]}), false, 2.0)],
+            &w,
+            &r.mechs,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ds[0].status, DecisionStatus::Applied, "{}", ds[0].status_reason);
+    // A severe violation acts at its first sighting (here without a cool-down).
     let mut r = rig(SchedulerConfig {
         cooldown_secs: 0,
         ..SchedulerConfig::default()
