@@ -157,15 +157,31 @@ impl Observer {
                 self.down_since.remove(&e.id);
                 None
             };
+            // Client GETs understate a slow backend (a hedged reader abandons its reads early,
+            // and they are recorded as the time they had taken), so the audit reads, which
+            // always wait, count too: the worse of the two is the backend's p95.
+            let audits = |w: Option<&Value>| w.and_then(|w| w["audit"]["count"].as_u64()).unwrap_or(0);
+            let audit_w = if audits(recent) >= RECENT_MIN_GETS {
+                recent
+            } else {
+                minute
+            };
+            let audit_p95 = at(audit_w, &["audit", "p95_ms"]);
+            let client_p95 = f(&["get", "p95_ms"]);
+            let get_p95_ms = match (client_p95, audit_p95) {
+                (Some(c), Some(a)) => Some(c.max(a)),
+                (c, a) => c.or(a),
+            };
+            let client_gets = f(&["get", "count"]).map_or(0, |c| c as u64);
             backends.push(BackendView {
-                get_p95_ms: f(&["get", "p95_ms"]),
+                get_p95_ms,
                 get_p50_ms: f(&["get", "p50_ms"]),
                 put_p95_ms: f(&["put", "p95_ms"]),
                 bandwidth_mib_s: f(&["get", "bandwidth_mib_s"]),
                 error_rate: f(&["error_rate"]),
                 availability: at(minute, &["availability"]),
                 recent_window: label.to_owned(),
-                get_samples: f(&["get", "count"]).map_or(0, |c| c as u64),
+                get_samples: client_gets.max(audits(audit_w)),
                 id: e.id,
                 labels: e.labels,
                 suspect: e.suspect,

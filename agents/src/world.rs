@@ -21,7 +21,8 @@ pub struct BackendView {
     /// hold enough GETs to judge from (a backend turned slow shows at once, not after a
     /// minute of dilution), else `1m` (empty: `1m`).
     pub recent_window: String,
-    /// p95 GET latency over that window, ms (`None`: no samples).
+    /// p95 GET latency, ms: the worse of client reads' (over that window) and audit reads'
+    /// (over their own: 15 s with 5 audits, else 1 minute); `None`: no samples.
     pub get_p95_ms: Option<f64>,
     /// p50 GET latency, ms.
     pub get_p50_ms: Option<f64>,

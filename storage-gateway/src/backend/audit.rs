@@ -2,7 +2,9 @@
 //! Readers steer around a slow backend, and a backend the agents drained from a bucket gets no
 //! client reads at all; without audits its latency would go unmeasured and its recovery unseen.
 //! An audit is a GET of a small object of our own (`.mlsysops/audit`, written on first use),
-//! measured and recorded like any other GET, through the same fault injection.
+//! through the same fault injection, recorded apart from client reads (`audit` in the backend
+//! telemetry): a hedged reader abandons a slow backend's reads early, so client GET latencies
+//! understate it, while an audit always waits for its answer.
 
 use super::Backend;
 use crate::error::Result;
@@ -25,7 +27,7 @@ impl Backend {
             res.bytes().await
         };
         match self
-            .call(BackendOp::Get, "get", &path, |b: &Bytes| b.len() as u64, get)
+            .call(BackendOp::Audit, "get", &path, |b: &Bytes| b.len() as u64, get)
             .await
         {
             Ok(_) => Ok(()),

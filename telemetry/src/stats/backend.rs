@@ -30,16 +30,20 @@ pub enum BackendOp {
     List,
     /// Metadata read.
     Head,
+    /// A read of the gateway's own audit object on a timer (never hedged, never cancelled):
+    /// the backend's latency as it is, whatever the readers avoid.
+    Audit,
 }
 
 impl BackendOp {
     /// Every operation.
-    pub const ALL: [BackendOp; 5] = [
+    pub const ALL: [BackendOp; 6] = [
         BackendOp::Get,
         BackendOp::Put,
         BackendOp::Delete,
         BackendOp::List,
         BackendOp::Head,
+        BackendOp::Audit,
     ];
 
     /// Lowercase name, as serialized.
@@ -51,6 +55,7 @@ impl BackendOp {
             BackendOp::Delete => "delete",
             BackendOp::List => "list",
             BackendOp::Head => "head",
+            BackendOp::Audit => "audit",
         }
     }
 }
@@ -142,6 +147,10 @@ pub struct BackendWindow {
     pub get: OpStats,
     /// Writes.
     pub put: OpStats,
+    /// The gateway's own audit reads: unhedged, so unlike `get` never shortened by a read
+    /// abandoned for a faster shard.
+    #[serde(default)]
+    pub audit: OpStats,
     /// Deletes, listings and metadata reads.
     pub other: OpCounts,
     /// Calls of every kind.
@@ -289,6 +298,7 @@ struct BackendSlot {
     health_samples: u32,
     get: Option<Box<Transfer>>,
     put: Option<Box<Transfer>>,
+    audit: Option<Box<Transfer>>,
     other: Option<Box<Counters>>,
 }
 
@@ -298,6 +308,7 @@ impl SlotData for BackendSlot {
         self.health_samples = 0;
         self.get.reset();
         self.put.reset();
+        self.audit.reset();
         self.other.reset();
     }
 }
@@ -321,6 +332,7 @@ struct BackendState {
 struct WindowAcc {
     get: Transfer,
     put: Transfer,
+    audit: Transfer,
     other: Counters,
     healthy: u64,
     health_samples: u64,
@@ -334,6 +346,9 @@ impl WindowAcc {
         if let Some(p) = &s.put {
             self.put.merge(p);
         }
+        if let Some(a) = &s.audit {
+            self.audit.merge(a);
+        }
         if let Some(o) = &s.other {
             self.other.merge(o);
         }
@@ -342,13 +357,15 @@ impl WindowAcc {
     }
 
     fn finish(&self, window: Window) -> BackendWindow {
-        let calls = self.get.counters.count + self.put.counters.count + self.other.count;
-        let errors = self.get.counters.errors + self.put.counters.errors + self.other.errors;
+        let calls = self.get.counters.count + self.put.counters.count + self.audit.counters.count + self.other.count;
+        let errors =
+            self.get.counters.errors + self.put.counters.errors + self.audit.counters.errors + self.other.errors;
         BackendWindow {
             window,
             seconds: window.seconds(),
             get: self.get.op_stats(),
             put: self.put.op_stats(),
+            audit: self.audit.op_stats(),
             other: self.other.op_counts(),
             calls,
             errors,
@@ -436,7 +453,7 @@ impl BackendStats {
             let which = match op {
                 BackendOp::Get => Some(0),
                 BackendOp::Put => Some(1),
-                BackendOp::Delete | BackendOp::List | BackendOp::Head => None,
+                BackendOp::Delete | BackendOp::List | BackendOp::Head | BackendOp::Audit => None,
             };
             if let Some(w) = which {
                 if state.cache[w].is_some_and(|c| c.value.is_none()) {
@@ -449,6 +466,7 @@ impl BackendStats {
             match op {
                 BackendOp::Get => slot.get.get_or_insert_with(Box::default).record(us, bytes, outcome),
                 BackendOp::Put => slot.put.get_or_insert_with(Box::default).record(us, bytes, outcome),
+                BackendOp::Audit => slot.audit.get_or_insert_with(Box::default).record(us, bytes, outcome),
                 BackendOp::Delete | BackendOp::List | BackendOp::Head => {
                     slot.other.get_or_insert_with(Box::default).record(us, bytes, outcome);
                 }
@@ -520,7 +538,7 @@ impl BackendStats {
         let which = match op {
             BackendOp::Get => 0,
             BackendOp::Put => 1,
-            BackendOp::Delete | BackendOp::List | BackendOp::Head => return None,
+            BackendOp::Delete | BackendOp::List | BackendOp::Head | BackendOp::Audit => return None,
         };
         let epoch = epoch_of(self.origin, now);
         let map = self.backends.read().unwrap_or_else(PoisonError::into_inner);
