@@ -142,7 +142,7 @@ impl Observer {
             // slow shows within a period instead of after a minute of dilution by its fast past
             // (readers steer around it, so its slow calls stay few).
             let recent_enough = recent.is_some_and(|w| w["get"]["count"].as_u64().unwrap_or(0) >= RECENT_MIN_GETS);
-            let (w, label) = if recent_enough { (recent, "15s") } else { (minute, "1m") };
+            let w = if recent_enough { recent } else { minute };
             let at = |w: Option<&Value>, path: &[&str]| -> Option<f64> {
                 let mut v = w?;
                 for p in path {
@@ -161,13 +161,18 @@ impl Observer {
             // and they are recorded as the time they had taken), so the audit reads, which
             // always wait, count too: the worse of the two is the backend's p95.
             let audits = |w: Option<&Value>| w.and_then(|w| w["audit"]["count"].as_u64()).unwrap_or(0);
-            let audit_w = if audits(recent) >= RECENT_MIN_GETS {
-                recent
-            } else {
-                minute
-            };
+            let recent_audited = audits(recent) >= RECENT_MIN_GETS;
+            let audit_w = if recent_audited { recent } else { minute };
             let audit_p95 = at(audit_w, &["audit", "p95_ms"]);
-            let client_p95 = f(&["get", "p95_ms"]);
+            // Too few client reads in the last 15 s but enough audits (a drained backend): the
+            // audits judge it; a minute of old client samples would keep a recovered backend
+            // slow for that minute.
+            let client_p95 = if !recent_enough && recent_audited {
+                None
+            } else {
+                f(&["get", "p95_ms"])
+            };
+            let label = if recent_enough || recent_audited { "15s" } else { "1m" };
             let get_p95_ms = match (client_p95, audit_p95) {
                 (Some(c), Some(a)) => Some(c.max(a)),
                 (c, a) => c.or(a),
