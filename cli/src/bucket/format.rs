@@ -4,6 +4,8 @@ use control_api::{
     MigrationProgress, MigrationState, MigrationThrottle, StoragePolicyChanged, StoragePolicyHistory, StoragePolicyView,
 };
 
+use crate::text::{or_dash, pairs as table, time_ms};
+
 /// Fields a storage policy change is summarised by.
 #[derive(Clone, Copy)]
 enum Field {
@@ -282,33 +284,6 @@ fn list(items: Option<&[String]>) -> String {
         Some([]) => "(none)".into(),
         Some(items) => items.join(", "),
     }
-}
-
-fn or_dash(text: &str) -> String {
-    if text.is_empty() {
-        "-".into()
-    } else {
-        text.to_owned()
-    }
-}
-
-/// Rows as `label  value` with the values aligned.
-fn table<L: AsRef<str>>(rows: &[(L, String)]) -> String {
-    let width = rows.iter().map(|(l, _)| l.as_ref().len()).max().unwrap_or(0);
-    rows.iter()
-        .map(|(l, v)| format!("{:width$}  {v}\n", l.as_ref()))
-        .collect()
-}
-
-/// A Unix-ms timestamp as UTC RFC 3339 to the second; `-` when absent.
-fn time_ms(ms: Option<i64>) -> String {
-    let Some(ms) = ms else {
-        return "-".into();
-    };
-    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("{ms} ms"))
 }
 
 /// Bytes in binary units with one decimal (plain bytes under 1 KiB).
