@@ -62,6 +62,14 @@ impl Gateway {
             .map_err(gw(format!("reading the migration of {bucket}")))
     }
 
+    /// The sliding-window statistics of every backend (`GET /api/v1/telemetry/backends`).
+    pub async fn backend_telemetry(&self) -> Result<Value> {
+        self.client
+            .backend_telemetry()
+            .await
+            .map_err(gw("reading backend telemetry"))
+    }
+
     /// Creates `bucket` with the gateway's default policy if it does not exist.
     pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
         let path = control_api::routes::BUCKET_ADMIN.replace(control_api::routes::BUCKET, bucket);
@@ -96,8 +104,8 @@ pub struct Observer {
     down_since: HashMap<String, i64>,
 }
 
-/// The 1-minute window of a telemetry snapshot (`windows[]` with `window: "1m"`).
-fn window<'a>(snapshot: &'a Value, name: &str) -> Option<&'a Value> {
+/// Window `name` (`1m`, `15s`) of a backend or bucket telemetry snapshot.
+pub(crate) fn window<'a>(snapshot: &'a Value, name: &str) -> Option<&'a Value> {
     snapshot["windows"]
         .as_array()?
         .iter()
@@ -121,11 +129,7 @@ impl Observer {
     ) -> Result<World> {
         let now = now_ms();
         let entries = gateway.backends().await?.backends;
-        let telemetry = gateway
-            .client
-            .backend_telemetry()
-            .await
-            .map_err(gw("reading backend telemetry"))?;
+        let telemetry = gateway.backend_telemetry().await?;
         let snaps: HashMap<String, &Value> = telemetry["backends"]
             .as_array()
             .map(|a| {

@@ -208,7 +208,7 @@ impl Scheduler {
                 _ => 1,
             };
             seen_now.push((key, count));
-            let d = self.decide(winner, &held, world, mechanisms, count, now).await?;
+            let d = self.decide(winner, &held, mechanisms, count, now).await?;
             written.push(d);
         }
         // Forget what was not seen this period; a policy that runs every n periods keeps its
@@ -224,7 +224,6 @@ impl Scheduler {
         &self,
         plan: Plan,
         held: &BTreeMap<String, Decision>,
-        world: &World,
         mechanisms: &BTreeMap<String, Arc<dyn Mechanism>>,
         sightings: u32,
         now: i64,
@@ -281,17 +280,12 @@ impl Scheduler {
         };
         let (status, why, epoch, undo) = match mech.apply(&plan).await {
             Ok(Applied::Done { epoch, undo }) => (DecisionStatus::Applied, "applied".to_owned(), epoch, undo),
-            Ok(Applied::Pending { epoch, undo }) => {
-                // Finished already if the world shows it (a migration with nothing to move).
-                let pending = (
-                    DecisionStatus::Pending,
-                    "applied; waiting for the migration".to_owned(),
-                    epoch,
-                    undo,
-                );
-                let _ = world;
-                pending
-            }
+            Ok(Applied::Pending { epoch, undo }) => (
+                DecisionStatus::Pending,
+                "applied; waiting for the migration".to_owned(),
+                epoch,
+                undo,
+            ),
             Ok(Applied::Unchanged) => (
                 DecisionStatus::Applied,
                 "nothing to change: the system already is as planned".to_owned(),

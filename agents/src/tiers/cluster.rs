@@ -3,7 +3,7 @@
 //! Decisions go up to the continuum; intents are acknowledged by plan uid, and a uid already
 //! taken (kept in the store) is acknowledged again without acting twice.
 
-use super::{status, Shared, TierConfig};
+use super::{next_envelope, status, Shared, TierConfig};
 use crate::decisions::DecisionLog;
 use crate::error::{Error, Result};
 use crate::framework::{Ctx, Mechanism, Policy};
@@ -47,14 +47,6 @@ pub struct Cluster {
     period: u64,
     /// The latest status of each node agent below, from their summaries.
     nodes: BTreeMap<String, control_api::AgentStatus>,
-}
-
-/// Waits for the next envelope of `s`, or forever without a session.
-async fn next(s: &mut Option<Session>) -> Option<Envelope> {
-    match s {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Cluster {
@@ -124,7 +116,7 @@ impl Cluster {
                     });
                 }
                 Some(env) = child_rx.recv() => self.on_node_message(env),
-                env = next(&mut parent) => match env {
+                env = next_envelope(&mut parent) => match env {
                     Some(env) => {
                         if let Err(e) = self.on_parent_message(env, parent.as_mut()).await {
                             tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: handling a message from the continuum");

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod continuum;
 pub mod node;
 
+use crate::link::{Envelope, Session};
 use control_api::{AgentMode, AgentStatus};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -106,5 +107,13 @@ pub(crate) fn status(
         last_period_took_ms: Some(u64::try_from(took.as_millis()).unwrap_or(u64::MAX)),
         plans_pending: pending,
         last_error: error,
+    }
+}
+
+/// The next envelope of `s`, or never without a session (a `select!` arm that waits for one).
+pub(crate) async fn next_envelope(s: &mut Option<Session>) -> Option<Envelope> {
+    match s {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }

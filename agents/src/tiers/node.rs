@@ -2,10 +2,10 @@
 //! migration throttle, reports its status and a summary upward, and applies the knob plans its
 //! cluster sends (`plan_submitted` for `migration_throttle`), answering `plan_status_update`.
 
-use super::{status, Shared, TierConfig};
+use super::{next_envelope, status, Shared, TierConfig};
 use crate::framework::Mechanism;
 use crate::gateway::Gateway;
-use crate::link::{Envelope, Event, Session};
+use crate::link::{Event, Session};
 use crate::mechanisms::MigrationThrottleMechanism;
 use crate::plan::Plan;
 use serde_json::{json, Value};
@@ -19,13 +19,6 @@ pub struct Node {
     gateway: Gateway,
     shared: Shared,
     throttle: MigrationThrottleMechanism,
-}
-
-async fn next(s: &mut Option<Session>) -> Option<Envelope> {
-    match s {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
 }
 
 impl Node {
@@ -49,7 +42,7 @@ impl Node {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some(s) = parents.recv() => parent = Some(s),
-                env = next(&mut parent) => match env {
+                env = next_envelope(&mut parent) => match env {
                     Some(env) if env.event == Event::PlanSubmitted => {
                         let answer = match serde_json::from_value::<Plan>(env.payload) {
                             Ok(plan) if plan.mechanism == self.throttle.name() => match self.throttle.apply(&plan).await {
@@ -84,25 +77,13 @@ impl Node {
 
     /// What the node tells its cluster: per backend p95 GET, bandwidth, error rate; the throttle.
     async fn summary(&self) -> crate::error::Result<serde_json::Value> {
-        let t = self
-            .gateway
-            .client()
-            .backend_telemetry()
-            .await
-            .map_err(|source| crate::error::Error::Gateway {
-                what: "reading backend telemetry".into(),
-                source: Box::new(source),
-            })?;
+        let t = self.gateway.backend_telemetry().await?;
         let backends: Vec<serde_json::Value> = t["backends"]
             .as_array()
             .map(|a| {
                 a.iter()
                     .map(|b| {
-                        let none = Value::Null;
-                        let w = b["windows"]
-                            .as_array()
-                            .and_then(|ws| ws.iter().find(|w| w["window"] == "1m"))
-                            .unwrap_or(&none);
+                        let w = crate::gateway::window(b, "1m").unwrap_or(&Value::Null);
                         json!({
                             "backend": b["backend"],
                             "get_p95_ms": w["get"]["p95_ms"],
