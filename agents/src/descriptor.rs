@@ -269,6 +269,7 @@ fn read_app(app: &Node<'_>) -> Check<App> {
     }
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut declared: BTreeMap<String, String> = BTreeMap::new();
+    let clusters = read_cluster_placement(app)?;
     let mut out = App {
         name: name.to_owned(),
         components: Vec::with_capacity(components.len()),
@@ -280,7 +281,8 @@ fn read_app(app: &Node<'_>) -> Check<App> {
         if let Some(first) = names.insert(cname.clone(), name_path.clone()) {
             return Err(format!("{name_path}: component {cname:?} is also declared at {first}"));
         }
-        for (node, bucket, intent) in buckets {
+        for (node, bucket, mut intent) in buckets {
+            intent.clusters.clone_from(&clusters);
             if let Some(first) = declared.insert(bucket.clone(), node.path.clone()) {
                 return Err(node.invalid(format_args!(
                     "bucket {bucket:?} is declared twice in this app: here and at {first}"
@@ -294,6 +296,29 @@ fn read_app(app: &Node<'_>) -> Check<App> {
             });
         }
         out.components.push(cname);
+    }
+    Ok(out)
+}
+
+/// `cluster_placement.cluster_id`: the clusters the app's buckets may go to (none: any). The
+/// other keys of `cluster_placement` (`instances`, `location`, ...) place containers, not data.
+fn read_cluster_placement(app: &Node<'_>) -> Check<Vec<String>> {
+    let Some(placement) = app.get("cluster_placement")? else {
+        return Ok(Vec::new());
+    };
+    placement.object()?;
+    let Some(ids) = placement.get("cluster_id")? else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for id in ids.items()? {
+        let s = id.non_empty_string()?;
+        if !s.is_ascii() || s.chars().any(char::is_control) {
+            return Err(id.invalid(format_args!("{s:?} is not a cluster agent id (printable ASCII)")));
+        }
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_owned());
+        }
     }
     Ok(out)
 }
@@ -902,11 +927,45 @@ components:
     #[test]
     fn unknown_keys_outside_buckets_are_accepted() {
         let mut v = example_json();
-        v["MLSysOpsApp"]["cluster_placement"] = json!({"cluster_id": ["c1"], "instances": 2});
+        v["MLSysOpsApp"]["cluster_placement"] = json!({"instances": 2, "location": "eu"});
         v["MLSysOpsApp"]["permitted_actions"] = json!(["scale"]);
         v["MLSysOpsApp"]["components"][0]["sensors"] = json!([{"camera": {"model": "D455"}}]);
         v["MLSysOpsApp"]["components"][0]["storage"]["volumes"] = json!(["v1"]);
         assert_eq!(parse(&json_body(&v), None).unwrap(), expected_example());
+    }
+
+    #[test]
+    fn cluster_placement_cluster_id_restricts_every_bucket_of_the_app() {
+        let mut v = example_json();
+        v["MLSysOpsApp"]["cluster_placement"] = json!({"cluster_id": ["edge-1", "edge-2", "edge-1"], "instances": 2});
+        let app = parse(&json_body(&v), None).unwrap();
+        for b in &app.buckets {
+            assert_eq!(b.intent.clusters, ["edge-1", "edge-2"], "{}", b.bucket);
+        }
+        let cases = [
+            (
+                json!({"cluster_id": "edge-1"}),
+                "MLSysOpsApp.cluster_placement.cluster_id: expected a list",
+            ),
+            (
+                json!({"cluster_id": [""]}),
+                "MLSysOpsApp.cluster_placement.cluster_id[0]: must not be empty",
+            ),
+            (
+                json!({"cluster_id": ["ok", 3]}),
+                "MLSysOpsApp.cluster_placement.cluster_id[1]: expected a string",
+            ),
+            (
+                json!({"cluster_id": ["é"]}),
+                "MLSysOpsApp.cluster_placement.cluster_id[0]: \"é\" is not a cluster agent id",
+            ),
+            (json!(["edge-1"]), "MLSysOpsApp.cluster_placement: expected a mapping"),
+        ];
+        for (placement, want) in cases {
+            v["MLSysOpsApp"]["cluster_placement"] = placement;
+            let msg = refusal(&v);
+            assert!(msg.starts_with(want), "{msg} (want {want})");
+        }
     }
 
     #[test]

@@ -97,11 +97,17 @@ impl Gateway {
     }
 }
 
+/// How long a bucket's counted size is used before it is counted again: counting walks the
+/// bucket's catalog, and sizes move slowly next to the cost optimiser's minutes.
+const USAGE_MAX_AGE_MS: i64 = 60_000;
+
 /// Builds each period's [`World`], remembering across periods what a snapshot cannot say
-/// (since when a backend has been down).
+/// (since when a backend has been down) or should not ask every period (buckets' sizes).
 #[derive(Default)]
 pub struct Observer {
     down_since: HashMap<String, i64>,
+    /// Bucket -> (when counted, Unix ms; logical bytes).
+    usage: HashMap<String, (i64, u64)>,
 }
 
 /// Window `name` (`1m`, `15s`) of a backend or bucket telemetry snapshot.
@@ -117,6 +123,28 @@ impl Observer {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `bucket`'s logical bytes, counted at most [`USAGE_MAX_AGE_MS`] ago; `None` when the
+    /// gateway cannot say (an older gateway, or the count failed: the cost optimiser then
+    /// leaves egress out rather than guess).
+    async fn usage(&mut self, gateway: &Gateway, bucket: &str, now: i64) -> Option<u64> {
+        if let Some(&(at, bytes)) = self.usage.get(bucket) {
+            if now - at < USAGE_MAX_AGE_MS {
+                return Some(bytes);
+            }
+        }
+        match gateway.client.bucket_usage(bucket).await {
+            Ok(u) => {
+                self.usage.insert(bucket.to_owned(), (now, u.bytes));
+                Some(u.bytes)
+            }
+            Err(e) => {
+                tracing::debug!(%bucket, error = %e, "counting the bucket's bytes failed");
+                self.usage.remove(bucket);
+                None
+            }
+        }
     }
 
     /// The world now: every backend, and the buckets in `buckets` (those with an intent,
@@ -213,6 +241,15 @@ impl Observer {
                 .await
                 .map_err(gw(format!("reading the telemetry of {bucket}")))?;
             let rate = |win: &str, key: &str| window(&t, win).and_then(|w| w[key].as_f64()).unwrap_or(0.0);
+            // Bytes per read times the (age-corrected) read rate: a young gateway's hour is not
+            // an hour long yet.
+            let read_bytes_per_s_1h = window(&t, "1h")
+                .and_then(|w| {
+                    let (out, reads) = (w["bytes_out"].as_f64()?, w["reads"].as_f64()?);
+                    (reads > 0.0).then(|| out / reads * w["reads_per_s"].as_f64().unwrap_or(0.0))
+                })
+                .unwrap_or(0.0);
+            let bytes = self.usage(gateway, bucket, now).await;
             let migration = gateway.client.migration(bucket).await.ok();
             let mut intent = intent.clone();
             let token = intent.policy_update_token.take();
@@ -224,9 +261,12 @@ impl Observer {
                 reads_per_s: rate("1m", "reads_per_s"),
                 writes_per_s: rate("1m", "writes_per_s"),
                 reads_per_s_1h: rate("1h", "reads_per_s"),
+                read_bytes_per_s_1h,
+                bytes,
                 migration,
             });
         }
+        self.usage.retain(|b, _| buckets.iter().any(|(name, _)| name == b));
         Ok(World {
             now_ms: now,
             period_secs,

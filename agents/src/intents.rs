@@ -24,6 +24,9 @@ pub struct StoredIntent {
     pub error: Option<String>,
     /// The plan uid that carries it down to the cluster (acknowledged once applied).
     pub plan_uid: uuid::Uuid,
+    /// The cluster agent the continuum gave the bucket to (kept: its data lives there).
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 impl StoredIntent {
@@ -40,6 +43,7 @@ impl StoredIntent {
             updated_ms: self.updated_ms,
             state: self.state.clone(),
             error: self.error.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -98,6 +102,28 @@ impl Intents {
             if i.plan_uid == plan_uid {
                 i.state = if error.is_some() { "failed" } else { "applied" }.to_owned();
                 i.error = error;
+                self.put(&i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `bucket` lives in `cluster`, on whatever intent is stored for it now (a
+    /// newer one may have replaced the one the choice was made for).
+    pub fn assign(&self, bucket: &str, cluster: &str) -> Result<()> {
+        if let Some(mut i) = self.get(bucket)? {
+            i.cluster = Some(cluster.to_owned());
+            i.error = None;
+            self.put(&i)?;
+        }
+        Ok(())
+    }
+
+    /// Records why the intent carried by `plan_uid` waits, if it is still the stored one.
+    pub fn note_waiting(&self, bucket: &str, plan_uid: uuid::Uuid, why: &str) -> Result<()> {
+        if let Some(mut i) = self.get(bucket)? {
+            if i.plan_uid == plan_uid && i.error.as_deref() != Some(why) {
+                i.error = Some(why.to_owned());
                 self.put(&i)?;
             }
         }

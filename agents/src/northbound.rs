@@ -123,6 +123,16 @@ fn check_intent(field: &str, i: &BucketIntent) -> Result<(), Error> {
     if i.min_trust.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
         return bad("min_trust", "must be within 0..=1");
     }
+    if let Some(c) = i
+        .clusters
+        .iter()
+        .find(|c| c.trim().is_empty() || !c.is_ascii() || c.chars().any(char::is_control))
+    {
+        return bad(
+            "clusters",
+            &format!("{c:?} is not a cluster agent id (printable ASCII)"),
+        );
+    }
     if i.policy_update_token.as_ref().is_some_and(|t| t.len() < MIN_TOKEN_LEN) {
         return bad(
             "policy_update_token",
@@ -142,6 +152,8 @@ impl Northbound {
                 .and_then(|i| i.intent.policy_update_token)
                 .or_else(|| Some(generated_token()));
         }
+        // A bucket stays with the cluster that has it: its data lives there.
+        let cluster = self.intents.get(bucket)?.and_then(|i| i.cluster);
         let stored = StoredIntent {
             bucket: bucket.to_owned(),
             intent,
@@ -150,6 +162,7 @@ impl Northbound {
             state: "pending".into(),
             error: None,
             plan_uid: uuid::Uuid::now_v7(),
+            cluster,
         };
         self.intents.put(&stored)?;
         self.submit

@@ -69,6 +69,12 @@ pub struct BucketView {
     pub writes_per_s: f64,
     /// Reads per second over the last hour.
     pub reads_per_s_1h: f64,
+    /// Bytes sent to clients per second over the last hour (what egress prices multiply).
+    #[serde(default)]
+    pub read_bytes_per_s_1h: f64,
+    /// Its objects' logical bytes, counted at most a minute ago (`None`: not counted).
+    #[serde(default)]
+    pub bytes: Option<u64>,
     /// Its migration towards the current policy, if one is known.
     pub migration: Option<MigrationProgress>,
 }

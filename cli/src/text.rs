@@ -98,6 +98,9 @@ pub(crate) fn intent_line(intent: &BucketIntent) -> String {
     if let Some(t) = intent.min_trust {
         parts.push(format!("min_trust={}", number(t)));
     }
+    if !intent.clusters.is_empty() {
+        parts.push(format!("clusters={}", intent.clusters.join(",")));
+    }
     if parts.is_empty() {
         "(none)".into()
     } else {

@@ -38,6 +38,10 @@ pub struct BucketIntent {
     /// write-only: the API never shows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_update_token: Option<String>,
+    /// The cluster agents that may hold the bucket (an app's `cluster_placement.cluster_id`);
+    /// empty: any. The continuum picks one and keeps it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<String>,
 }
 
 /// A bucket's intent as the API shows it (never the token).
@@ -56,9 +60,12 @@ pub struct IntentView {
     /// Whether the cluster agent has configured the bucket for it: `pending`, `applied` or
     /// `failed`.
     pub state: String,
-    /// Why configuring it failed.
+    /// Why configuring it failed, or why it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The cluster agent that holds the bucket, once the continuum has chosen one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// A deployed application and the buckets its descriptor configures.

@@ -11,6 +11,7 @@ use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRe
 use crate::routes;
 use crate::storage_policy::{StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView};
 use crate::token::TokenFileError;
+use crate::usage::BucketUsage;
 use crate::workers::{WorkerChange, WorkerStatus, WorkersView};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, StatusCode, Url};
@@ -227,6 +228,12 @@ impl Client {
     /// The progress of a bucket's migration to its current storage policy.
     pub async fn migration(&self, bucket: &str) -> Result<MigrationProgress, ClientError> {
         self.call(Method::GET, routes::MIGRATION, Some(bucket), None::<&()>)
+            .await
+    }
+
+    /// The objects and logical bytes of `bucket`, counted now.
+    pub async fn bucket_usage(&self, bucket: &str) -> Result<BucketUsage, ClientError> {
+        self.call(Method::GET, routes::BUCKET_USAGE, Some(bucket), None::<&()>)
             .await
     }
 
@@ -732,6 +739,7 @@ mod northbound_tests {
                         source: "operator".into(),
                         has_token: false,
                         updated_ms: 1,
+                        cluster: None,
                     })
                 })
                 .put(
@@ -745,6 +753,7 @@ mod northbound_tests {
                             source: "operator".into(),
                             has_token,
                             updated_ms: 2,
+                            cluster: None,
                         })
                     },
                 ),

@@ -17,6 +17,7 @@ pub mod migration;
 pub mod routes;
 pub mod storage_policy;
 pub mod token;
+pub mod usage;
 pub mod workers;
 
 #[cfg(feature = "client")]
@@ -42,4 +43,5 @@ pub use storage_policy::{
     StoragePolicyRequest, StoragePolicyView,
 };
 pub use token::{admin_token, admin_token_from_env, TokenFileError, ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
+pub use usage::BucketUsage;
 pub use workers::{ThrottleSettings, WorkerChange, WorkerState, WorkerStatus, WorkersView};

@@ -21,6 +21,8 @@ pub const STORAGE_POLICY_HISTORY: &str = "/api/v1/buckets/{bucket}/storage-polic
 pub const STORAGE_POLICY_ALIAS: &str = "/api/v1/buckets/{bucket}/policy";
 /// Deprecated alias of [`STORAGE_POLICY_HISTORY`].
 pub const STORAGE_POLICY_HISTORY_ALIAS: &str = "/api/v1/buckets/{bucket}/policy/history";
+/// `GET`: a bucket's objects and logical bytes, counted now.
+pub const BUCKET_USAGE: &str = "/api/v1/buckets/{bucket}/usage";
 /// `GET`: the progress of a bucket's migration to its current storage policy.
 pub const MIGRATION: &str = "/api/v1/buckets/{bucket}/migration";
 /// `GET`, `PUT`: the migrator's throttle.

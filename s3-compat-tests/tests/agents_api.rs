@@ -48,6 +48,11 @@ async fn an_intent_creates_and_configures_its_bucket_and_never_shows_its_token()
     })
     .await;
     assert_eq!(view["state"], "applied", "{view}");
+    // The continuum gave the bucket to the one (in-process) cluster agent, and says so.
+    assert!(
+        view["cluster"].as_str().is_some_and(|c| c.ends_with("-cluster")),
+        "{view}"
+    );
     // The bucket exists, with the intent on its storage policy and agents allowed to change it.
     let (status, policy) = srv.admin("GET", "/api/v1/buckets/photos/storage-policy").await;
     assert_eq!(status, 200, "{policy}");
@@ -67,6 +72,28 @@ async fn an_intent_creates_and_configures_its_bucket_and_never_shows_its_token()
         .unwrap();
     let got = s3.get_object().bucket("photos").key("a").send().await.unwrap();
     assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), &body[..]);
+    // Its usage, which the cost optimiser weighs egress against.
+    s3.put_object()
+        .bucket("photos")
+        .key("b/c")
+        .body(vec![7u8; 1234].into())
+        .send()
+        .await
+        .unwrap();
+    let (status, usage) = srv.admin("GET", "/api/v1/buckets/photos/usage").await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(
+        usage,
+        json!({"bucket": "photos", "objects": 2, "bytes": 300_000 + 1234})
+    );
+    let (status, usage) = srv.admin("GET", "/api/v1/buckets/no-such-bucket/usage").await;
+    assert_eq!(status, 404, "{usage}");
+    assert!(
+        usage["error"].as_str().is_some_and(|e| e.contains("no-such-bucket")),
+        "{usage}"
+    );
+    let (status, _) = srv.admin_with_token("GET", "/api/v1/buckets/photos/usage", None).await;
+    assert_eq!(status, 401);
     // The three in-process agents report, healthy.
     let agents = wait_for(&srv, "/api/v1/agents", "three healthy agents", |v| {
         v["agents"]
@@ -83,6 +110,14 @@ async fn an_intent_creates_and_configures_its_bucket_and_never_shows_its_token()
     for t in ["node", "cluster", "continuum"] {
         assert!(tiers.contains(&t), "{agents}");
     }
+    // In one process, no agent is remote (each had been labelled so by the tier above it).
+    let remote: Vec<&Value> = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["remote"] != false)
+        .collect();
+    assert!(remote.is_empty(), "in-process agents labelled remote: {remote:?}");
     assert_eq!(agents["mode"], "heuristic");
     let (status, agents) = srv
         .admin_json("PUT", "/api/v1/agents/mode", json!({"mode": "ml"}))

@@ -435,6 +435,7 @@ fn spawn_session(
 
     Session {
         peer,
+        remote: true,
         me: me.to_owned(),
         seq: 0,
         out: out_tx,

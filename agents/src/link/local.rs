@@ -11,6 +11,7 @@ pub fn local_pair(parent: AgentId, child: AgentId) -> (Session, Session) {
     let parent_end = Session {
         me: parent.id.clone(),
         peer: child.clone(),
+        remote: false,
         seq: 0,
         out: to_child,
         inbox: parent_inbox,
@@ -19,6 +20,7 @@ pub fn local_pair(parent: AgentId, child: AgentId) -> (Session, Session) {
     let child_end = Session {
         me: child.id,
         peer: parent,
+        remote: false,
         seq: 0,
         out: to_parent,
         inbox: child_inbox,

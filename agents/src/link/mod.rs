@@ -101,6 +101,8 @@ pub struct AgentId {
 pub struct Session {
     /// The agent at the other end.
     pub peer: AgentId,
+    /// Whether the peer runs in another process (a gRPC link), as `GET /api/v1/agents` says.
+    pub remote: bool,
     me: String,
     seq: u64,
     out: mpsc::Sender<Envelope>,

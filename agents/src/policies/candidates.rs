@@ -110,7 +110,8 @@ pub fn eligible(world: &World, bucket: &BucketView) -> Vec<String> {
 /// A backend's measured miss of a bucket's latency or bandwidth target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SloMiss {
-    /// `get_p95_ms` or `bandwidth_mib_s`.
+    /// `get_p95_ms`, `bandwidth_mib_s`, or `forecast_get_p95_ms` (a miss the latency
+    /// forecaster predicts, in `ml` mode).
     pub metric: &'static str,
     /// The measured value.
     pub value: f64,
@@ -118,7 +119,7 @@ pub struct SloMiss {
     pub target: f64,
     /// How badly: measured/target - 1 for latency, target/measured - 1 for bandwidth.
     pub severity: f64,
-    /// The window the value is over (`15s`, `1m`).
+    /// The window the value is over (`15s`, `1m`; for a forecast, how far ahead).
     pub window: &'static str,
 }
 
@@ -131,6 +132,11 @@ impl SloMiss {
                 "p95 GET latency {:.1} ms over the last {} exceeds max_latency {} ms",
                 self.value, self.window, self.target
             )
+        } else if self.metric == "forecast_get_p95_ms" {
+            format!(
+                "p95 GET latency forecast at {:.1} ms or more {} ahead (the low end of its 95 % interval) exceeds max_latency {} ms",
+                self.value, self.window, self.target
+            )
         } else {
             format!(
                 "GET bandwidth {:.1} MiB/s over the last {} is below min_download_speed {} MiB/s",
@@ -141,7 +147,7 @@ impl SloMiss {
 }
 
 /// Highest severity recorded: a backend at zero bandwidth must not make it infinite.
-const MAX_SEVERITY: f64 = 100.0;
+pub const MAX_SEVERITY: f64 = 100.0;
 
 /// Everything a bucket's storage policy must meet, from the gateway's record and the intent.
 #[derive(Debug, Clone, PartialEq)]
@@ -324,6 +330,32 @@ pub fn cost_of(world: &World, k: u8, m: u8, ids: &[String]) -> f64 {
         .map(|b| b.labels.cost_per_gib_month)
         .sum();
     overhead_of(k, m) * sum / ids.len() as f64
+}
+
+/// Seconds in the 30-day month prices are quoted for.
+pub const MONTH_SECS: f64 = 30.0 * 24.0 * 3600.0;
+
+/// GiB read per month per stored GiB, from the last hour's reads; `None` when the bucket's
+/// size is unknown or zero (egress per stored GiB is then undefined).
+#[must_use]
+pub fn read_ratio(bucket: &crate::world::BucketView) -> Option<f64> {
+    let size = bucket.bytes.filter(|b| *b > 0)? as f64;
+    Some(bucket.read_bytes_per_s_1h.max(0.0) * MONTH_SECS / size)
+}
+
+/// The mean egress price of `ids`, per GiB.
+#[must_use]
+pub fn egress_of(world: &World, ids: &[String]) -> f64 {
+    let prices: Vec<f64> = ids
+        .iter()
+        .filter_map(|id| world.backend(id))
+        .map(|b| b.labels.egress_per_gib)
+        .collect();
+    if prices.is_empty() {
+        0.0
+    } else {
+        prices.iter().sum::<f64>() / prices.len() as f64
+    }
 }
 
 /// `ec-4-2 on a,b,c,d,e,f`.
@@ -685,6 +717,8 @@ pub(crate) mod testkit {
             reads_per_s: 1.0,
             writes_per_s: 0.0,
             reads_per_s_1h: 1.0,
+            read_bytes_per_s_1h: 0.0,
+            bytes: None,
             migration: None,
         }
     }
@@ -701,11 +735,34 @@ pub(crate) mod testkit {
 
     /// Runs `analyze` then `plan` of `policy` on `world`, as an agent period does.
     pub fn run(policy: &mut dyn crate::framework::Policy, world: &World) -> Vec<Plan> {
+        run_in(policy, world, None)
+    }
+
+    /// [`run`] in `ml` mode: `models` observe `world` first, as the cluster agent's do.
+    pub fn run_ml(
+        policy: &mut dyn crate::framework::Policy,
+        world: &World,
+        models: &mut crate::ml::Models,
+    ) -> Vec<Plan> {
+        models.observe(world);
+        run_in(policy, world, Some(models))
+    }
+
+    /// [`run`] with `models` as they are (`Some`: `ml` mode).
+    pub fn run_in(
+        policy: &mut dyn crate::framework::Policy,
+        world: &World,
+        models: Option<&crate::ml::Models>,
+    ) -> Vec<Plan> {
         let mechanisms = std::collections::BTreeMap::new();
         let cx = Ctx {
             world,
-            mode: AgentMode::Heuristic,
-            models: None,
+            mode: if models.is_some() {
+                AgentMode::Ml
+            } else {
+                AgentMode::Heuristic
+            },
+            models,
             mechanisms: &mechanisms,
         };
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");

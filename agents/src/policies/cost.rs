@@ -4,13 +4,18 @@
 //! A candidate is k data shards (1..=`max_k`) and the parity the stated redundancy needs (today's
 //! parity when none is stated) on the k+m cheapest backends that meet GDPR, trust and the
 //! latency and bandwidth targets; its storage cost per logical GiB-month is (k+m)/k times their
-//! mean `cost_per_gib_month`. Egress is left out: the world has reads per second but neither
-//! bytes read nor the bucket's size, so egress per stored GiB cannot be computed honestly.
+//! mean `cost_per_gib_month`. Egress counts too, when the bucket's size is known: a GET fetches
+//! about the object's logical bytes from the backends holding it, so the bucket's bytes read in
+//! the last hour, scaled to a month and divided by its size, times the backends' mean
+//! `egress_per_gib`, is its egress per stored GiB-month. A read-heavy bucket on a cheap store
+//! with dear egress thus costs what it really costs; backends are ranked for each k by that
+//! total. `max_cost_per_gib_month` still bounds storage alone, as the intent defines it.
 //! A candidate is proposed only if it saves at least `min_saving` (or today's policy is over the
 //! intent's cost ceiling), so prices that differ by a little never move data.
 
 use super::candidates::{
-    self, backend_inputs, bucket_input, cost_of, describe, lock, managed, overhead_of, Rules, SharedState, Temperature,
+    self, backend_inputs, bucket_input, cost_of, describe, egress_of, lock, managed, overhead_of, read_ratio, Rules,
+    SharedState, Temperature,
 };
 use crate::error::Result;
 use crate::framework::{Ctx, Policy, PolicyManifest};
@@ -74,12 +79,32 @@ impl CostOptimiser {
     }
 }
 
-/// One candidate: k+m on ids, at cost.
+/// One candidate: k+m on ids, at cost (storage and egress per logical GiB-month).
 struct Candidate {
     k: u8,
     m: u8,
     ids: Vec<String>,
     cost: f64,
+}
+
+/// Storage and egress per logical GiB-month of k+m on `ids`, for a bucket read `ratio` times
+/// its size a month.
+fn monthly(world: &World, k: u8, m: u8, ids: &[String], ratio: Option<f64>) -> (f64, f64) {
+    let storage = cost_of(world, k, m, ids);
+    let egress = ratio.map_or(0.0, |r| r * egress_of(world, ids));
+    (storage, egress)
+}
+
+/// `cost 0.0230 per GiB-month` or, with egress, `cost 0.0530 per GiB-month (storage 0.0230,
+/// egress 0.0300)`.
+fn cost_note(storage: f64, egress: f64, ratio: Option<f64>) -> String {
+    match ratio {
+        Some(_) => format!(
+            "cost {:.4} per GiB-month (storage {storage:.4}, egress {egress:.4})",
+            storage + egress
+        ),
+        None => format!("cost {storage:.4} per GiB-month"),
+    }
 }
 
 fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Plan> {
@@ -94,7 +119,9 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
         if eligible.is_empty() {
             continue;
         }
-        let current = cost_of(world, bucket.policy.k, bucket.policy.m, &eligible);
+        let ratio = read_ratio(bucket);
+        let (current_storage, current_egress) = monthly(world, bucket.policy.k, bucket.policy.m, &eligible, ratio);
+        let current = current_storage + current_egress;
         if current <= 0.0 {
             continue;
         }
@@ -107,12 +134,23 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
         let mut options = vec![OptionScore {
             option: format!("keep {}", describe(bucket.policy.k, bucket.policy.m, &eligible)),
             score: Some(-current),
-            note: format!("today's cost {current:.4} per GiB-month"),
+            note: format!("today's {}", cost_note(current_storage, current_egress, ratio)),
         }];
         let mut best: Option<Candidate> = None;
         for k in 1..=config.max_k.max(1) {
             let n = usize::from(k) + usize::from(m);
-            let ids: Vec<String> = admissible.iter().take(n).cloned().collect();
+            // The cheapest for this code: storage at its overhead plus egress at the bucket's
+            // read ratio (stable: equal ones keep the spares' order).
+            let mut ranked: Vec<&String> = admissible.iter().collect();
+            if let Some(r) = ratio {
+                let score = |id: &String| {
+                    world.backend(id).map_or(f64::MAX, |b| {
+                        overhead_of(k, m) * b.labels.cost_per_gib_month + r * b.labels.egress_per_gib
+                    })
+                };
+                ranked.sort_by(|a, b| score(a).total_cmp(&score(b)));
+            }
+            let ids: Vec<String> = ranked.into_iter().take(n).cloned().collect();
             let name = describe(k, m, &ids);
             if let Some(why) = rules.code_refusal(k, m, admissible.len(), true) {
                 options.push(OptionScore {
@@ -122,19 +160,24 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
                 });
                 continue;
             }
-            let cost = cost_of(world, k, m, &ids);
-            if let Some(max) = rules.max_cost.filter(|max| cost > max + 1e-12) {
+            let (storage, egress) = monthly(world, k, m, &ids, ratio);
+            let cost = storage + egress;
+            if let Some(max) = rules.max_cost.filter(|max| storage > max + 1e-12) {
                 options.push(OptionScore {
                     option: name,
                     score: None,
-                    note: format!("cost {cost:.4} per GiB-month exceeds max_cost_per_gib_month {max}"),
+                    note: format!("storage cost {storage:.4} per GiB-month exceeds max_cost_per_gib_month {max}"),
                 });
                 continue;
             }
             options.push(OptionScore {
                 option: name,
                 score: Some(-cost),
-                note: format!("cost {cost:.4} per GiB-month, overhead {:.2}", overhead_of(k, m)),
+                note: format!(
+                    "{}, overhead {:.2}",
+                    cost_note(storage, egress, ratio),
+                    overhead_of(k, m)
+                ),
             });
             if best.as_ref().is_none_or(|b| cost < b.cost - 1e-12) {
                 best = Some(Candidate { k, m, ids, cost });
@@ -142,7 +185,7 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
         }
         let Some(best) = best else { continue };
         let saving = 1.0 - best.cost / current;
-        let over_ceiling = rules.max_cost.filter(|max| current > max + 1e-12);
+        let over_ceiling = rules.max_cost.filter(|max| current_storage > max + 1e-12);
         if saving < config.min_saving - 1e-9 && over_ceiling.is_none() {
             continue;
         }
@@ -153,8 +196,15 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
         let ceiling = rules
             .max_cost
             .map_or_else(String::new, |max| format!(", max_cost_per_gib_month {max}"));
+        let egress_words = match ratio {
+            Some(r) => format!(
+                " storage and egress (read {r:.2}x its size a month over the last hour; egress {:.4} against {current_egress:.4})",
+                monthly(world, best.k, best.m, &best.ids, ratio).1
+            ),
+            None => String::new(),
+        };
         let reason = format!(
-            "Bucket {}: {choice} costs {:.4} per GiB-month against {current:.4} now ({:.0} % less{ceiling}), \
+            "Bucket {}: {choice} costs {:.4} per GiB-month{egress_words} against {current:.4} now ({:.0} % less{ceiling}), \
              on backends {} that meet GDPR, trust, latency and bandwidth, with m = {} for the redundancy.",
             bucket.name,
             best.cost,
@@ -166,7 +216,9 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
             continue;
         };
         let trigger = match over_ceiling {
-            Some(max) => format!("cost {current:.4} per GiB-month exceeds max_cost_per_gib_month {max}"),
+            Some(max) => {
+                format!("storage cost {current_storage:.4} per GiB-month exceeds max_cost_per_gib_month {max}")
+            }
             None => format!(
                 "a policy {:.0} % cheaper exists (threshold {:.0} %)",
                 saving * 100.0,
@@ -190,10 +242,40 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
         inputs.push(bucket_input(
             &bucket.name,
             "cost_per_gib_month",
-            current,
+            current_storage,
             "label",
             rules.max_cost,
         ));
+        if let Some(r) = ratio {
+            inputs.extend(seen.iter().filter_map(|id| world.backend(id)).map(|b| MetricInput {
+                metric: "egress_per_gib".into(),
+                subject: format!("backend/{}", b.id),
+                value: Some(b.labels.egress_per_gib),
+                window: "label".into(),
+                target: None,
+            }));
+            inputs.push(bucket_input(
+                &bucket.name,
+                "read_bytes_per_s",
+                bucket.read_bytes_per_s_1h,
+                "1h",
+                None,
+            ));
+            inputs.push(bucket_input(
+                &bucket.name,
+                "reads_per_month_per_stored_gib",
+                r,
+                "1h",
+                None,
+            ));
+            inputs.push(bucket_input(
+                &bucket.name,
+                "egress_per_gib_month",
+                current_egress,
+                "1h",
+                None,
+            ));
+        }
         inputs.push(bucket_input(
             &bucket.name,
             "reads_per_s",
@@ -202,12 +284,13 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
             None,
         ));
         let subject = Plan::bucket_target(&bucket.name);
-        let expected = vec![
+        let best_storage = cost_of(world, best.k, best.m, &best.ids);
+        let mut expected = vec![
             Effect {
                 metric: "cost_per_gib_month".into(),
                 subject: subject.clone(),
-                before: Some(current),
-                after: Some(best.cost),
+                before: Some(current_storage),
+                after: Some(best_storage),
             },
             Effect {
                 metric: "storage_overhead".into(),
@@ -216,6 +299,14 @@ fn evaluate(config: &CostConfig, shared: &SharedState, world: &World) -> Vec<Pla
                 after: Some(overhead_of(best.k, best.m)),
             },
         ];
+        if ratio.is_some() {
+            expected.push(Effect {
+                metric: "total_cost_per_gib_month".into(),
+                subject: Plan::bucket_target(&bucket.name),
+                before: Some(current),
+                after: Some(best.cost),
+            });
+        }
         let severity = over_ceiling.map_or(0.0, |max| if max > 0.0 { current / max - 1.0 } else { 0.0 });
         plans.push(candidates::plan(
             NAME,
@@ -243,6 +334,9 @@ impl Policy for CostOptimiser {
             core: false,
             metrics: vec![
                 "cost_per_gib_month".into(),
+                "egress_per_gib".into(),
+                "read_bytes_per_s_1h".into(),
+                "bytes".into(),
                 "get_p95_ms".into(),
                 "bandwidth_mib_s".into(),
                 "trust".into(),
@@ -441,5 +535,62 @@ mod tests {
         );
         let plans = run(&mut CostOptimiser::new(CostConfig::default()), &w);
         assert_eq!(request(&plans[0]).m, None, "m stays 2");
+    }
+
+    /// backends10 with egress: b6..b9 (cheap to store) charge 0.09 per GiB read, b0..b5 none;
+    /// `photos` holds 10 GiB and is read `ratio` times its size a month.
+    fn with_egress(ratio: Option<f64>) -> World {
+        let mut backends = backends10();
+        for b in &mut backends[6..] {
+            b.labels.egress_per_gib = 0.09;
+        }
+        let mut photos = bucket("photos", 4, 2, &SIX, intent());
+        if let Some(r) = ratio {
+            let size = 10u64 << 30;
+            photos.bytes = Some(size);
+            photos.read_bytes_per_s_1h = r * size as f64 / candidates::MONTH_SECS;
+        }
+        world(1, backends, vec![photos])
+    }
+
+    #[test]
+    fn egress_counts_when_the_bucket_size_is_known() {
+        // Unknown size: storage only, as before (ec-2-2 on the cheap four).
+        let plans = run(&mut CostOptimiser::new(CostConfig::default()), &with_egress(None));
+        assert_eq!(plan_backends(&plans[0]).unwrap(), ["b6", "b7", "b8", "b9"]);
+        assert!(!plans[0].explanation.reason.contains("egress"));
+        // Read its size once a month: 0.02 storage + 0.09 egress on the cheap four is dearer
+        // than 0.075 where it is.
+        let heavy = run(&mut CostOptimiser::new(CostConfig::default()), &with_egress(Some(1.0)));
+        assert!(
+            heavy.is_empty(),
+            "{:?}",
+            heavy.iter().map(|p| &p.explanation.reason).collect::<Vec<_>>()
+        );
+        // Read a tenth of it: 0.02 + 0.009 still beats 0.075.
+        let light = run(&mut CostOptimiser::new(CostConfig::default()), &with_egress(Some(0.1)));
+        assert_eq!(light.len(), 1);
+        let p = &light[0];
+        assert_eq!(plan_backends(p).unwrap(), ["b6", "b7", "b8", "b9"]);
+        let e = &p.explanation;
+        for needle in ["egress 0.0090", "0.0290", "0.0750", "read 0.10x its size"] {
+            assert!(e.reason.contains(needle), "reason lacks {needle}: {}", e.reason);
+        }
+        assert!(e
+            .inputs
+            .iter()
+            .any(|i| i.subject == "backend/b6" && i.metric == "egress_per_gib" && i.value == Some(0.09)));
+        let total = e
+            .expected
+            .iter()
+            .find(|x| x.metric == "total_cost_per_gib_month")
+            .expect("a total-cost effect");
+        assert!((total.after.unwrap() - 0.029).abs() < 1e-9, "{total:?}");
+        assert!(
+            (crate::scheduler::measure(&with_egress(Some(0.1)), "total_cost_per_gib_month", "bucket/photos").unwrap()
+                - 0.075)
+                .abs()
+                < 1e-9
+        );
     }
 }

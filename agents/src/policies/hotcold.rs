@@ -7,6 +7,10 @@
 //! rate above `hot_reads_per_s` and cools only after `hot_exit_after_periods` periods below
 //! `hot_exit_reads_per_s`. A rate at a threshold does not cross it. The World has no per-prefix
 //! rates, so the unit is the bucket.
+//!
+//! In `ml` mode a hot bucket's backends are ranked, and the move judged, by the latency
+//! forecaster's p95 for the next period instead of the last window's: a backend fast now but
+//! degrading is not picked, and one recovering fast is not passed over.
 
 use super::candidates::{
     self, backend_inputs, bucket_input, cost_of, describe, lock, managed, overhead_of, p95_key, worst_p95, Rules,
@@ -14,6 +18,7 @@ use super::candidates::{
 };
 use crate::error::Result;
 use crate::framework::{Ctx, Policy, PolicyManifest};
+use crate::ml::Models;
 use crate::plan::{Explanation, Plan, Priority};
 use crate::world::{BucketView, World};
 use async_trait::async_trait;
@@ -247,14 +252,41 @@ fn cold_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, ad
     })
 }
 
-fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, admissible: &[String]) -> Option<Move> {
+/// A backend's rank for a hot bucket: the forecast p95 of the next period when `models` has
+/// one (a backend with too few GETs to judge keeps its measured key), else the last window's.
+fn speed_key(world: &World, models: Option<&Models>, id: &str, min_samples: u64) -> f64 {
+    let Some(b) = world.backend(id) else { return f64::MAX };
+    let measured = p95_key(b);
+    if b.get_samples < min_samples {
+        return measured;
+    }
+    models.and_then(|m| m.forecast_p95(id, 1)).map_or(measured, |f| f.value)
+}
+
+fn hot_move(
+    c: &HotColdConfig,
+    world: &World,
+    b: &BucketView,
+    rules: &Rules,
+    admissible: &[String],
+    models: Option<&Models>,
+) -> Option<Move> {
     let eligible = candidates::eligible(world, b);
-    let before = worst_p95(world, &eligible, c.min_samples)?;
+    // The worst p95 of a set: measured, or in `ml` mode forecast for the next period.
+    let worst = |ids: &[String]| match models {
+        None => worst_p95(world, ids, c.min_samples),
+        Some(_) => ids
+            .iter()
+            .filter(|id| world.backend(id).is_some_and(|b| b.get_samples >= c.min_samples))
+            .map(|id| speed_key(world, models, id, c.min_samples))
+            .filter(|v| *v < f64::MAX)
+            .max_by(f64::total_cmp),
+    };
+    let before = worst(&eligible)?;
     let (k, m) = (b.policy.k, rules.keep_parity(b.policy.m));
     let mut fastest: Vec<&String> = admissible.iter().collect();
     fastest.sort_by(|x, y| {
-        let (bx, by) = (world.backend(x), world.backend(y));
-        bx.map_or(f64::MAX, p95_key).total_cmp(&by.map_or(f64::MAX, p95_key))
+        speed_key(world, models, x, c.min_samples).total_cmp(&speed_key(world, models, y, c.min_samples))
     });
     let n = usize::from(k) + usize::from(m);
     let ids: Vec<String> = fastest.into_iter().take(n).cloned().collect();
@@ -280,27 +312,49 @@ fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, adm
         tracing::debug!(bucket = %b.name, ?options, "hot_cold: hot bucket, no faster policy meets the intent");
         return None;
     }
-    let after = worst_p95(world, &ids, c.min_samples)?;
+    let after = worst(&ids)?;
     let same: bool = ids.iter().collect::<BTreeSet<_>>() == eligible.iter().collect::<BTreeSet<_>>();
     if same || after > before * (1.0 - c.min_gain) || before - after < c.min_gain_ms {
         return None;
     }
+    let ranked_by = if models.is_some() {
+        let forecasts: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{id} {:.1} ms", speed_key(world, models, id, c.min_samples)))
+            .collect();
+        format!(
+            " (model latency_forecaster, p95 for the next period: {})",
+            forecasts.join(", ")
+        )
+    } else {
+        String::new()
+    };
     options.push(OptionScore {
         option: name.clone(),
         score: Some(-after),
-        note: format!("worst p95 GET {after:.1} ms"),
+        note: format!("worst p95 GET {after:.1} ms{ranked_by}"),
     });
     let trigger = format!(
         "reads {:.2}/s over the last minute, above the hot threshold {}/s for {} periods",
         b.reads_per_s, c.hot_reads_per_s, c.hot_after_periods
     );
-    let reason = format!(
-        "Bucket {} is hot ({:.2} reads/s, threshold {}/s): the fastest backends {} have a worst p95 GET of {after:.1} ms against {before:.1} ms now.",
-        b.name,
-        b.reads_per_s,
-        c.hot_reads_per_s,
-        ids.join(", ")
-    );
+    let reason = if models.is_some() {
+        format!(
+            "Bucket {} is hot ({:.2} reads/s, threshold {}/s): by the latency forecaster the fastest backends for the next period are {}, with a worst p95 GET of {after:.1} ms against {before:.1} ms for the current ones.",
+            b.name,
+            b.reads_per_s,
+            c.hot_reads_per_s,
+            ids.join(", ")
+        )
+    } else {
+        format!(
+            "Bucket {} is hot ({:.2} reads/s, threshold {}/s): the fastest backends {} have a worst p95 GET of {after:.1} ms against {before:.1} ms now.",
+            b.name,
+            b.reads_per_s,
+            c.hot_reads_per_s,
+            ids.join(", ")
+        )
+    };
     let expected = vec![Effect {
         metric: "worst_get_p95_ms".into(),
         subject: Plan::bucket_target(&b.name),
@@ -318,7 +372,14 @@ fn hot_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, adm
     })
 }
 
-fn evaluate(c: &HotColdConfig, shared: &SharedState, heat: &mut BTreeMap<String, Heat>, world: &World) -> Vec<Plan> {
+/// The period's plans; `models` only in `ml` mode.
+fn evaluate(
+    c: &HotColdConfig,
+    shared: &SharedState,
+    heat: &mut BTreeMap<String, Heat>,
+    world: &World,
+    models: Option<&Models>,
+) -> Vec<Plan> {
     let mut guard = lock(shared);
     let mut plans = Vec::new();
     let managed: Vec<(&BucketView, &BucketIntent)> = managed(world).collect();
@@ -335,7 +396,7 @@ fn evaluate(c: &HotColdConfig, shared: &SharedState, heat: &mut BTreeMap<String,
         let mv = match h.temp {
             Temperature::Normal => None,
             Temperature::Cold => cold_move(c, world, b, &rules, &admissible),
-            Temperature::Hot => hot_move(c, world, b, &rules, &admissible),
+            Temperature::Hot => hot_move(c, world, b, &rules, &admissible, models),
         };
         let Some(mv) = mv else { continue };
         let Some(command) = candidates::command(b, intent, mv.k, mv.m, &mv.ids, &mv.reason) else {
@@ -381,18 +442,22 @@ impl Policy for HotCold {
             ],
             every_periods: 1,
             mechanisms: vec![candidates::MECHANISM.into()],
-            uses_ml: false,
+            uses_ml: true,
         }
     }
 
     async fn analyze(&mut self, cx: &Ctx<'_>) -> Result<bool> {
         let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
-        Ok(self.period.analyze(cx.world, |w| evaluate(c, &shared, heat, w)))
+        Ok(self
+            .period
+            .analyze(cx.world, |w| evaluate(c, &shared, heat, w, cx.models)))
     }
 
     async fn plan(&mut self, cx: &Ctx<'_>) -> Result<Vec<Plan>> {
         let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
-        Ok(self.period.plans(cx.world, |w| evaluate(c, &shared, heat, w)))
+        Ok(self
+            .period
+            .plans(cx.world, |w| evaluate(c, &shared, heat, w, cx.models)))
     }
 }
 
@@ -547,5 +612,50 @@ mod tests {
         for t in 1..=3 {
             assert!(run(&mut hc, &at(t, 9.0, 9.0, capped.clone())).is_empty());
         }
+    }
+
+    #[test]
+    fn in_ml_mode_a_hot_bucket_picks_backends_by_their_forecast() {
+        // b0 climbs 16 ms a period to 80 (next: 96); b4 falls 60 ms a period to 150 (next: 90).
+        let at_ml = |t: i64, reads: f64| {
+            let mut w = at(t * 10_000, reads, reads, intent());
+            let i = t as f64;
+            w.backends[0].get_p95_ms = Some(16.0 * i);
+            w.backends[4].get_p95_ms = Some(450.0 - 60.0 * i);
+            w
+        };
+        let (mut heuristic, mut ml) = (
+            HotCold::new(HotColdConfig::default()),
+            HotCold::new(HotColdConfig::default()),
+        );
+        let mut models = Models::default();
+        let (mut h_plans, mut ml_plans) = (Vec::new(), Vec::new());
+        for t in 1..=5 {
+            // Hot from period 4, so the forecaster has five samples when the move is planned.
+            let reads = if t >= 4 { 9.0 } else { 0.5 };
+            h_plans = run(&mut heuristic, &at_ml(t, reads));
+            ml_plans = run_ml(&mut ml, &at_ml(t, reads), &mut models);
+        }
+        assert_eq!((h_plans.len(), ml_plans.len()), (1, 1));
+        let h_ids = plan_backends(&h_plans[0]).unwrap();
+        let ml_ids = plan_backends(&ml_plans[0]).unwrap();
+        assert!(
+            h_ids.contains(&"b0".to_owned()) && !h_ids.contains(&"b4".to_owned()),
+            "{h_ids:?}"
+        );
+        assert!(
+            ml_ids.contains(&"b4".to_owned()) && !ml_ids.contains(&"b0".to_owned()),
+            "{ml_ids:?}"
+        );
+        let e = &ml_plans[0].explanation;
+        assert!(e.reason.contains("latency forecaster"), "{}", e.reason);
+        assert!(
+            e.options
+                .iter()
+                .any(|o| o.note.contains("latency_forecaster") && o.note.contains("b4 90.0 ms")),
+            "{:?}",
+            e.options
+        );
+        assert!(!h_plans[0].explanation.reason.contains("forecast"));
     }
 }

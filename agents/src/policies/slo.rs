@@ -5,16 +5,25 @@
 //! so it is judged on whatever GETs it still serves (other buckets, the migrator) and, with
 //! none, on its health probes: probes say it is up, not that it is fast, so a probe-only
 //! readmission waits much longer, and longer again each time the backend is drained anew.
+//!
+//! In `ml` mode it also consults the latency forecaster: a backend still within the target
+//! whose forecast [`FORECAST_PERIODS`] periods ahead exceeds it even at the low end of its
+//! 95 % interval, on a rising trend, is drained before it misses (a migration takes longer
+//! than such a trend leaves), and a drained backend whose figures meet the target now but
+//! whose forecast says it will miss again is not counted as recovered.
 
 use super::candidates::{
     self, backend_inputs, bucket_input, describe, fit, lock, lowest_bandwidth, managed, worst_p95, Drained, Rules,
-    Shared, SharedState, SloMiss,
+    Shared, SharedState, SloMiss, MAX_SEVERITY,
 };
 use crate::error::Result;
 use crate::framework::{Ctx, Policy, PolicyManifest};
+use crate::ml::{Forecast, Models};
 use crate::plan::{Explanation, Plan, Priority};
+use crate::world::BackendView;
 use crate::world::World;
 use async_trait::async_trait;
+use control_api::MetricInput;
 use control_api::{Effect, OptionScore};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -22,6 +31,57 @@ use std::sync::Arc;
 
 /// The policy's name.
 pub const NAME: &str = "slo_keeper";
+
+/// How many periods ahead the latency forecast is judged, in `ml` mode.
+pub const FORECAST_PERIODS: u32 = 3;
+/// [`FORECAST_PERIODS`] in words, as decisions give it.
+const FORECAST_AHEAD: &str = "3 periods";
+/// Highest severity of a predicted miss: below the scheduler's immediate severity, so a
+/// forecast acts only when it comes up again the next period, never at its first sighting.
+const MAX_FORECAST_SEVERITY: f64 = 0.5;
+
+/// In `ml` mode: how the latency forecaster says `b`, within max_latency now, will miss it
+/// [`FORECAST_PERIODS`] periods ahead (rising, and above the target even at the low end of
+/// the 95 % interval), with the forecast.
+fn forecast_miss(models: &Models, rules: &Rules, b: &BackendView) -> Option<(SloMiss, Forecast)> {
+    let max = rules.max_latency?;
+    if b.get_samples < rules.min_samples || b.get_p95_ms.is_some_and(|p| p > max) {
+        return None;
+    }
+    let f = models.forecast_p95(&b.id, FORECAST_PERIODS)?;
+    if f.explanation.trend <= 0.0 || f.low <= max {
+        return None;
+    }
+    let miss = SloMiss {
+        metric: "forecast_get_p95_ms",
+        value: f.low,
+        target: max,
+        severity: (f.low / max - 1.0).clamp(0.0, MAX_SEVERITY).min(MAX_FORECAST_SEVERITY),
+        window: FORECAST_AHEAD,
+    };
+    Some((miss, f))
+}
+
+/// The forecast as a decision input and an option weighed (keeping the backend).
+fn forecast_evidence(id: &str, miss: &SloMiss, f: &Forecast) -> (MetricInput, OptionScore) {
+    let input = MetricInput {
+        metric: "forecast_get_p95_ms".into(),
+        subject: format!("backend/{id}"),
+        value: Some(f.value),
+        window: format!("{FORECAST_AHEAD} ahead"),
+        target: Some(miss.target),
+    };
+    let fit = &f.explanation;
+    let option = OptionScore {
+        option: format!("keep backend {id}"),
+        score: None,
+        note: format!(
+            "model latency_forecaster (Holt, {} samples): level {:.1} ms, trend {:+.1} ms per period; p95 {:.1} ms in {FORECAST_AHEAD}, 95 % interval {:.1}-{:.1} ms",
+            fit.samples, fit.level, fit.trend, f.value, f.low, f.high
+        ),
+    };
+    (input, option)
+}
 
 /// Settings of the SLO keeper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,7 +148,8 @@ enum Recovery {
     Probes(u32),
 }
 
-fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan> {
+/// The period's plans; `models` only in `ml` mode.
+fn evaluate(config: &SloConfig, shared: &SharedState, world: &World, models: Option<&Models>) -> Vec<Plan> {
     let mut guard = lock(shared);
     let Shared { drained, strikes, .. } = &mut *guard;
     let mut plans = Vec::new();
@@ -98,7 +159,7 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan
             continue;
         }
         let eligible = candidates::eligible(world, bucket);
-        let violators: Vec<(String, SloMiss)> = eligible
+        let mut violators: Vec<(String, SloMiss)> = eligible
             .iter()
             .filter_map(|id| {
                 world
@@ -107,6 +168,19 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan
                     .map(|m| (id.clone(), m))
             })
             .collect();
+        // Predicted misses (`ml` mode), with the evidence the decision shows.
+        let mut evidence: Vec<(MetricInput, OptionScore)> = Vec::new();
+        if let Some(models) = models {
+            for id in &eligible {
+                if violators.iter().any(|(v, _)| v == id) {
+                    continue;
+                }
+                if let Some((miss, f)) = world.backend(id).and_then(|b| forecast_miss(models, &rules, b)) {
+                    evidence.push(forecast_evidence(id, &miss, &f));
+                    violators.push((id.clone(), miss));
+                }
+            }
+        }
         let is_violator = |id: &str| violators.iter().any(|(v, _)| v == id);
         let held = drained.entry(bucket.name.clone()).or_default();
         // Back in the set and fine (readmitted, or the drain was never applied): forget it.
@@ -128,7 +202,11 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan
                 continue;
             }
             if b.get_samples >= config.min_samples {
-                if rules.slo_miss(b).is_none() {
+                let foreseen = models.and_then(|m| forecast_miss(m, &rules, b));
+                if let Some((miss, _)) = &foreseen {
+                    tracing::debug!(bucket = %bucket.name, backend = %id, forecast = %miss.text(), "slo_keeper: a drained backend meets the target but is forecast to miss it; not counted as recovered");
+                }
+                if rules.slo_miss(b).is_none() && foreseen.is_none() {
                     d.ok_periods += 1;
                 } else {
                     d.ok_periods = 0;
@@ -263,6 +341,10 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World) -> Vec<Plan
         seen.extend(recovered.iter().map(|(id, _)| id.clone()));
         seen.extend(chosen.added.iter().cloned());
         let mut inputs = backend_inputs(world, &seen, &rules);
+        for (input, option) in evidence {
+            inputs.push(input);
+            options.push(option);
+        }
         inputs.push(bucket_input(
             &bucket.name,
             "reads_per_s",
@@ -319,21 +401,24 @@ impl Policy for SloKeeper {
                 "bandwidth_mib_s".into(),
                 "get_samples".into(),
                 "availability".into(),
+                "forecast_get_p95_ms".into(),
             ],
             every_periods: 1,
             mechanisms: vec![candidates::MECHANISM.into()],
-            uses_ml: false,
+            uses_ml: true,
         }
     }
 
     async fn analyze(&mut self, cx: &Ctx<'_>) -> Result<bool> {
         let (config, shared) = (&self.config, Arc::clone(&self.shared));
-        Ok(self.period.analyze(cx.world, |w| evaluate(config, &shared, w)))
+        Ok(self
+            .period
+            .analyze(cx.world, |w| evaluate(config, &shared, w, cx.models)))
     }
 
     async fn plan(&mut self, cx: &Ctx<'_>) -> Result<Vec<Plan>> {
         let (config, shared) = (&self.config, Arc::clone(&self.shared));
-        Ok(self.period.plans(cx.world, |w| evaluate(config, &shared, w)))
+        Ok(self.period.plans(cx.world, |w| evaluate(config, &shared, w, cx.models)))
     }
 }
 
@@ -565,5 +650,91 @@ mod tests {
         }
         assert_eq!(plans.len(), 1);
         assert!(plans[0].explanation.reason.contains("on trial"));
+    }
+
+    /// `photos` (max_latency 100) over b0..b5 at 20 ms, b3 at `p3`, at period `t` (10 s apart).
+    fn rising(t: i64, p3: f64) -> World {
+        world_with(t * 10_000, &ALL, |b| b[3].get_p95_ms = Some(p3))
+    }
+
+    #[test]
+    fn in_ml_mode_a_backend_rising_towards_the_target_is_drained_before_it_misses() {
+        let mut heuristic = SloKeeper::new(SloConfig::default());
+        let mut ml = SloKeeper::new(SloConfig::default());
+        let mut models = Models::default();
+        let mut first = None;
+        for (t, p3) in [(1, 40.0), (2, 55.0), (3, 70.0), (4, 85.0)] {
+            let w = rising(t, p3);
+            assert!(run(&mut heuristic, &w).is_empty(), "{p3} ms is within the target");
+            let plans = run_ml(&mut ml, &w, &mut models);
+            if first.is_none() && !plans.is_empty() {
+                first = Some((p3, plans));
+            }
+        }
+        let (p3, plans) = first.expect("the forecast drains b3 before it misses");
+        assert!(p3 < 100.0);
+        assert_eq!(plans.len(), 1);
+        let p = &plans[0];
+        assert!(!plan_backends(p).unwrap().contains(&"b3".to_owned()));
+        assert!(
+            p.priority.severity > 0.0 && p.priority.severity <= 0.5,
+            "a forecast never acts at its first sighting: {}",
+            p.priority.severity
+        );
+        let e = &p.explanation;
+        for needle in ["b3", "forecast", "max_latency 100 ms"] {
+            assert!(e.reason.contains(needle), "reason lacks {needle}: {}", e.reason);
+        }
+        let input = e
+            .inputs
+            .iter()
+            .find(|i| i.subject == "backend/b3" && i.metric == "forecast_get_p95_ms")
+            .expect("the forecast is an input");
+        assert!(input.value.unwrap() > 100.0, "{input:?}");
+        assert!(e.options.iter().any(|o| o.option == "keep backend b3"
+            && o.note.contains("latency_forecaster")
+            && o.note.contains("trend +")));
+        assert_eq!(ml.drained("photos"), BTreeSet::from(["b3".to_owned()]));
+    }
+
+    #[test]
+    fn in_ml_mode_a_steady_backend_below_the_target_stays() {
+        let mut ml = SloKeeper::new(SloConfig::default());
+        let mut models = Models::default();
+        for t in 1..8 {
+            let p3 = if t % 2 == 0 { 92.0 } else { 88.0 };
+            assert!(run_ml(&mut ml, &rising(t, p3), &mut models).is_empty(), "period {t}");
+        }
+    }
+
+    #[test]
+    fn in_ml_mode_a_drained_backend_forecast_to_miss_again_is_not_readmitted() {
+        let config = SloConfig {
+            readmit_after: 3,
+            ..SloConfig::default()
+        };
+        let (mut heuristic, mut ml) = (SloKeeper::new(config.clone()), SloKeeper::new(config));
+        let mut models = Models::default();
+        let drained: Vec<&str> = ALL.iter().copied().filter(|id| *id != "b3").collect();
+        // Slow: drained by both (the models do not see the spike, so the forecast below
+        // learns only the climb).
+        let slow = world_with(10_000, &ALL, |b| b[3].get_p95_ms = Some(400.0));
+        assert_eq!(run(&mut heuristic, &slow).len(), 1);
+        assert_eq!(run_in(&mut ml, &slow, Some(&models)).len(), 1);
+        // Back under the target but climbing again 20 ms a period: the forecast (from three
+        // samples) says it will miss.
+        let mut readmitted = (None, None);
+        for (t, p3) in [(2, 40.0), (3, 60.0), (4, 80.0), (5, 95.0)] {
+            let w = world_with(t * 10_000, &drained, |b| b[3].get_p95_ms = Some(p3));
+            if readmitted.0.is_none() && !run(&mut heuristic, &w).is_empty() {
+                readmitted.0 = Some(t);
+            }
+            if readmitted.1.is_none() && !run_ml(&mut ml, &w, &mut models).is_empty() {
+                readmitted.1 = Some(t);
+            }
+        }
+        assert_eq!(readmitted.0, Some(4), "the heuristic readmits after three good periods");
+        assert_eq!(readmitted.1, None, "the forecast holds it out");
+        assert_eq!(ml.drained("photos"), BTreeSet::from(["b3".to_owned()]));
     }
 }

@@ -132,6 +132,11 @@ pub fn measure(world: &World, metric: &str, subject: &str) -> Option<f64> {
             let mean = costs.iter().sum::<f64>() / costs.len() as f64;
             Some(mean * f64::from(p.k + p.m) / f64::from(p.k))
         }
+        "total_cost_per_gib_month" => {
+            let storage = measure(world, "cost_per_gib_month", subject)?;
+            let ratio = crate::policies::candidates::read_ratio(bucket)?;
+            Some(storage + ratio * crate::policies::candidates::egress_of(world, &eligible))
+        }
         "reads_per_s" => Some(bucket.reads_per_s),
         _ => None,
     }

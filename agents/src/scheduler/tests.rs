@@ -129,6 +129,8 @@ fn world(bucket: &str, migration: Option<(u64, MigrationState)>, p95: &[(&str, f
             reads_per_s: 0.0,
             writes_per_s: 0.0,
             reads_per_s_1h: 0.0,
+            read_bytes_per_s_1h: 0.0,
+            bytes: None,
             migration,
         }],
     }

@@ -47,6 +47,9 @@ pub struct Cluster {
     period: u64,
     /// The latest status of each node agent below, from their summaries.
     nodes: BTreeMap<String, control_api::AgentStatus>,
+    /// Its gateway's backends and how many are labelled GDPR, as of the last period (`None`:
+    /// not observed yet); the continuum places buckets by them.
+    backends: Option<(usize, usize)>,
 }
 
 impl Cluster {
@@ -82,6 +85,7 @@ impl Cluster {
             models,
             period: 0,
             nodes: BTreeMap::new(),
+            backends: None,
         }
     }
 
@@ -94,7 +98,7 @@ impl Cluster {
         shutdown: CancellationToken,
     ) {
         let mut parent: Option<Session> = None;
-        let (child_tx, mut child_rx) = mpsc::channel::<Envelope>(256);
+        let (child_tx, mut child_rx) = mpsc::channel::<(bool, Envelope)>(256);
         let mut tick = tokio::time::interval(self.cfg.period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -109,13 +113,13 @@ impl Cluster {
                     let tx = child_tx.clone();
                     tokio::spawn(async move {
                         while let Some(env) = s.recv().await {
-                            if tx.send(env).await.is_err() {
+                            if tx.send((s.remote, env)).await.is_err() {
                                 break;
                             }
                         }
                     });
                 }
-                Some(env) = child_rx.recv() => self.on_node_message(env),
+                Some((remote, env)) = child_rx.recv() => self.on_node_message(remote, env),
                 env = next_envelope(&mut parent) => match env {
                     Some(env) => {
                         if let Err(e) = self.on_parent_message(env, parent.as_mut()).await {
@@ -145,18 +149,24 @@ impl Cluster {
                         }
                         let mut agents = vec![me];
                         agents.extend(self.nodes.values().cloned());
-                        let _ = p.send(Event::TelemetrySummary, None, json!({"agents": agents})).await;
+                        let mut summary = json!({"agents": agents});
+                        if let Some((all, gdpr)) = self.backends {
+                            summary["backends"] = json!(all);
+                            summary["gdpr_backends"] = json!(gdpr);
+                        }
+                        let _ = p.send(Event::TelemetrySummary, None, summary).await;
                     }
                 }
             }
         }
     }
 
-    fn on_node_message(&mut self, env: Envelope) {
+    /// Takes one message of a node agent whose session is `remote` (another process).
+    fn on_node_message(&mut self, remote: bool, env: Envelope) {
         if env.event == Event::TelemetrySummary {
             if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
                 for mut a in agents {
-                    a.remote = true;
+                    a.remote = remote;
                     self.shared.report(a.clone());
                     self.nodes.insert(a.id.clone(), a);
                 }
@@ -245,6 +255,10 @@ impl Cluster {
             .observer
             .observe(&self.gateway, self.cfg.period.as_secs().max(1), &watched)
             .await?;
+        self.backends = Some((
+            world.backends.len(),
+            world.backends.iter().filter(|b| b.labels.gdpr).count(),
+        ));
         let mode = self.shared.mode();
         if mode == AgentMode::Ml {
             self.models.observe(&world);

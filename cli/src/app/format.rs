@@ -97,6 +97,7 @@ mod tests {
                     source: "app:photo-ai".into(),
                     has_token: true,
                     updated_ms: 1_764_300_000_000,
+                    cluster: None,
                 },
                 IntentView {
                     state: "applied".into(),
@@ -106,6 +107,7 @@ mod tests {
                     source: "app:photo-ai".into(),
                     has_token: false,
                     updated_ms: 1_764_300_000_000,
+                    cluster: None,
                 },
             ],
         }

@@ -241,6 +241,7 @@ mod tests {
             source: "app:photo-ai".into(),
             has_token: true,
             updated_ms: 0,
+            cluster: None,
         };
         let mut d = decision();
         d.inputs.clear();

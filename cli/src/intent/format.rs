@@ -42,6 +42,15 @@ pub(super) fn format_intent(view: &IntentView) -> String {
             ),
         ),
         ("min trust", or(i.min_trust.map(number), "none")),
+        (
+            "clusters",
+            if i.clusters.is_empty() {
+                "any".into()
+            } else {
+                i.clusters.join(", ")
+            },
+        ),
+        ("held by", or(view.cluster.clone(), "no cluster yet")),
     ])
 }
 
@@ -67,6 +76,7 @@ mod tests {
             source: "operator".into(),
             has_token: true,
             updated_ms: 1_764_300_000_000,
+            cluster: None,
         };
         assert_eq!(
             format_intent(&view),
@@ -83,6 +93,8 @@ encryption          off
 max overhead        none
 max cost            0.02 per GiB-month
 min trust           none
+clusters            any
+held by             no cluster yet
 "
         );
         let bare = IntentView {
@@ -93,6 +105,18 @@ min trust           none
             ..view
         };
         let text = format_intent(&bare);
+        let placed = format_intent(&IntentView {
+            intent: BucketIntent {
+                clusters: vec!["edge-1".into(), "edge-2".into()],
+                ..BucketIntent::default()
+            },
+            cluster: Some("edge-2".into()),
+            ..bare.clone()
+        });
+        assert!(
+            placed.contains("clusters            edge-1, edge-2\nheld by             edge-2\n"),
+            "{placed}"
+        );
         assert!(
             text.contains("agents may change   no (no policy_update_token given)\n"),
             "{text}"

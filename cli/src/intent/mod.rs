@@ -63,6 +63,9 @@ struct SetArgs {
     /// Lowest trust score (0 to 1) of a backend holding the bucket.
     #[arg(long, value_name = "SCORE", value_parser = parse_trust)]
     min_trust: Option<Limit<f64>>,
+    /// The cluster agents that may hold the bucket, comma-separated ("any": every one).
+    #[arg(long, value_name = "ID,ID|any", value_parser = parse_clusters)]
+    clusters: Option<Limit<Clusters>>,
     /// The bucket's policy_update_token, which the agents present to change its storage policy.
     #[arg(long)]
     token: Option<String>,
@@ -154,6 +157,21 @@ fn parse_cost(s: &str) -> Result<Limit<f64>, String> {
     parse_number(s, |v| v >= 0.0, "a non-negative number")
 }
 
+/// A list of cluster agent ids.
+#[derive(Clone, Debug, PartialEq)]
+struct Clusters(Vec<String>);
+
+fn parse_clusters(s: &str) -> Result<Limit<Clusters>, String> {
+    if s == "any" || s == "none" {
+        return Ok(Limit::Unset);
+    }
+    let ids: Vec<String> = s.split(',').map(|c| c.trim().to_owned()).collect();
+    if ids.iter().any(String::is_empty) {
+        return Err(format!("{s:?}: expected cluster agent ids separated by commas, or any"));
+    }
+    Ok(Limit::Set(Clusters(ids)))
+}
+
 fn parse_trust(s: &str) -> Result<Limit<f64>, String> {
     parse_number(s, |v| (0.0..=1.0).contains(&v), "a number from 0 to 1")
 }
@@ -174,6 +192,11 @@ impl SetArgs {
         set(&mut intent.min_trust, self.min_trust);
         if let Some(gdpr) = self.gdpr {
             intent.gdpr = gdpr;
+        }
+        match &self.clusters {
+            Some(Limit::Set(Clusters(ids))) => intent.clusters.clone_from(ids),
+            Some(Limit::Unset) => intent.clusters.clear(),
+            None => {}
         }
         match self.encryption {
             Some(Switch::On) => intent.encryption = Some(true),
@@ -197,6 +220,7 @@ impl SetArgs {
             && self.max_overhead.is_none()
             && self.max_cost.is_none()
             && self.min_trust.is_none()
+            && self.clusters.is_none()
             && self.token.is_none()
     }
 }
@@ -290,6 +314,8 @@ mod tests {
                 "0.02",
                 "--min-trust",
                 "0.7",
+                "--clusters",
+                "edge-1, edge-2",
                 "--token",
                 "t0ken",
             ],
@@ -298,8 +324,14 @@ mod tests {
             body,
             json!({"redundancy": "high", "max_latency": 100, "min_download_speed": 20.5, "gdpr": true,
                    "encryption": true, "max_overhead": 1.5, "max_cost_per_gib_month": 0.02, "min_trust": 0.7,
-                   "policy_update_token": "t0ken"})
+                   "clusters": ["edge-1", "edge-2"], "policy_update_token": "t0ken"})
         );
+        let placed = BucketIntent {
+            clusters: vec!["edge-1".into()],
+            ..BucketIntent::default()
+        };
+        assert_eq!(applied(&placed, &["--clusters", "any"]), json!({}));
+        assert!(parse(&["set", "b", "--clusters", "a,,b"]).is_err());
     }
 
     #[test]

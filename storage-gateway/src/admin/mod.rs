@@ -69,6 +69,7 @@ pub fn router(engine: Engine, token: &str, defaults: BucketDefaults, allow_fault
         )
         .route(routes::STORAGE_POLICY_HISTORY_ALIAS, get(policy::history))
         .route(routes::MIGRATION, get(policy::migration))
+        .route(routes::BUCKET_USAGE, get(policy::usage))
         .route(
             routes::MIGRATION_THROTTLE,
             get(policy::get_throttle).put(policy::put_throttle),

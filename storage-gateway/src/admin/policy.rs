@@ -80,6 +80,29 @@ pub(super) async fn migration(State(st): State<AdminState>, Path(bucket): Path<S
     Ok(Json(progress(st.engine.migrations().view(&bucket, rec.policy_epoch))).into_response())
 }
 
+/// `GET /api/v1/buckets/{bucket}/usage`: its objects and logical bytes, counted now.
+pub(super) async fn usage(State(st): State<AdminState>, Path(bucket): Path<String>) -> Result<Response, ApiError> {
+    bucket_record(&st.engine, &bucket)?;
+    let engine = st.engine.clone();
+    let name = bucket.clone();
+    let counted = tokio::task::spawn_blocking(move || engine.bucket_usage(&name))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("counting bucket {bucket}: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("counting bucket {bucket}: {e}"),
+            )
+        })?;
+    let (objects, bytes) = counted;
+    Ok(Json(control_api::BucketUsage { bucket, objects, bytes }).into_response())
+}
+
 /// The engine's account of a migration as the API shows it.
 fn progress(v: MigrationView) -> MigrationProgress {
     MigrationProgress {
