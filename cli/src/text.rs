@@ -144,10 +144,11 @@ mod tests {
             max_cost_per_gib_month: Some(0.02),
             min_trust: Some(0.8),
             policy_update_token: Some("secret".into()),
+            clusters: vec!["edge-1".into(), "edge-2".into()],
         };
         assert_eq!(
             intent_line(&intent),
-            "redundancy=one max_latency=50ms min_download_speed=20.0MiB/s gdpr encryption=on max_overhead=1.5 max_cost=0.02/GiB-month min_trust=0.8"
+            "redundancy=one max_latency=50ms min_download_speed=20.0MiB/s gdpr encryption=on max_overhead=1.5 max_cost=0.02/GiB-month min_trust=0.8 clusters=edge-1,edge-2"
         );
     }
 }

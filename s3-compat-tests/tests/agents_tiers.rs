@@ -278,14 +278,17 @@ async fn three_tiers_over_grpc_survive_a_killed_cluster_agent() {
         .as_array()
         .map(Vec::len);
     assert_eq!(changes_before, changes_after, "the restart changed bucket tiers again");
-    let applied: Vec<_> = nb
+    let (placed, applied): (Vec<_>, Vec<_>) = nb
         .decisions(Some("tiers"), None, Some(1000))
         .await
         .unwrap()
         .decisions
         .into_iter()
         .filter(|d| matches!(d.status.as_str(), "applied" | "pending"))
-        .collect();
+        .partition(|d| d.policy == "cluster_placement");
     assert_eq!(applied.len(), 1, "{applied:#?}");
+    // The continuum gave the bucket to the cluster once; the restart did not place it again.
+    assert_eq!(placed.len(), 1, "{placed:#?}");
+    assert!(placed[0].reason.contains("t-cluster"), "{}", placed[0].reason);
     drop(cluster);
 }
