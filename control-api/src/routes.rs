@@ -25,6 +25,8 @@ pub const STORAGE_POLICY_HISTORY_ALIAS: &str = "/api/v1/buckets/{bucket}/policy/
 pub const MIGRATION: &str = "/api/v1/buckets/{bucket}/migration";
 /// `GET`, `PUT`: the migrator's throttle.
 pub const MIGRATION_THROTTLE: &str = "/api/v1/migration";
+/// `GET`, `PUT`: how GETs read (shard strategy, hedging).
+pub const READS: &str = "/api/v1/reads";
 /// `GET`: every background worker's status (healer, scrubber, reaper, migrator).
 pub const WORKERS: &str = "/api/v1/workers";
 /// `PUT`: pause, resume or re-throttle one worker.
