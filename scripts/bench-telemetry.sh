@@ -84,7 +84,8 @@ if [ "$only" = all ] || [ "$only" = hedging ]; then
   printf '%-34s %10s %10s %10s %10s\n' scenario "ops/s" "p50 ms" "p99 ms" "max ms"
   for scenario in healthy:-1:hedged slow-hedged:2:hedged slow-data-first:2:data-first healthy-data-first:-1:data-first; do
     IFS=: read -r name slow strategy <<<"$scenario"
-    start "$name" "$(backends "$slow" "$name")" --read-strategy "$strategy"
+    # No agents: the node agent would turn hedging on in the data-first baseline.
+    start "$name" "$(backends "$slow" "$name")" --read-strategy "$strategy" --agents off
     bench "$name" --workload get --size 1MiB --objects 48 --concurrency 8 --duration "$secs"
     stop
     printf '%-34s %10s %10s %10s %10s\n' "$name ($strategy)" "$(field "$work/$name.json" get ops_per_sec)" \

@@ -6,7 +6,8 @@
 //!     │ link (gRPC AgentLink or in-process channels)             link/
 //!  cluster    (bucket policies: SLO keeper, cost, hot/cold,      tiers/cluster.rs, policies/
 //!     │        re-protection -> scheduler -> mechanisms)          scheduler.rs, mechanisms/
-//!  node       (local knobs, telemetry summaries upward)          tiers/node.rs
+//!  node       (local knobs: read tuner -> scheduler ->            tiers/node.rs,
+//!     │        read_settings, migration_throttle; summaries up)   node_policies/
 //!     │
 //!  gateway    (admin API, through `control_api::Client`)         gateway.rs
 //! ```
@@ -26,6 +27,7 @@ pub mod intents;
 pub mod link;
 pub mod mechanisms;
 pub mod ml;
+pub mod node_policies;
 pub mod northbound;
 pub mod plan;
 pub mod policies;

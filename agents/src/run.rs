@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 /// What the agents are started with.
 #[derive(Debug, Clone)]
 pub struct AgentsConfig {
-    /// The agent's RocksDB (intents, apps, decisions).
+    /// The agent's RocksDB (intents, apps, decisions; a standalone node's decisions).
     pub dir: PathBuf,
     /// The MAPE period.
     pub period: Duration,
@@ -94,16 +94,26 @@ impl InProcess {
         });
         let (c_up, c_down) = crate::link::local_pair(id(&continuum_cfg, "continuum"), id(&cluster_cfg, "cluster"));
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
+        // The node's decisions land in the same store (one RocksDB per process), so the
+        // continuum's log shows them as soon as they are made.
+        let node_policies = crate::node_policies::builtin(&node_cfg.id, crate::node_policies::NodeConfig::default());
+        let node = Node::new(
+            node_cfg,
+            gateway.clone(),
+            store.clone(),
+            shared.clone(),
+            node_policies,
+            cfg.scheduler.clone(),
+        );
         let cluster = Cluster::new(
             cluster_cfg,
-            gateway.clone(),
+            gateway,
             store,
             shared.clone(),
             crate::policies::builtin(crate::policies::BuiltinConfig::default()),
             cfg.scheduler.clone(),
             Models::default(),
         );
-        let node = Node::new(node_cfg, gateway, shared);
         let shutdown = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(continuum.run(once(c_up), shutdown.clone())),
@@ -186,7 +196,11 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
     match s.tier {
         Tier::Node => {
             let gateway = s.gateway.ok_or_else(|| missing("--gateway"))?;
-            Node::new(tc, gateway, shared).run(parents, shutdown).await;
+            let store = Store::open(&cfg.dir)?;
+            let policies = crate::node_policies::builtin(&tc.id, crate::node_policies::NodeConfig::default());
+            Node::new(tc, gateway, store, shared, policies, cfg.scheduler.clone())
+                .run(parents, shutdown)
+                .await;
         }
         Tier::Cluster => {
             let gateway = s.gateway.ok_or_else(|| missing("--gateway"))?;

@@ -169,7 +169,7 @@ async fn buckets_are_split_across_clusters_by_permission_gdpr_and_load_and_stay_
         .iter()
         .find(|d| d.policy == PLACEMENT_POLICY)
         .expect("a placement decision for g");
-    assert_eq!(d.choice, "cluster c2");
+    assert_eq!((d.choice.as_str(), d.target.as_str()), ("cluster c2", "placement/g"));
     assert!(d.reason.contains("c2") && d.reason.contains("GDPR"), "{}", d.reason);
     assert!(
         d.options

@@ -382,9 +382,9 @@ pub fn resolve(
         )?,
         prefix_depth: args.prefix_depth.or(file.prefix_depth).unwrap_or(1),
     };
-    let hedged_reads = match args.read_strategy.or(file.read_strategy).as_deref() {
-        None | Some("hedged") => true,
-        Some("data-first") => false,
+    let reads = match args.read_strategy.or(file.read_strategy).as_deref() {
+        None | Some("hedged") => control_api::ReadSettings::HEDGED,
+        Some("data-first") => control_api::ReadSettings::DATA_FIRST,
         Some(other) => bail!("read_strategy: {other:?} is neither hedged nor data-first"),
     };
     let migration_mib = args
@@ -464,7 +464,7 @@ pub fn resolve(
             encryption,
             master_keys,
             telemetry: None,
-            hedged_reads,
+            reads,
             migration,
             sweep,
             limits,

@@ -37,7 +37,7 @@ pub struct AgentArgs {
     /// Where the northbound API listens (continuum).
     #[arg(long, env = "MLSYSOPS_AGENT_LISTEN")]
     listen: Option<SocketAddr>,
-    /// The agent's state (cluster and continuum: intents, decisions) [default: ./agent-data].
+    /// The agent's state (intents, decisions; node: its decisions) [default: ./agent-data].
     #[arg(long, env = "MLSYSOPS_AGENT_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// This agent's name (ids are `<name>-<tier>`) [default: the host name, else `agent`].

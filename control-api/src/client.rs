@@ -8,6 +8,7 @@ use crate::backends::{BackendsView, Faults};
 use crate::error::ErrorBody;
 use crate::health::{HealPass, RedundancyView, ScrubPass};
 use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRequest};
+use crate::reads::{ReadSettings, ReadSettingsRequest};
 use crate::routes;
 use crate::storage_policy::{StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView};
 use crate::token::TokenFileError;
@@ -260,6 +261,16 @@ impl Client {
     ) -> Result<MigrationThrottle, ClientError> {
         self.call(Method::PUT, routes::MIGRATION_THROTTLE, None, Some(change))
             .await
+    }
+
+    /// How GETs read now (shard strategy, hedging).
+    pub async fn read_settings(&self) -> Result<ReadSettings, ClientError> {
+        self.call(Method::GET, routes::READS, None, None::<&()>).await
+    }
+
+    /// Changes how GETs read (fields left out keep their value); returns the settings now.
+    pub async fn set_read_settings(&self, change: &ReadSettingsRequest) -> Result<ReadSettings, ClientError> {
+        self.call(Method::PUT, routes::READS, None, Some(change)).await
     }
 
     /// Deploys an MLSysOps application descriptor (`content_type`: `application/json` or
@@ -636,6 +647,60 @@ mod tests {
                 .starts_with("cannot reach the admin API at http://127.0.0.1:1/"),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn read_settings_are_read_and_changed_field_by_field() {
+        use crate::reads::{ReadSettings, ReadSettingsRequest, ReadStrategy};
+        use std::sync::{Arc, Mutex};
+        // A stand-in that keeps the settings and answers a bad body as the gateway does.
+        let state = Arc::new(Mutex::new(ReadSettings::DATA_FIRST));
+        let (get_state, put_state) = (state.clone(), state);
+        let put = move |body: axum::body::Bytes| {
+            let answer = match serde_json::from_slice::<ReadSettingsRequest>(&body) {
+                Ok(req) => {
+                    let mut s = put_state.lock().unwrap();
+                    *s = req.applied_to(*s);
+                    Ok(Json(*s))
+                }
+                Err(e) => Err((AxumStatus::BAD_REQUEST, Json(ErrorBody::new(format!("strategy: {e}"))))),
+            };
+            async move { answer }
+        };
+        let app = Router::new().route(
+            routes::READS,
+            get(move || {
+                let now = *get_state.lock().unwrap();
+                async move { Json(now) }
+            })
+            .put(put),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = Client::at(addr, None).unwrap();
+
+        assert_eq!(c.read_settings().await.unwrap(), ReadSettings::DATA_FIRST);
+        let on = ReadSettingsRequest {
+            hedging: Some(true),
+            ..Default::default()
+        };
+        let now = c.set_read_settings(&on).await.unwrap();
+        assert_eq!((now.strategy, now.hedging), (ReadStrategy::DataFirst, true));
+        let latency = ReadSettingsRequest {
+            strategy: Some(ReadStrategy::Latency),
+            ..Default::default()
+        };
+        assert_eq!(c.set_read_settings(&latency).await.unwrap(), ReadSettings::HEDGED);
+        assert_eq!(c.read_settings().await.unwrap(), ReadSettings::HEDGED);
+
+        let (status, body) = c
+            .send(Method::PUT, routes::READS, Some(br#"{"strategy": "fast"}"#.to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"].as_str().unwrap().starts_with("strategy: "), "{body}");
+        assert_eq!(c.read_settings().await.unwrap(), ReadSettings::HEDGED);
     }
 }
 

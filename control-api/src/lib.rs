@@ -14,6 +14,7 @@ pub mod backends;
 pub mod error;
 pub mod health;
 pub mod migration;
+pub mod reads;
 pub mod routes;
 pub mod storage_policy;
 pub mod token;
@@ -36,6 +37,7 @@ pub use health::{
 };
 pub use migration::{MigrationProgress, MigrationState, MigrationThrottle, MigrationThrottleRequest};
 pub use placement::Redundancy;
+pub use reads::{ReadSettings, ReadSettingsRequest, ReadStrategy};
 #[cfg(feature = "client")]
 pub use reqwest::{Method, StatusCode, Url};
 pub use storage_policy::{

@@ -27,6 +27,8 @@ pub const BUCKET_USAGE: &str = "/api/v1/buckets/{bucket}/usage";
 pub const MIGRATION: &str = "/api/v1/buckets/{bucket}/migration";
 /// `GET`, `PUT`: the migrator's throttle.
 pub const MIGRATION_THROTTLE: &str = "/api/v1/migration";
+/// `GET`, `PUT`: how GETs read (shard strategy, hedging).
+pub const READS: &str = "/api/v1/reads";
 /// `GET`: every background worker's status (healer, scrubber, reaper, migrator).
 pub const WORKERS: &str = "/api/v1/workers";
 /// `PUT`: pause, resume or re-throttle one worker.

@@ -100,7 +100,9 @@ async fn three_tiers_over_grpc_survive_a_killed_cluster_agent() {
             .default_policy("ec-2-1")
             .flag("--agents", "off")
             .switch("--allow-fault-injection")
-            .flag("--audit-interval-secs", 1),
+            .flag("--audit-interval-secs", 1)
+            // Unhedged reads, so that the node agent has a decision of its own to send up.
+            .flag("--read-strategy", "data-first"),
     );
     let dir = srv.scratch_dir();
     let gateway = format!("http://{}", srv.admin_addr());
@@ -150,6 +152,8 @@ async fn three_tiers_over_grpc_survive_a_killed_cluster_agent() {
                 format!("http://{cluster_link}"),
                 "--gateway".into(),
                 gateway.clone(),
+                "--data-dir".into(),
+                dir.join("node").display().to_string(),
             ])
             .collect::<Vec<_>>(),
         &dir.join("node.log"),
@@ -217,6 +221,21 @@ async fn three_tiers_over_grpc_survive_a_killed_cluster_agent() {
         },
     )
     .await;
+    // The node agent's own decision (hedging on) went up through the cluster over gRPC.
+    until(
+        "the node's read decision relayed to the continuum",
+        Duration::from_secs(30),
+        || async {
+            nb.decisions(None, None, None).await.is_ok_and(|p| {
+                p.decisions
+                    .iter()
+                    .any(|d| d.policy == "read_tuner" && d.agent == "t-node" && d.reason.contains("local1"))
+            })
+        },
+    )
+    .await;
+    let (_, reads) = srv.admin("GET", "/api/v1/reads").await;
+    assert_eq!(reads, json!({"strategy": "latency", "hedging": true}));
     reader.abort();
     srv.wait_migration_done("tiers", Duration::from_secs(120)).await;
     let (status, _) = srv.admin("DELETE", "/api/v1/backends/local1/faults").await;

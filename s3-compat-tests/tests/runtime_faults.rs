@@ -13,10 +13,12 @@ use serde_json::{json, Value};
 const SLOW_MS: f64 = 300.0;
 
 /// A server with six local backends (`local0`..`local5`, ec-4-2) whose GETs read the data
-/// shards first and never hedge, so that a slow backend holding a data shard is waited for.
+/// shards first and never hedge, so that a slow backend holding a data shard is waited for
+/// (no agents: the node agent would turn hedging on once it saw the slow backend).
 fn server(allow: bool) -> TestServer {
     let mut opts = ServerOptions::new()
         .flag("--read-strategy", "data-first")
+        .flag("--agents", "off")
         .flag("--scrub-interval-secs", 86400)
         .flag("--heal-interval-secs", 3600);
     if allow {

@@ -32,9 +32,8 @@ pub struct GatewayConfig {
     /// Where backend calls and S3 requests are recorded (the binary builds it, as it owns the
     /// tracing subscriber the OTLP span exporter hooks into); `None`: Prometheus text only.
     pub telemetry: Option<std::sync::Arc<telemetry::Telemetry>>,
-    /// Steer reads by predicted backend latency and hedge laggards (true), or read data shards
-    /// first without hedging.
-    pub hedged_reads: bool,
+    /// How GETs read at start (shard strategy, hedging); the admin API changes it at run time.
+    pub reads: control_api::ReadSettings,
     /// The migrator's throttle at start (the admin API changes it at run time).
     pub migration: crate::engine::migrate::MigrationConfig,
     /// The start-up sweep: grace period, quarantine retention, ownership overrides.

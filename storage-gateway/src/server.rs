@@ -160,7 +160,7 @@ impl Server {
         let encrypt = config.encryption.resolve(backends.iter().any(|b| !b.is_local()));
         tracing::info!(encrypt_new_buckets = encrypt, active_master_key = %keys.active()?.id, "encryption at rest");
         let engine = Engine::with_keys(Catalog::new(Arc::new(store)), backends, Arc::new(keys), telemetry);
-        engine.set_hedged_reads(config.hedged_reads);
+        engine.set_read_settings(config.reads);
         engine.set_durability(config.durability);
         tracing::info!(
             durability = %config.durability,

@@ -330,7 +330,12 @@ impl Scheduler {
         written: &mut Vec<Decision>,
     ) -> Result<()> {
         for mut d in self.log.with_status(DecisionStatus::Pending)? {
-            let done = mechanisms.get(&d.mechanism).is_some_and(|m| m.finished(&d, world));
+            // Another agent's decision in a shared store (the node's beside the cluster's) is
+            // that agent's to settle: this one has not its mechanism to judge it by.
+            let Some(mechanism) = mechanisms.get(&d.mechanism) else {
+                continue;
+            };
+            let done = mechanism.finished(&d, world);
             let age_s = u64::try_from((now - d.updated_ms).max(0) / 1000).unwrap_or(0);
             if done {
                 d.status = DecisionStatus::Applied;

@@ -1,7 +1,8 @@
 //! The cluster agent: configures buckets for the intents the continuum sends down, and every
 //! period observes its gateway, runs its policies and hands their plans to the scheduler.
-//! Decisions go up to the continuum; intents are acknowledged by plan uid, and a uid already
-//! taken (kept in the store) is acknowledged again without acting twice.
+//! Decisions (its own, and those its node agents send up) go up to the continuum; intents are
+//! acknowledged by plan uid, and a uid already taken (kept in the store) is acknowledged again
+//! without acting twice.
 
 use super::{next_envelope, status, Shared, TierConfig};
 use crate::decisions::DecisionLog;
@@ -119,7 +120,16 @@ impl Cluster {
                         }
                     });
                 }
-                Some((remote, env)) = child_rx.recv() => self.on_node_message(remote, env),
+                Some((remote, env)) = child_rx.recv() => {
+                    if env.event == Event::DecisionRecorded {
+                        // A node agent's decision goes on up: the continuum's log shows it.
+                        if let Some(p) = parent.as_mut() {
+                            let _ = p.send(Event::DecisionRecorded, env.plan_uid, env.payload).await;
+                        }
+                    } else {
+                        self.on_node_message(remote, env);
+                    }
+                }
                 env = next_envelope(&mut parent) => match env {
                     Some(env) => {
                         if let Err(e) = self.on_parent_message(env, parent.as_mut()).await {

@@ -285,7 +285,9 @@ impl Continuum {
         let mut plan = Plan::new(
             PLACEMENT_POLICY,
             "intent_dispatch",
-            Plan::bucket_target(&i.bucket),
+            // Its own target: which cluster holds a bucket is not a change of the bucket's
+            // storage, so it must not start the storage policies' cool-down.
+            format!("placement/{}", i.bucket),
             json!({"bucket": i.bucket, "cluster": chosen}),
         );
         plan.bucket = Some(i.bucket.clone());

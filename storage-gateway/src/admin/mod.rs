@@ -1,12 +1,13 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
 //! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
 //! the sliding-window telemetry the agents read, and buckets' storage policies with their
-//! migrations ([`policy`]), and the backends with the faults injected into them at run time
+//! migrations ([`policy`]), how GETs read ([`reads`]), and the backends with the faults injected into them at run time
 //! ([`backends`]). What each endpoint takes and answers is spelled once, in the
 //! `control_api` crate.
 
 mod backends;
 mod policy;
+mod reads;
 mod workers;
 
 use crate::engine::Engine;
@@ -74,6 +75,7 @@ pub fn router(engine: Engine, token: &str, defaults: BucketDefaults, allow_fault
             routes::MIGRATION_THROTTLE,
             get(policy::get_throttle).put(policy::put_throttle),
         )
+        .route(routes::READS, get(reads::get_reads).put(reads::put_reads))
         .route(routes::BUCKET_ADMIN, axum::routing::put(create_bucket))
         .route(routes::WORKERS, get(workers::list))
         .route(routes::WORKER, axum::routing::put(workers::change))

@@ -52,11 +52,39 @@ use tokio::sync::mpsc;
 
 pub use crate::meta::{ListEntry, ListPage, ListQuery, Listed};
 pub use buckets::PolicyChanged;
+pub use control_api::{ReadSettings, ReadStrategy};
 pub use objects::{Commit, CopyTo, EtagCondition, NewObject, PreconditionFailed, Swap, WriteCondition};
 pub use pins::Pins;
 pub use read::ObjectReader;
 pub use uploads::{Completion, NewPart};
 pub use write::{BodyHasher, Target, WrittenSet};
+
+/// The bit of [`ReadStrategy::DataFirst`] in a packed [`ReadSettings`].
+const READS_DATA_FIRST: u8 = 1;
+/// The bit of hedging in a packed [`ReadSettings`].
+const READS_HEDGING: u8 = 2;
+
+/// Both read settings in one atomic word.
+fn pack_reads(s: ReadSettings) -> u8 {
+    let strategy = if s.strategy == ReadStrategy::DataFirst {
+        READS_DATA_FIRST
+    } else {
+        0
+    };
+    strategy | if s.hedging { READS_HEDGING } else { 0 }
+}
+
+/// See [`pack_reads`].
+fn unpack_reads(bits: u8) -> ReadSettings {
+    ReadSettings {
+        strategy: if bits & READS_DATA_FIRST == 0 {
+            ReadStrategy::Latency
+        } else {
+            ReadStrategy::DataFirst
+        },
+        hedging: bits & READS_HEDGING != 0,
+    }
+}
 
 /// Shared state of the engine; cheap to clone.
 #[derive(Clone)]
@@ -78,8 +106,8 @@ struct Inner {
     migrations: migrate::Migrations,
     /// The background workers: the reaper, and whatever the server spawns beside it.
     workers: workers::Runner,
-    /// Reads steered by latency and hedged (true), or data shards first, never hedged.
-    hedged_reads: std::sync::atomic::AtomicBool,
+    /// How GETs read, packed by [`pack_reads`] so a reader sees one consistent setting.
+    reads: std::sync::atomic::AtomicU8,
     /// `--durability relaxed`: commits are acknowledged and reaped without a WAL sync.
     relaxed: std::sync::atomic::AtomicBool,
     /// The group commit of the catalog's WAL syncs.
@@ -118,7 +146,7 @@ impl Engine {
                 stragglers: write::Stragglers::default(),
                 migrations: migrate::Migrations::new(migrate::MigrationConfig::default()),
                 workers: workers::Runner::new(),
-                hedged_reads: std::sync::atomic::AtomicBool::new(true),
+                reads: std::sync::atomic::AtomicU8::new(pack_reads(ReadSettings::HEDGED)),
                 relaxed: std::sync::atomic::AtomicBool::new(false),
                 wal: GroupSync::default(),
             }),
@@ -168,16 +196,20 @@ impl Engine {
         &self.inner.telemetry
     }
 
-    /// Whether reads pick shards by predicted latency and hedge laggards (the default), or ask
-    /// data shards first and wait for them (the baseline the hedging benchmark compares with).
-    pub fn set_hedged_reads(&self, on: bool) {
-        self.inner.hedged_reads.store(on, std::sync::atomic::Ordering::Relaxed);
+    /// How GETs read from now on: which shards they ask first (by predicted latency, or data
+    /// shards first) and whether a lagging shard is hedged; changeable at run time (the admin
+    /// API's `/api/v1/reads`, the node agent): each window a GET reads takes the settings in
+    /// force when the window starts.
+    pub fn set_read_settings(&self, settings: ReadSettings) {
+        self.inner
+            .reads
+            .store(pack_reads(settings), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// See [`Engine::set_hedged_reads`].
+    /// See [`Engine::set_read_settings`].
     #[must_use]
-    pub fn hedged_reads(&self) -> bool {
-        self.inner.hedged_reads.load(std::sync::atomic::Ordering::Relaxed)
+    pub fn read_settings(&self) -> ReadSettings {
+        unpack_reads(self.inner.reads.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Sets how durable a write is when it is acknowledged, for the catalog and for every

@@ -6,13 +6,15 @@
 //! asks further shards for whatever is still missing. A shard that lags past its backend's
 //! predicted p95 is hedged: one more shard is asked, and the first k good answers win (the rest
 //! are cancelled). Shards found missing, corrupt or forged are queued for repair; backends that
-//! failed are tried last for the rest of the read.
+//! failed are tried last for the rest of the read. Both are run-time settings
+//! ([`Engine::set_read_settings`]): the `data-first` strategy asks data shards first whatever
+//! their backends' speed, and hedging off waits on a lagging shard until it answers or fails.
 //!
 //! An encrypted block that fails authentication as decoded had a shard rewritten with a valid
 //! checksum: every shard of the window is read, the block is decoded from other combinations
 //! of them until one authenticates, and the shards that disagree with it are queued for repair.
 
-use super::{Engine, Pins};
+use super::{Engine, Pins, ReadStrategy};
 use crate::backend::Backend;
 use crate::codec::{Codec, Faults, Layout};
 use crate::crypto::{open_set_key, open_set_mac, CustomerKey, SetCipher};
@@ -419,12 +421,16 @@ impl FetchPlan {
     fn new(engine: &Engine, cur: &SegmentCursor) -> Self {
         let k = cur.layout.k;
         let telemetry = engine.telemetry();
-        let hedged = engine.hedged_reads();
+        let settings = engine.read_settings();
+        let by_latency = settings.strategy == ReadStrategy::Latency;
+        let hedged = settings.hedging;
+        // Data-first without hedging needs no prediction at all: every shard ranks as typical,
+        // so data shards come first in order.
         let predictions: Vec<_> = cur
             .segment
             .backends
             .iter()
-            .map(|b| telemetry.predict(b, BackendOp::Get).filter(|_| hedged))
+            .map(|b| telemetry.predict(b, BackendOp::Get).filter(|_| by_latency || hedged))
             .collect();
         // A backend without a recent record ranks as a typical one (the median of the known):
         // it is asked when it holds a data shard, which is how a backend that was avoided for
@@ -434,7 +440,10 @@ impl FetchPlan {
         known.sort_unstable();
         let typical = known.get(known.len() / 2).copied().unwrap_or_default();
         let score = |i: usize| {
-            let p50 = predictions[i].as_ref().map_or(typical, |p| p.p50);
+            let p50 = predictions[i]
+                .as_ref()
+                .filter(|_| by_latency)
+                .map_or(typical, |p| p.p50);
             p50 + if i < k { Duration::ZERO } else { PARITY_PENALTY }
         };
         let mut ranked: Vec<usize> = (0..predictions.len()).collect();

@@ -635,3 +635,15 @@ async fn replaced_sets_wait_for_a_durable_commit() {
     assert_eq!((gate.syncs(), gate.waiting()), (syncs, 0), "{case}: no sync asked for");
     gate.set(false);
 }
+
+#[test]
+fn read_settings_pack_into_one_word_and_back() {
+    for strategy in [ReadStrategy::Latency, ReadStrategy::DataFirst] {
+        for hedging in [false, true] {
+            let s = ReadSettings { strategy, hedging };
+            assert_eq!(unpack_reads(pack_reads(s)), s);
+        }
+    }
+    assert_eq!(unpack_reads(pack_reads(ReadSettings::default())), ReadSettings::HEDGED);
+    assert_ne!(pack_reads(ReadSettings::HEDGED), pack_reads(ReadSettings::DATA_FIRST));
+}
