@@ -42,6 +42,7 @@ impl TestServer {
             .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
                 aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
             ))
+            .pool_idle_timeout(POOL_IDLE)
             .build_with_resolver(LoopbackResolver);
         let log = RequestLog::default();
         let conf = base_config(ACCESS_KEY, SECRET_KEY)
@@ -54,8 +55,21 @@ impl TestServer {
     }
 }
 
+/// How long a client keeps an idle connection for reuse: well under the gateway's 20 s
+/// header timeout, which also closes idle HTTP/1.1 connections. With the SDK's 90 s default a
+/// request sent on a connection idle for about 20 s meets the server closing it ("connection
+/// closed before message completed"); real clients retry that, but these have retries off.
+const POOL_IDLE: Duration = Duration::from_secs(10);
+
 fn base_config(access_key: &str, secret_key: &str) -> aws_sdk_s3::config::Builder {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .pool_idle_timeout(POOL_IDLE)
+        .build_https();
     aws_sdk_s3::Config::builder()
+        .http_client(http_client)
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .credentials_provider(Credentials::new(access_key, secret_key, None, None, "s3-compat-tests"))
