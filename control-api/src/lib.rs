@@ -41,8 +41,8 @@ pub use reads::{ReadSettings, ReadSettingsRequest, ReadStrategy};
 #[cfg(feature = "client")]
 pub use reqwest::{Method, StatusCode, Url};
 pub use storage_policy::{
-    BackendsField, LocationRestrictions, StoragePolicyChange, StoragePolicyChanged, StoragePolicyHistory,
-    StoragePolicyRequest, StoragePolicyView,
+    BackendsField, LocationRestrictions, PrefixPolicyRequest, PrefixPolicyView, StoragePolicyChange,
+    StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView,
 };
 pub use token::{admin_token, admin_token_from_env, TokenFileError, ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
 pub use usage::BucketUsage;

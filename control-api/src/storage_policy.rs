@@ -56,6 +56,47 @@ pub struct StoragePolicyRequest {
     /// Why (agents give their explanation).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The prefix rules, replacing the current ones (`[]` removes them all; absent: kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefixes: Option<Vec<PrefixPolicyRequest>>,
+}
+
+/// The code and backends of the keys under one prefix, overriding the bucket's for them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixPolicyRequest {
+    /// Keys starting with it (non-empty; the longest matching rule wins).
+    pub prefix: String,
+    /// `ec-K-M` or `replicate-N` (excludes `k` and `m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preset: Option<String>,
+    /// Data shards (default: the bucket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<u8>,
+    /// Parity shards (default: the bucket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<u8>,
+    /// Eligible backends (default: the bucket's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<BackendsField>,
+}
+
+/// A prefix rule as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixPolicyView {
+    /// Keys starting with it.
+    pub prefix: String,
+    /// k and m as a preset name.
+    pub preset: String,
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// Selector text (`""` = all backends).
+    pub backends: String,
+    /// Backends the selector admits now (absent in history entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eligible: Option<Vec<String>>,
 }
 
 impl StoragePolicyRequest {
@@ -151,6 +192,9 @@ pub struct StoragePolicyView {
     /// history entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warnings: Option<Vec<String>>,
+    /// Prefix rules overriding the code and backends for the keys under them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixPolicyView>,
 }
 
 /// The answer of a storage policy change.

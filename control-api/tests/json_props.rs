@@ -60,7 +60,7 @@ prop_compose! {
         StoragePolicyRequest {
             preset, k, m, block_size, backends, encryption, server_side_encryption, redundancy,
             max_latency, min_download_speed, location_restrictions, policy_update_token, automatic,
-            changed_by, reason,
+            changed_by, reason, prefixes: None,
         }
     }
 }

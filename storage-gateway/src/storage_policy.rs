@@ -8,14 +8,22 @@
 
 use crate::engine::{Engine, PolicyChanged};
 use crate::error::Error;
+use crate::records::PrefixRule;
 use crate::records::{now_ms, BucketRecord, ChangeInfo, PolicyChange};
-use control_api::{BackendsField, LocationRestrictions, StoragePolicyChange, StoragePolicyRequest, StoragePolicyView};
+use control_api::{
+    BackendsField, LocationRestrictions, PrefixPolicyRequest, PrefixPolicyView, StoragePolicyChange,
+    StoragePolicyRequest, StoragePolicyView,
+};
 use placement::{BackendSelector, BucketPolicy};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// Shortest policy update token accepted: it is a credential.
 const MIN_TOKEN_LEN: usize = 8;
+/// Most prefix rules a bucket holds: each write looks them all up.
+pub const MAX_PREFIX_RULES: usize = 64;
+/// Longest prefix of a rule, in bytes (S3 keys are at most 1024).
+const MAX_PREFIX_BYTES: usize = 1024;
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +81,18 @@ pub fn view(bucket: &str, rec: &BucketRecord, engine: Option<&Engine>) -> Storag
         automatic: changed.automatic,
         reason: changed.reason,
         warnings: engine.map(|e| warnings(e, rec)),
+        prefixes: rec
+            .prefixes
+            .iter()
+            .map(|r| PrefixPolicyView {
+                prefix: r.prefix.clone(),
+                preset: r.policy.to_string(),
+                k: r.policy.k,
+                m: r.policy.m,
+                backends: r.backends.to_string(),
+                eligible: engine.map(|e| e.eligible(&r.backends)),
+            })
+            .collect(),
     }
 }
 
@@ -210,70 +230,39 @@ pub fn decide(
     }
     new.policy = policy;
     // Backends.
-    let mut selector = match &req.backends {
+    let selector = match &req.backends {
         None => cur.backends.clone(),
-        Some(BackendsField::Selector(s)) if s.trim().is_empty() => BackendSelector::default(),
-        Some(BackendsField::Selector(s)) => s
-            .parse()
-            .map_err(|e: placement::SelectorError| invalid(e.to_string()))?,
-        Some(BackendsField::Ids(ids)) => {
-            if ids
-                .iter()
-                .any(|i| i.trim().is_empty() || i.contains(',') || i.contains('='))
-            {
-                return Err(invalid(format!("backends {ids:?}: every entry must be a backend id")));
-            }
-            BackendSelector {
-                labels: Vec::new(),
-                ids: ids.clone(),
-            }
-        }
+        Some(field) => parse_selector(engine, field)?,
     };
-    let configured: Vec<&str> = engine.backends().iter().map(crate::backend::Backend::id).collect();
-    if let Some(unknown) = selector.ids.iter().find(|i| !configured.contains(&i.as_str())) {
-        return Err(invalid(format!(
-            "unknown backend {unknown:?} (configured: {})",
-            configured.join(", ")
-        )));
-    }
-    let gdpr_term = ("gdpr".to_owned(), "true".to_owned());
-    selector.labels.retain(|t| *t != gdpr_term);
-    if new.intent.gdpr {
-        let outside: Vec<&str> = selector
-            .ids
-            .iter()
-            .filter(|id| engine.backend(id).is_ok_and(|b| !b.labels().gdpr))
-            .map(String::as_str)
-            .collect();
-        if !outside.is_empty() {
+    new.backends = fit_selector(engine, selector, policy, new.intent.gdpr, "")?;
+    // Prefix rules: replaced when given; every rule, old or new, must meet the bucket's intent
+    // as it is now (a stricter redundancy or GDPR binds them too).
+    if let Some(rules) = &req.prefixes {
+        if rules.len() > MAX_PREFIX_RULES {
             return Err(invalid(format!(
-                "location_restrictions.gdpr is set but backends {} are not labelled gdpr = true",
-                outside.join(", ")
+                "prefixes: {} rules, more than the {MAX_PREFIX_RULES} a bucket may hold",
+                rules.len()
             )));
         }
-        if selector.ids.is_empty() || !selector.labels.is_empty() {
-            selector.labels.push(gdpr_term);
-        }
-    }
-    let eligible = engine.eligible(&selector);
-    if policy.shards() > eligible.len() {
-        return Err(invalid(format!(
-            "policy {policy} needs {} backends, {} eligible ({}{})",
-            policy.shards(),
-            eligible.len(),
-            if selector.is_all() {
-                "all configured".to_owned()
-            } else {
-                format!("matching {selector}")
-            },
-            if eligible.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", eligible.join(", "))
+        let mut parsed: Vec<PrefixRule> = Vec::with_capacity(rules.len());
+        for r in rules {
+            let rule = prefix_rule(engine, r, &new)?;
+            if parsed.iter().any(|p| p.prefix == rule.prefix) {
+                return Err(invalid(format!("prefixes: prefix {:?} is given twice", rule.prefix)));
             }
-        )));
+            parsed.push(rule);
+        }
+        new.prefixes = parsed;
     }
-    new.backends = selector;
+    let (gdpr, block_size) = (new.intent.gdpr, new.policy.block_size);
+    for rule in &mut new.prefixes {
+        let what = format!("prefix {:?}: ", rule.prefix);
+        rule.policy.block_size = block_size;
+        if let Some(why) = new.intent.parity_shortfall(rule.policy.m) {
+            return Err(invalid(format!("{what}{why}")));
+        }
+        rule.backends = fit_selector(engine, rule.backends.clone(), rule.policy, gdpr, &what)?;
+    }
     // Encryption.
     let sse = match req
         .server_side_encryption
@@ -320,6 +309,133 @@ pub fn decide(
     Ok(new)
 }
 
+/// The selector a `backends` field names, its ids checked against the configured backends.
+fn parse_selector(engine: &Engine, field: &BackendsField) -> Result<BackendSelector, Refusal> {
+    let invalid = |m: String| Refusal::Invalid(m);
+    let selector = match field {
+        BackendsField::Selector(s) if s.trim().is_empty() => BackendSelector::default(),
+        BackendsField::Selector(s) => s
+            .parse()
+            .map_err(|e: placement::SelectorError| invalid(e.to_string()))?,
+        BackendsField::Ids(ids) => {
+            if ids
+                .iter()
+                .any(|i| i.trim().is_empty() || i.contains(',') || i.contains('='))
+            {
+                return Err(invalid(format!("backends {ids:?}: every entry must be a backend id")));
+            }
+            BackendSelector {
+                labels: Vec::new(),
+                ids: ids.clone(),
+            }
+        }
+    };
+    let configured: Vec<&str> = engine.backends().iter().map(crate::backend::Backend::id).collect();
+    if let Some(unknown) = selector.ids.iter().find(|i| !configured.contains(&i.as_str())) {
+        return Err(invalid(format!(
+            "unknown backend {unknown:?} (configured: {})",
+            configured.join(", ")
+        )));
+    }
+    Ok(selector)
+}
+
+/// `selector` restricted to GDPR-labelled backends when `gdpr`, and checked to admit enough
+/// backends for `policy`; `what` starts each refusal (empty for the bucket's own).
+fn fit_selector(
+    engine: &Engine,
+    mut selector: BackendSelector,
+    policy: BucketPolicy,
+    gdpr: bool,
+    what: &str,
+) -> Result<BackendSelector, Refusal> {
+    let invalid = |m: String| Refusal::Invalid(format!("{what}{m}"));
+    let gdpr_term = ("gdpr".to_owned(), "true".to_owned());
+    selector.labels.retain(|t| *t != gdpr_term);
+    if gdpr {
+        let outside: Vec<&str> = selector
+            .ids
+            .iter()
+            .filter(|id| engine.backend(id).is_ok_and(|b| !b.labels().gdpr))
+            .map(String::as_str)
+            .collect();
+        if !outside.is_empty() {
+            return Err(invalid(format!(
+                "location_restrictions.gdpr is set but backends {} are not labelled gdpr = true",
+                outside.join(", ")
+            )));
+        }
+        if selector.ids.is_empty() || !selector.labels.is_empty() {
+            selector.labels.push(gdpr_term);
+        }
+    }
+    let eligible = engine.eligible(&selector);
+    if policy.shards() > eligible.len() {
+        return Err(invalid(format!(
+            "policy {policy} needs {} backends, {} eligible ({}{})",
+            policy.shards(),
+            eligible.len(),
+            if selector.is_all() {
+                "all configured".to_owned()
+            } else {
+                format!("matching {selector}")
+            },
+            if eligible.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", eligible.join(", "))
+            }
+        )));
+    }
+    Ok(selector)
+}
+
+/// The prefix rule `r` asks for; code and backends default to the bucket's (`bucket`, already
+/// decided). GDPR and the backend count are checked afterwards, with every other rule.
+fn prefix_rule(engine: &Engine, r: &PrefixPolicyRequest, bucket: &BucketRecord) -> Result<PrefixRule, Refusal> {
+    let what = format!("prefix {:?}: ", r.prefix);
+    let invalid = |m: String| Refusal::Invalid(format!("{what}{m}"));
+    if r.prefix.is_empty() {
+        return Err(Refusal::Invalid(
+            "prefixes: a rule's prefix must not be empty (the bucket's own policy covers every key)".into(),
+        ));
+    }
+    if r.prefix.len() > MAX_PREFIX_BYTES {
+        return Err(Refusal::Invalid(format!(
+            "prefixes: a prefix of {} bytes is longer than the {MAX_PREFIX_BYTES} a key may have",
+            r.prefix.len()
+        )));
+    }
+    let (k, m) = match (&r.preset, r.k, r.m) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(invalid("give either preset or k and m, not both".into()));
+        }
+        (Some(p), None, None) => {
+            let p: BucketPolicy = p.parse().map_err(|e: placement::PolicyError| invalid(e.to_string()))?;
+            (p.k, p.m)
+        }
+        (None, k, m) => (k.unwrap_or(bucket.policy.k), m.unwrap_or(bucket.policy.m)),
+    };
+    let policy = BucketPolicy {
+        k,
+        m,
+        block_size: bucket.policy.block_size,
+    };
+    policy.validate().map_err(|e| invalid(e.to_string()))?;
+    let backends = match &r.backends {
+        None => bucket.backends.clone(),
+        Some(field) => parse_selector(engine, field).map_err(|e| match e {
+            Refusal::Invalid(m) => invalid(m),
+            other => other,
+        })?,
+    };
+    Ok(PrefixRule {
+        prefix: r.prefix.clone(),
+        policy,
+        backends,
+    })
+}
+
 /// What [`apply`] did.
 pub struct Applied {
     /// Whether anything changed (a new epoch began).
@@ -346,7 +462,8 @@ pub fn apply(engine: &Engine, bucket: &str, req: &StoragePolicyRequest) -> Resul
                 && new.backends == cur.backends
                 && new.encrypted == cur.encrypted
                 && new.intent == cur.intent
-                && new.update_token_sha256 == cur.update_token_sha256;
+                && new.update_token_sha256 == cur.update_token_sha256
+                && new.prefixes == cur.prefixes;
             (!same).then_some(new)
         })
     })?;
@@ -359,6 +476,7 @@ pub fn apply(engine: &Engine, bucket: &str, req: &StoragePolicyRequest) -> Resul
                 new = %new.policy,
                 backends = %new.backends,
                 encrypted = new.encrypted,
+                prefix_rules = new.prefixes.len(),
                 by = new.changed.as_ref().map_or("", |c| c.by.as_str()),
                 automatic = req.automatic,
                 "storage policy changed"
@@ -408,6 +526,7 @@ mod tests {
             intent: placement::BucketIntent::default(),
             update_token_sha256: None,
             changed: None,
+            prefixes: Vec::new(),
         };
         e.create_bucket("b", &rec).unwrap();
         e
@@ -588,5 +707,96 @@ mod tests {
         assert_eq!(last.old.intent.max_latency_ms, None);
         assert_eq!(h[0].change.by, "admin");
         assert_eq!((h[0].old.policy.m, h[0].new.policy.m), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn prefix_rules_override_code_and_backends_for_their_keys_and_meet_the_intent() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = engine(dir.path());
+        let a = apply(
+            &e,
+            "b",
+            &req(r#"{"prefixes": [
+                {"prefix": "cold/", "preset": "ec-4-1", "backends": ["local1", "local2", "local3", "local4", "local5"]},
+                {"prefix": "cold/hot/", "k": 2, "m": 2},
+                {"prefix": "logs/", "backends": "local3,local4,local5", "k": 2, "m": 1}
+            ]}"#),
+        )
+        .unwrap();
+        assert!(a.changed, "a new epoch: the migrator revisits every object");
+        let r = &a.record;
+        assert_eq!(r.policy_epoch, 2);
+        let layout = |key: &str| {
+            let (p, sel) = r.layout_for(key);
+            (p.to_string(), e.eligible(sel))
+        };
+        let all: Vec<String> = (0..6).map(|i| format!("local{i}")).collect();
+        assert_eq!(layout("photos/a"), ("ec-4-2".to_owned(), all.clone()));
+        assert_eq!(
+            layout("cold"),
+            ("ec-4-2".to_owned(), all.clone()),
+            "a prefix is not its key"
+        );
+        assert_eq!(layout("cold/x"), ("ec-4-1".to_owned(), all[1..].to_vec()));
+        assert_eq!(
+            layout("cold/hot/y"),
+            ("ec-2-2".to_owned(), all.clone()),
+            "the longest prefix wins"
+        );
+        assert_eq!(layout("logs/1").1, ["local3", "local4", "local5"]);
+        assert!(r.prefixes.iter().all(|p| p.policy.block_size == r.policy.block_size));
+        let v = view("b", r, Some(&e));
+        assert_eq!(v.prefixes.len(), 3);
+        assert_eq!(
+            (v.prefixes[0].prefix.as_str(), v.prefixes[0].preset.as_str()),
+            ("cold/", "ec-4-1")
+        );
+        assert_eq!(
+            v.prefixes[2].eligible.as_deref(),
+            Some(&["local3".to_owned(), "local4".to_owned(), "local5".to_owned()][..])
+        );
+        // Other changes keep the rules; rules bind to the intent as it becomes.
+        let kept = apply(&e, "b", &req(r#"{"max_latency": 80}"#)).unwrap();
+        assert_eq!(kept.record.prefixes, r.prefixes);
+        let cases = [
+            (r#"{"redundancy": "high"}"#, "prefix \"cold/\": "),
+            (
+                r#"{"location_restrictions": {"gdpr": true}, "preset": "ec-2-1"}"#,
+                "prefix \"cold/\": location_restrictions.gdpr is set but backends local1, local2 are not labelled",
+            ),
+            (r#"{"prefixes": [{"prefix": ""}]}"#, "must not be empty"),
+            (r#"{"prefixes": [{"prefix": "a/"}, {"prefix": "a/"}]}"#, "given twice"),
+            (
+                r#"{"prefixes": [{"prefix": "a/", "preset": "ec-8-4"}]}"#,
+                "prefix \"a/\": policy ec-8-4 needs 12 backends, 6 eligible",
+            ),
+            (
+                r#"{"prefixes": [{"prefix": "a/", "preset": "ec-2-1", "k": 2}]}"#,
+                "prefix \"a/\": give either preset",
+            ),
+            (
+                r#"{"prefixes": [{"prefix": "a/", "backends": ["nope"]}]}"#,
+                "prefix \"a/\": unknown backend \"nope\"",
+            ),
+            (r#"{"prefixes": [{"prefix": "a/", "colour": 1}]}"#, "PARSE"),
+        ];
+        for (body, want) in cases {
+            if want == "PARSE" {
+                assert!(serde_json::from_str::<StoragePolicyRequest>(body).is_err(), "{body}");
+                continue;
+            }
+            match apply(&e, "b", &req(body)) {
+                Err(Refusal::Invalid(m)) => assert!(m.contains(want), "{body}: {m:?} lacks {want:?}"),
+                other => panic!("{body}: {:?}", other.map(|a| a.record.prefixes)),
+            }
+        }
+        let many: Vec<String> = (0..=MAX_PREFIX_RULES)
+            .map(|i| format!(r#"{{"prefix": "p{i}/"}}"#))
+            .collect();
+        let body = format!(r#"{{"prefixes": [{}]}}"#, many.join(","));
+        assert!(matches!(apply(&e, "b", &req(&body)), Err(Refusal::Invalid(m)) if m.contains("more than the 64")));
+        let cleared = apply(&e, "b", &req(r#"{"prefixes": []}"#)).unwrap();
+        assert!(cleared.changed && cleared.record.prefixes.is_empty());
+        assert_eq!(cleared.record.layout_for("cold/x").0.to_string(), "ec-4-2");
     }
 }

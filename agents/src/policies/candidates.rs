@@ -711,6 +711,7 @@ pub(crate) mod testkit {
                 automatic: false,
                 reason: String::new(),
                 warnings: None,
+                prefixes: Vec::new(),
             },
             intent: Some(intent),
             token: Some("token-123456".into()),

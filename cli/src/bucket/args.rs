@@ -255,6 +255,7 @@ impl SetArgs {
             automatic: self.automatic,
             changed_by: self.changed_by.clone(),
             reason: self.reason.clone(),
+            prefixes: None,
         }
     }
 }

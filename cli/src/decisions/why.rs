@@ -178,6 +178,7 @@ mod tests {
             automatic,
             reason: if automatic { "drain aws-us" } else { "move to EU" }.into(),
             warnings: None,
+            prefixes: Vec::new(),
         }
     }
 

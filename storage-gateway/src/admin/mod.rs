@@ -227,6 +227,7 @@ async fn create_bucket(State(st): State<AdminState>, Path(bucket): Path<String>)
         intent: placement::BucketIntent::default(),
         update_token_sha256: None,
         changed: None,
+        prefixes: Vec::new(),
     };
     match st.engine.create_bucket(&bucket, &rec) {
         Ok(()) => {

@@ -382,6 +382,7 @@ mod tests {
             intent: placement::BucketIntent::default(),
             update_token_sha256: None,
             changed: None,
+            prefixes: Vec::new(),
         }
     }
 

@@ -341,13 +341,16 @@ impl Engine {
     }
 
     /// A healthy configured backend to hold shard `idx` of `segment` instead of a backend that
-    /// is gone: eligible for the owning bucket, not holding another shard of the set (`taken`),
-    /// chosen by rendezvous hashing on the set so repeated passes agree.
+    /// is gone: eligible for the owning object (its bucket's backends, or its prefix rule's),
+    /// not holding another shard of the set (`taken`), chosen by rendezvous hashing on the set
+    /// so repeated passes agree.
     fn replacement(&self, segment: &Segment, idx: usize, taken: &[String]) -> Result<Option<Backend>> {
         let selector = match self.catalog().set(segment.set)?.and_then(|r| r.owner) {
-            Some(SetOwner::Object { bucket, .. }) => {
-                self.catalog().bucket(&bucket)?.map(|b| b.backends).unwrap_or_default()
-            }
+            Some(SetOwner::Object { bucket, key }) => self
+                .catalog()
+                .bucket(&bucket)?
+                .map(|b| b.layout_for(&key).1.clone())
+                .unwrap_or_default(),
             _ => placement::BackendSelector::default(),
         };
         let candidates: Vec<&Backend> = self

@@ -608,7 +608,8 @@ impl Engine {
         rec: &BucketRecord,
         eligible: &[String],
     ) -> std::result::Result<Step, String> {
-        let p = rec.policy;
+        // The key's own code: its prefix rule's, if one matches.
+        let p = rec.layout_for(key).0;
         let customer = matches!(
             seg.encryption.as_ref().map(|e| &e.wrapped_by),
             Some(KeyWrap::Customer { .. })
@@ -657,7 +658,7 @@ impl Engine {
     #[must_use]
     pub fn conforms(&self, key: &str, seg: &Segment, rec: &BucketRecord) -> bool {
         matches!(
-            self.step_for(key, seg, rec, &self.eligible(&rec.backends)),
+            self.step_for(key, seg, rec, &self.eligible(rec.layout_for(key).1)),
             Ok(Step::Keep)
         )
     }
@@ -677,7 +678,7 @@ impl Engine {
         if straggling {
             return Ok(Outcome::Later);
         }
-        let eligible = self.eligible(&rec.backends);
+        let eligible = self.eligible(rec.layout_for(key).1);
         let mut steps = Vec::with_capacity(m.segments.len());
         for seg in &m.segments {
             match self.step_for(key, seg, rec, &eligible) {
@@ -788,10 +789,7 @@ impl Engine {
         let reader = self.reader(bucket, key, m, pins, range);
         let body = throttled(self.clone(), reader);
         let hasher = BodyHasher::new(s3s::checksum::ChecksumHasher::default());
-        let target = Target {
-            policy: rec.policy,
-            eligible: &rec.backends,
-        };
+        let target = Target::for_key(rec, key);
         let (w, hasher) = self.write_set_with(key, target, body, hasher, &encryption).await?;
         let plain_md5 = m.segments.len() == 1 && m.parts_count.is_none() && seg.encryption.is_none();
         let mismatch = if hasher.size != seg.size {

@@ -278,7 +278,7 @@ impl Engine {
         to: CopyTo<'_>,
         headers: ContentHeaders,
     ) -> Result<ObjectManifest> {
-        let target = Target::for_bucket(to.record);
+        let target = Target::for_key(to.record, to.key);
         let (written, hasher) = self.write_copy(source, to.key, target, hasher, to.encryption).await?;
         let (md5, checksums) = hasher.finish();
         let object = NewObject {

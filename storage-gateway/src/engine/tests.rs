@@ -58,6 +58,7 @@ impl Rig {
             intent: placement::BucketIntent::default(),
             update_token_sha256: None,
             changed: None,
+            prefixes: Vec::new(),
         };
         engine.create_bucket(B, &rec).expect("creating the bucket");
         Self { engine, _meta: meta }
@@ -70,7 +71,7 @@ impl Rig {
         let hasher = BodyHasher::carrying(&Checksums::default());
         let (written, hasher) = self
             .engine
-            .write_set_with(key, Target::for_bucket(&rec), body, hasher, &Encryption::None)
+            .write_set_with(key, Target::for_key(&rec, key), body, hasher, &Encryption::None)
             .await
             .unwrap_or_else(|e| panic!("{case}: writing {key}: {e}"));
         let (md5, checksums) = hasher.finish();
@@ -449,6 +450,7 @@ async fn sets_written_before_keyed_integrity_read_beside_keyed_ones() {
         intent: placement::BucketIntent::default(),
         update_token_sha256: None,
         changed: None,
+        prefixes: Vec::new(),
     };
     before.engine.create_bucket(B, &rec).expect("creating the bucket");
     let old_bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();

@@ -126,13 +126,12 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// Where and how `bucket`'s new shard sets are written.
+    /// Where and how `bucket`'s new shard sets for `key` are written: the code and backends
+    /// of its prefix rule, if one matches, else the bucket's.
     #[must_use]
-    pub fn for_bucket(bucket: &'a BucketRecord) -> Self {
-        Self {
-            policy: bucket.policy,
-            eligible: &bucket.backends,
-        }
+    pub fn for_key(bucket: &'a BucketRecord, key: &str) -> Self {
+        let (policy, eligible) = bucket.layout_for(key);
+        Self { policy, eligible }
     }
 }
 

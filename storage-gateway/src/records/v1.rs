@@ -57,6 +57,40 @@ pub struct BucketRecord {
     /// Who made the current epoch's change, when and why (absent for epoch 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed: Option<ChangeInfo>,
+    /// Codes and backends of the keys under some prefixes, overriding `policy` and `backends`
+    /// for them (the longest matching prefix wins; absent: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<PrefixRule>,
+}
+
+/// The code and backends of the keys under one prefix of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrefixRule {
+    /// Keys starting with it (never empty).
+    pub prefix: String,
+    /// Their code (the block size is the bucket's).
+    pub policy: placement::BucketPolicy,
+    /// Backends their shards may go to (absent: all of them).
+    #[serde(default, skip_serializing_if = "placement::BackendSelector::is_all")]
+    pub backends: placement::BackendSelector,
+}
+
+impl BucketRecord {
+    /// The code and backends of `key`: its longest matching prefix rule's, else the bucket's.
+    #[must_use]
+    pub fn layout_for(&self, key: &str) -> (placement::BucketPolicy, &placement::BackendSelector) {
+        self.rule_for(key)
+            .map_or((self.policy, &self.backends), |r| (r.policy, &r.backends))
+    }
+
+    /// The prefix rule `key` falls under, if any (the longest matching one).
+    #[must_use]
+    pub fn rule_for(&self, key: &str) -> Option<&PrefixRule> {
+        self.prefixes
+            .iter()
+            .filter(|r| key.starts_with(r.prefix.as_str()))
+            .max_by_key(|r| r.prefix.len())
+    }
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -45,6 +45,7 @@ impl Gateway {
             intent: placement::BucketIntent::default(),
             update_token_sha256: None,
             changed: None,
+            prefixes: Vec::new(),
         };
         self.engine.create_bucket(&input.bucket, &rec)?;
         tracing::info!(bucket = %input.bucket, %policy, backends = %rec.backends, encrypted = rec.encrypted, "bucket created");

@@ -101,7 +101,7 @@ impl Gateway {
             src.headers.clone()
         };
         let _memory = self
-            .reserve_memory(&dst.policy, Some(src.size), src.size, &input.key)
+            .reserve_memory(&dst.layout_for(&input.key).0, Some(src.size), src.size, &input.key)
             .await?;
         let reader = self
             .engine

@@ -109,7 +109,7 @@ impl Gateway {
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                Target::for_bucket(&bucket),
+                Target::for_key(&bucket, &input.key),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
@@ -182,7 +182,9 @@ impl Gateway {
             return Err(s3_error!(InvalidRequest, "a part may hold at most 5 GiB"));
         }
         let len = range.end - range.start;
-        let _memory = self.reserve_memory(&bucket.policy, Some(len), len, &input.key).await?;
+        let _memory = self
+            .reserve_memory(&bucket.layout_for(&input.key).0, Some(len), len, &input.key)
+            .await?;
         let reader = self
             .engine
             .reader(&src_bucket, &src_key, &src, pins, range)
@@ -190,7 +192,13 @@ impl Gateway {
         let hasher = BodyHasher::new(Default::default());
         let (written, hasher) = self
             .engine
-            .write_copy(reader, &input.key, Target::for_bucket(&bucket), hasher, &encryption)
+            .write_copy(
+                reader,
+                &input.key,
+                Target::for_key(&bucket, &input.key),
+                hasher,
+                &encryption,
+            )
             .await?;
         let md5: [u8; 16] = hasher.md5.finalize().into();
         let part = NewPart {

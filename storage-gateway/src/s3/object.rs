@@ -114,7 +114,7 @@ impl Gateway {
         let (written, md5, checksums) = self
             .store_body(
                 &input.key,
-                Target::for_bucket(&bucket),
+                Target::for_key(&bucket, &input.key),
                 IncomingBody {
                     provided: provided_checksums!(input),
                     body: input.body,
