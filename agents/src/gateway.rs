@@ -106,9 +106,60 @@ const USAGE_MAX_AGE_MS: i64 = 60_000;
 #[derive(Default)]
 pub struct Observer {
     down_since: HashMap<String, i64>,
-    /// Bucket -> (when counted, Unix ms; logical bytes).
-    usage: HashMap<String, (i64, u64)>,
+    /// Bucket -> (when counted, Unix ms; what it holds).
+    usage: HashMap<String, (i64, control_api::BucketUsage)>,
 }
+
+/// The prefixes of `usage` with their read rates from bucket telemetry `t` (its `hot_prefixes`
+/// over 1 minute and 1 hour). A prefix missing from a full top list gets the least listed
+/// count as an upper bound; from a shorter list, zero.
+fn prefix_views(usage: &control_api::BucketUsage, t: &Value) -> Vec<crate::world::PrefixView> {
+    // Per-second rate of a count in window `w`: over the stats' age while younger than it
+    // (reads / reads_per_s), else over the window.
+    let rates = |w: &str| -> (HashMap<String, f64>, f64) {
+        let Some(win) = window(t, w) else {
+            return (HashMap::new(), 0.0);
+        };
+        let reads = win["reads"].as_f64().unwrap_or(0.0);
+        let rate = win["reads_per_s"].as_f64().unwrap_or(0.0);
+        let secs = if reads > 0.0 && rate > 0.0 {
+            reads / rate
+        } else {
+            win["seconds"].as_f64().unwrap_or(60.0).max(1.0)
+        };
+        let listed: Vec<(String, f64)> = win["hot_prefixes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| Some((p["prefix"].as_str()?.to_owned(), p["count"].as_f64()?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let floor = if listed.len() >= TELEMETRY_TOP {
+            listed.iter().map(|(_, c)| *c).fold(f64::INFINITY, f64::min) / secs
+        } else {
+            0.0
+        };
+        (listed.into_iter().map(|(p, c)| (p, c / secs)).collect(), floor)
+    };
+    let (minute, minute_floor) = rates("1m");
+    let (hour, hour_floor) = rates("1h");
+    usage
+        .prefixes
+        .iter()
+        .map(|p| crate::world::PrefixView {
+            prefix: p.prefix.clone(),
+            objects: p.objects,
+            bytes: p.bytes,
+            reads_per_s: minute.get(&p.prefix).copied().unwrap_or(minute_floor),
+            reads_per_s_1h: hour.get(&p.prefix).copied().unwrap_or(hour_floor),
+        })
+        .collect()
+}
+
+/// How many prefixes bucket telemetry lists as the most accessed (the gateway's
+/// `telemetry::stats::HOT_PREFIXES`).
+const TELEMETRY_TOP: usize = 10;
 
 /// Window `name` (`1m`, `15s`) of a backend or bucket telemetry snapshot.
 pub(crate) fn window<'a>(snapshot: &'a Value, name: &str) -> Option<&'a Value> {
@@ -125,19 +176,19 @@ impl Observer {
         Self::default()
     }
 
-    /// `bucket`'s logical bytes, counted at most [`USAGE_MAX_AGE_MS`] ago; `None` when the
-    /// gateway cannot say (an older gateway, or the count failed: the cost optimiser then
-    /// leaves egress out rather than guess).
-    async fn usage(&mut self, gateway: &Gateway, bucket: &str, now: i64) -> Option<u64> {
-        if let Some(&(at, bytes)) = self.usage.get(bucket) {
+    /// What `bucket` holds, counted at most [`USAGE_MAX_AGE_MS`] ago; `None` when the gateway
+    /// cannot say (an older gateway, or the count failed: the cost optimiser then leaves egress
+    /// out, and hot/cold its prefixes, rather than guess).
+    async fn usage(&mut self, gateway: &Gateway, bucket: &str, now: i64) -> Option<control_api::BucketUsage> {
+        if let Some((at, u)) = self.usage.get(bucket) {
             if now - at < USAGE_MAX_AGE_MS {
-                return Some(bytes);
+                return Some(u.clone());
             }
         }
         match gateway.client.bucket_usage(bucket).await {
             Ok(u) => {
-                self.usage.insert(bucket.to_owned(), (now, u.bytes));
-                Some(u.bytes)
+                self.usage.insert(bucket.to_owned(), (now, u.clone()));
+                Some(u)
             }
             Err(e) => {
                 tracing::debug!(%bucket, error = %e, "counting the bucket's bytes failed");
@@ -249,7 +300,9 @@ impl Observer {
                     (reads > 0.0).then(|| out / reads * w["reads_per_s"].as_f64().unwrap_or(0.0))
                 })
                 .unwrap_or(0.0);
-            let bytes = self.usage(gateway, bucket, now).await;
+            let usage = self.usage(gateway, bucket, now).await;
+            let prefixes = usage.as_ref().map(|u| prefix_views(u, &t)).unwrap_or_default();
+            let bytes = usage.map(|u| u.bytes);
             let migration = gateway.client.migration(bucket).await.ok();
             let mut intent = intent.clone();
             let token = intent.policy_update_token.take();
@@ -263,6 +316,7 @@ impl Observer {
                 reads_per_s_1h: rate("1h", "reads_per_s"),
                 read_bytes_per_s_1h,
                 bytes,
+                prefixes,
                 migration,
             });
         }

@@ -38,6 +38,10 @@ pub struct AgentsConfig {
     pub scheduler: SchedulerConfig,
     /// The prefix of this process's agent ids (`<prefix>-node`, ...).
     pub name: String,
+    /// Settings of the cluster's built-in policies.
+    pub policies: crate::policies::BuiltinConfig,
+    /// Settings of the node's policies.
+    pub node_policies: crate::node_policies::NodeConfig,
 }
 
 impl AgentsConfig {
@@ -96,7 +100,7 @@ impl InProcess {
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
         // The node's decisions land in the same store (one RocksDB per process), so the
         // continuum's log shows them as soon as they are made.
-        let node_policies = crate::node_policies::builtin(&node_cfg.id, crate::node_policies::NodeConfig::default());
+        let node_policies = crate::node_policies::builtin(&node_cfg.id, cfg.node_policies.clone());
         let node = Node::new(
             node_cfg,
             gateway.clone(),
@@ -110,7 +114,7 @@ impl InProcess {
             gateway,
             store,
             shared.clone(),
-            crate::policies::builtin(crate::policies::BuiltinConfig::default()),
+            crate::policies::builtin(cfg.policies.clone()),
             cfg.scheduler.clone(),
             Models::default(),
         );
@@ -197,7 +201,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
         Tier::Node => {
             let gateway = s.gateway.ok_or_else(|| missing("--gateway"))?;
             let store = Store::open(&cfg.dir)?;
-            let policies = crate::node_policies::builtin(&tc.id, crate::node_policies::NodeConfig::default());
+            let policies = crate::node_policies::builtin(&tc.id, cfg.node_policies.clone());
             Node::new(tc, gateway, store, shared, policies, cfg.scheduler.clone())
                 .run(parents, shutdown)
                 .await;
@@ -210,7 +214,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 gateway,
                 store,
                 shared,
-                crate::policies::builtin(crate::policies::BuiltinConfig::default()),
+                crate::policies::builtin(cfg.policies.clone()),
                 cfg.scheduler.clone(),
                 Models::default(),
             );

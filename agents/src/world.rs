@@ -75,8 +75,28 @@ pub struct BucketView {
     /// Its objects' logical bytes, counted at most a minute ago (`None`: not counted).
     #[serde(default)]
     pub bytes: Option<u64>,
+    /// Its key prefixes (at the gateway's `prefix_depth`) with their size and reads; empty when
+    /// the gateway counts none. Its prefix rules are in `policy.prefixes`.
+    #[serde(default)]
+    pub prefixes: Vec<PrefixView>,
     /// Its migration towards the current policy, if one is known.
     pub migration: Option<MigrationProgress>,
+}
+
+/// One key prefix of a bucket as the agents see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrefixView {
+    /// The prefix (`logs/`).
+    pub prefix: String,
+    /// Objects under it.
+    pub objects: u64,
+    /// Their logical bytes.
+    pub bytes: u64,
+    /// Requests naming a key under it, per second over the last minute (an upper bound when the
+    /// prefix is not among the bucket's ten most accessed).
+    pub reads_per_s: f64,
+    /// The same over the last hour.
+    pub reads_per_s_1h: f64,
 }
 
 /// The snapshot a period decides from.

@@ -85,6 +85,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         dry_run: args.dry_run,
         scheduler,
         name,
+        policies: agents::policies::BuiltinConfig::default(),
+        node_policies: agents::node_policies::NodeConfig::default(),
     };
     let tier = match args.tier {
         TierArg::Node => agents::run::Tier::Node,

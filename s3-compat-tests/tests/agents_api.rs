@@ -84,7 +84,8 @@ async fn an_intent_creates_and_configures_its_bucket_and_never_shows_its_token()
     assert_eq!(status, 200, "{usage}");
     assert_eq!(
         usage,
-        json!({"bucket": "photos", "objects": 2, "bytes": 300_000 + 1234})
+        json!({"bucket": "photos", "objects": 2, "bytes": 300_000 + 1234, "prefix_depth": 1,
+               "prefixes": [{"prefix": "b/", "objects": 1, "bytes": 1234}]})
     );
     let (status, usage) = srv.admin("GET", "/api/v1/buckets/no-such-bucket/usage").await;
     assert_eq!(status, 404, "{usage}");

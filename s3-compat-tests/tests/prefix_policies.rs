@@ -190,3 +190,120 @@ async fn a_prefix_rule_places_its_keys_and_migrates_existing_ones() {
     let (_, view) = srv.admin("GET", "/api/v1/buckets/tiered/storage-policy").await;
     assert_eq!(view["epoch"].as_u64(), Some(epoch), "{view}");
 }
+
+/// Polls `check` every 200 ms until it holds or `timeout` passes; whether it held.
+async fn poll<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The agents' hot/cold on prefixes, end to end: in a bucket read steadily under `live/`, the
+/// never-read `archive/` turns cold and gets a prefix rule with a wider code, which the
+/// migrator applies to its objects; the decision says why.
+#[tokio::test]
+async fn the_agents_give_a_cold_prefix_a_wider_code() {
+    // Thresholds for a test: an hour's rate counts from the gateway's start, so the archive's
+    // own PUTs must fall below "cold" within seconds (prefix counts include writes).
+    let srv = TestServer::start(
+        ServerOptions::new()
+            .local_backends(6)
+            .default_policy("ec-2-1")
+            .flag("--agent-period-secs", 1)
+            .flag("--sweep-grace-secs", 0)
+            .config_toml(
+                "[agents.policies.hotcold]\n\
+                 cold_reads_per_s = 1.0\n\
+                 cold_exit_reads_per_s = 2.0\n\
+                 cold_after_periods = 3\n\
+                 min_prefix_bytes = 0\n",
+            ),
+    );
+    let (status, view) = srv
+        .admin_json(
+            "PUT",
+            "/api/v1/buckets/tier/intent",
+            json!({"redundancy": "one", "policy_update_token": "tier-agents-token"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let c = srv.client();
+    let applied = poll(Duration::from_secs(30), || async {
+        srv.admin("GET", "/api/v1/buckets/tier/intent").await.1["state"] == "applied"
+    })
+    .await;
+    assert!(applied, "the intent was not applied");
+    let mut objects = Vec::new();
+    for key in ["archive/a", "archive/b", "live/x"] {
+        let data = random_bytes(100_000);
+        put_bytes(&c, "tier", key, &data).await;
+        objects.push((key, data));
+    }
+    let (_, before) = srv.admin("GET", "/api/v1/buckets/tier/storage-policy").await;
+    let k_before = before["k"].as_u64().unwrap();
+    // Steady reads of live/ keep the bucket (and live/) from turning cold.
+    let reader = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            loop {
+                let _ = c.get_object().bucket("tier").key("live/x").send().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let ruled = poll(Duration::from_secs(90), || async {
+        let (_, p) = srv.admin("GET", "/api/v1/buckets/tier/storage-policy").await;
+        p["prefixes"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["prefix"] == "archive/"))
+    })
+    .await;
+    let (_, policy) = srv.admin("GET", "/api/v1/buckets/tier/storage-policy").await;
+    assert!(ruled, "no rule for archive/: {policy}");
+    let rule = policy["prefixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["prefix"] == "archive/")
+        .unwrap();
+    assert!(
+        rule["k"].as_u64().unwrap() > k_before,
+        "not wider than ec-{k_before}: {policy}"
+    );
+    assert_eq!(
+        policy["k"].as_u64(),
+        Some(k_before),
+        "the bucket's own code stays: {policy}"
+    );
+    assert!(
+        policy["prefixes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["prefix"] != "live/"),
+        "live/ is read: {policy}"
+    );
+    let (_, decisions) = srv.admin("GET", "/api/v1/decisions?bucket=tier").await;
+    let d = decisions["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["policy"] == "hot_cold" && d["reason"].as_str().is_some_and(|r| r.contains("prefix archive/")))
+        .unwrap_or_else(|| panic!("no hot_cold decision on archive/: {decisions}"));
+    assert!(d["reason"].as_str().unwrap().contains("is cold"), "{d}");
+    let done = srv.wait_migration_done("tier", MIGRATION_TIMEOUT).await;
+    assert_eq!(done["errors"].as_u64(), Some(0), "{done}");
+    reader.abort();
+    for (key, data) in &objects {
+        assert_same_bytes(&get_bytes(&c, "tier", key).await, data, key);
+    }
+}

@@ -239,6 +239,7 @@ fn record(k: u8, m: u8, on: &[usize]) -> BucketRecord {
         intent: placement::BucketIntent::default(),
         update_token_sha256: None,
         changed: None,
+        prefixes: Vec::new(),
     }
 }
 
@@ -423,7 +424,7 @@ impl Rig {
             .engine
             .write_set_with(
                 key,
-                Target::for_bucket(&rec),
+                Target::for_key(&rec, key),
                 futures::stream::iter(chunks),
                 BodyHasher::carrying(&Checksums::default()),
                 &Encryption::None,

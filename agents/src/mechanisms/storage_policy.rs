@@ -68,6 +68,17 @@ impl Mechanism for StoragePolicyMechanism {
         if !changed.changed {
             return Ok(Applied::Unchanged);
         }
+        let prefixes: Vec<control_api::PrefixPolicyRequest> = before
+            .prefixes
+            .iter()
+            .map(|r| control_api::PrefixPolicyRequest {
+                prefix: r.prefix.clone(),
+                preset: Some(r.preset.clone()),
+                k: None,
+                m: None,
+                backends: Some(BackendsField::Selector(r.backends.clone())),
+            })
+            .collect();
         let undo = json!({
             "k": before.k,
             "m": before.m,
@@ -77,6 +88,7 @@ impl Mechanism for StoragePolicyMechanism {
                 BackendsField::from_text(&before.backends)
             },
             "encryption": before.encryption,
+            "prefixes": prefixes,
             "reason": format!("rollback of decision {}", plan.uid),
         });
         let epoch = Some(changed.policy.epoch);
@@ -117,6 +129,7 @@ impl Mechanism for StoragePolicyMechanism {
     }
 
     async fn get_options(&self) -> Value {
-        json!({"k": "1..=32", "m": "0..=16", "backends": "ids or a selector", "encryption": "bool"})
+        json!({"k": "1..=32", "m": "0..=16", "backends": "ids or a selector", "encryption": "bool",
+               "prefixes": "[{prefix, k, m, backends}]: rules for the keys under a prefix"})
     }
 }

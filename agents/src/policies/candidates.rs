@@ -720,6 +720,7 @@ pub(crate) mod testkit {
             reads_per_s_1h: 1.0,
             read_bytes_per_s_1h: 0.0,
             bytes: None,
+            prefixes: Vec::new(),
             migration: None,
         }
     }

@@ -131,6 +131,7 @@ fn world(bucket: &str, migration: Option<(u64, MigrationState)>, p95: &[(&str, f
             reads_per_s_1h: 0.0,
             read_bytes_per_s_1h: 0.0,
             bytes: None,
+            prefixes: Vec::new(),
             migration,
         }],
     }

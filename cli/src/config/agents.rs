@@ -37,6 +37,12 @@ pub struct AgentsFile {
     immediate_severity: Option<f64>,
     lease_secs: Option<f64>,
     observe_after_periods: Option<u32>,
+    /// `[agents.policies.<slo|cost|hotcold|reprotect>]`: the cluster's built-in policies.
+    #[serde(default)]
+    policies: agents::policies::BuiltinConfig,
+    /// `[agents.node.reads]`: the node's read tuner.
+    #[serde(default)]
+    node: agents::node_policies::NodeConfig,
 }
 
 /// The agents' settings.
@@ -94,6 +100,8 @@ pub fn resolve(args: AgentsArgs, file: AgentsFile, data_dir: &std::path::Path) -
                 dry_run,
             },
             name: "local".into(),
+            policies: file.policies,
+            node_policies: file.node,
         },
     })
 }

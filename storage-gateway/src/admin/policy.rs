@@ -85,22 +85,30 @@ pub(super) async fn usage(State(st): State<AdminState>, Path(bucket): Path<Strin
     bucket_record(&st.engine, &bucket)?;
     let engine = st.engine.clone();
     let name = bucket.clone();
-    let counted = tokio::task::spawn_blocking(move || engine.bucket_usage(&name))
+    // The depth the access statistics count prefixes at, so sizes and reads line up.
+    let depth = st.engine.telemetry().bucket(&bucket).prefix_depth;
+    let failed = |e: &dyn std::fmt::Display| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("counting bucket {bucket}: {e}"),
+        )
+    };
+    let usage = tokio::task::spawn_blocking(move || engine.bucket_usage(&name, depth))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("counting bucket {bucket}: {e}"),
-            )
-        })?
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("counting bucket {bucket}: {e}"),
-            )
-        })?;
-    let (objects, bytes) = counted;
-    Ok(Json(control_api::BucketUsage { bucket, objects, bytes }).into_response())
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+    Ok(Json(control_api::BucketUsage {
+        bucket,
+        objects: usage.objects,
+        bytes: usage.bytes,
+        prefix_depth: depth,
+        prefixes: usage
+            .prefixes
+            .into_iter()
+            .map(|(prefix, (objects, bytes))| control_api::PrefixUsage { prefix, objects, bytes })
+            .collect(),
+    })
+    .into_response())
 }
 
 /// The engine's account of a migration as the API shows it.

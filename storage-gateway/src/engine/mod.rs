@@ -37,7 +37,7 @@ pub mod sweep;
 #[cfg(test)]
 mod tests;
 pub mod uploads;
-mod usage;
+pub mod usage;
 pub mod write;
 
 use crate::backend::Backend;

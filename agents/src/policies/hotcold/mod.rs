@@ -12,6 +12,8 @@
 //! forecaster's p95 for the next period instead of the last window's: a backend fast now but
 //! degrading is not picked, and one recovering fast is not passed over.
 
+mod prefixes;
+
 use super::candidates::{
     self, backend_inputs, bucket_input, cost_of, describe, lock, managed, overhead_of, p95_key, worst_p95, Rules,
     SharedState, Temperature,
@@ -57,6 +59,8 @@ pub struct HotColdConfig {
     pub min_gain_ms: f64,
     /// GETs a backend needs in the minute before its figures are judged.
     pub min_samples: u64,
+    /// Smallest prefix (logical bytes) worth a prefix rule of its own.
+    pub min_prefix_bytes: u64,
 }
 
 impl Default for HotColdConfig {
@@ -73,6 +77,7 @@ impl Default for HotColdConfig {
             min_gain: 0.10,
             min_gain_ms: 10.0,
             min_samples: 5,
+            min_prefix_bytes: 64 << 20,
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct HotCold {
     config: HotColdConfig,
     shared: SharedState,
     heat: BTreeMap<String, Heat>,
+    prefixes: prefixes::PrefixState,
     period: candidates::Period,
 }
 
@@ -108,6 +114,7 @@ impl HotCold {
             config,
             shared,
             heat: BTreeMap::new(),
+            prefixes: prefixes::PrefixState::default(),
             period: candidates::Period::default(),
         }
     }
@@ -117,14 +124,21 @@ impl HotCold {
     pub fn temperature(&self, bucket: &str) -> Temperature {
         self.heat.get(bucket).map(|h| h.temp).unwrap_or_default()
     }
+
+    /// The temperature it holds for `prefix` of `bucket`.
+    #[must_use]
+    pub fn prefix_temperature(&self, bucket: &str, prefix: &str) -> Temperature {
+        self.prefixes.temperature(bucket, prefix)
+    }
 }
 
-/// Moves a bucket's temperature by one period of its read rates.
-fn step(c: &HotColdConfig, h: &mut Heat, b: &BucketView) {
-    let heating = b.reads_per_s > c.hot_reads_per_s;
+/// Moves a bucket's (or a prefix's) temperature by one period of its read rates, over the
+/// last minute and the last hour.
+fn step(c: &HotColdConfig, h: &mut Heat, reads_per_s: f64, reads_per_s_1h: f64) {
+    let heating = reads_per_s > c.hot_reads_per_s;
     match h.temp {
         Temperature::Hot => {
-            h.exit_streak = if b.reads_per_s < c.hot_exit_reads_per_s {
+            h.exit_streak = if reads_per_s < c.hot_exit_reads_per_s {
                 h.exit_streak + 1
             } else {
                 0
@@ -134,7 +148,7 @@ fn step(c: &HotColdConfig, h: &mut Heat, b: &BucketView) {
             }
         }
         Temperature::Cold => {
-            if b.reads_per_s_1h > c.cold_exit_reads_per_s || heating {
+            if reads_per_s_1h > c.cold_exit_reads_per_s || heating {
                 *h = Heat::default();
             }
         }
@@ -142,7 +156,7 @@ fn step(c: &HotColdConfig, h: &mut Heat, b: &BucketView) {
     }
     if h.temp == Temperature::Normal {
         h.hot_streak = if heating { h.hot_streak + 1 } else { 0 };
-        h.cold_streak = if b.reads_per_s_1h < c.cold_reads_per_s {
+        h.cold_streak = if reads_per_s_1h < c.cold_reads_per_s {
             h.cold_streak + 1
         } else {
             0
@@ -172,17 +186,27 @@ struct Move {
     expected: Vec<Effect>,
 }
 
-fn cold_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, admissible: &[String]) -> Option<Move> {
-    let eligible = candidates::eligible(world, b);
-    let current = cost_of(world, b.policy.k, b.policy.m, &eligible);
-    let m = rules.keep_parity(b.policy.m);
+/// For data coded `cur_k`+`cur_m` on `eligible`: today's cost per GiB-month, the options
+/// weighed, and the cheapest wider code (larger k, parity kept) on the cheapest `admissible`
+/// backends if it saves at least `min_gain` within the intent's cost ceiling.
+#[allow(clippy::type_complexity)]
+pub(crate) fn cheaper_wider(
+    c: &HotColdConfig,
+    world: &World,
+    rules: &Rules,
+    admissible: &[String],
+    (cur_k, cur_m): (u8, u8),
+    eligible: &[String],
+) -> (f64, Vec<OptionScore>, Option<(u8, u8, Vec<String>, f64)>) {
+    let current = cost_of(world, cur_k, cur_m, eligible);
+    let m = rules.keep_parity(cur_m);
     let mut options = vec![OptionScore {
-        option: format!("keep {}", describe(b.policy.k, b.policy.m, &eligible)),
+        option: format!("keep {}", describe(cur_k, cur_m, eligible)),
         score: Some(-current),
         note: format!("cost {current:.4} per GiB-month"),
     }];
     let mut best: Option<(u8, Vec<String>, f64)> = None;
-    for k in b.policy.k.saturating_add(1)..=c.cold_max_k {
+    for k in cur_k.saturating_add(1)..=c.cold_max_k {
         let n = usize::from(k) + usize::from(m);
         let ids: Vec<String> = admissible.iter().take(n).cloned().collect();
         let name = describe(k, m, &ids);
@@ -222,7 +246,13 @@ fn cold_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, ad
             best = Some((k, ids, cost));
         }
     }
-    let (k, ids, cost) = best?;
+    (current, options, best.map(|(k, ids, cost)| (k, m, ids, cost)))
+}
+
+fn cold_move(c: &HotColdConfig, world: &World, b: &BucketView, rules: &Rules, admissible: &[String]) -> Option<Move> {
+    let eligible = candidates::eligible(world, b);
+    let (current, options, best) = cheaper_wider(c, world, rules, admissible, (b.policy.k, b.policy.m), &eligible);
+    let (k, m, ids, cost) = best?;
     let trigger = format!(
         "reads {:.4}/s over the last hour, below the cold threshold {}/s for {} periods",
         b.reads_per_s_1h, c.cold_reads_per_s, c.cold_after_periods
@@ -263,15 +293,34 @@ fn speed_key(world: &World, models: Option<&Models>, id: &str, min_samples: u64)
     models.and_then(|m| m.forecast_p95(id, 1)).map_or(measured, |f| f.value)
 }
 
-fn hot_move(
+/// A faster placement for data coded `cur_k`+`cur_m` on `eligible`: the same code on the
+/// fastest `admissible` backends, if it cuts the worst p95 GET by `min_gain` and `min_gain_ms`.
+/// Returns the code, the backends, the worst p95 before and after, and the options weighed.
+pub(crate) struct Faster {
+    /// Data shards.
+    pub k: u8,
+    /// Parity shards.
+    pub m: u8,
+    /// The fastest backends.
+    pub ids: Vec<String>,
+    /// Worst p95 GET now, ms.
+    pub before: f64,
+    /// Worst p95 GET on `ids`, ms.
+    pub after: f64,
+    /// The options weighed.
+    pub options: Vec<OptionScore>,
+}
+
+pub(crate) fn faster(
     c: &HotColdConfig,
     world: &World,
-    b: &BucketView,
     rules: &Rules,
     admissible: &[String],
+    (cur_k, cur_m): (u8, u8),
+    eligible: &[String],
     models: Option<&Models>,
-) -> Option<Move> {
-    let eligible = candidates::eligible(world, b);
+) -> Option<Faster> {
+    let eligible = eligible.to_vec();
     // The worst p95 of a set: measured, or in `ml` mode forecast for the next period.
     let worst = |ids: &[String]| match models {
         None => worst_p95(world, ids, c.min_samples),
@@ -283,7 +332,7 @@ fn hot_move(
             .max_by(f64::total_cmp),
     };
     let before = worst(&eligible)?;
-    let (k, m) = (b.policy.k, rules.keep_parity(b.policy.m));
+    let (k, m) = (cur_k, rules.keep_parity(cur_m));
     let mut fastest: Vec<&String> = admissible.iter().collect();
     fastest.sort_by(|x, y| {
         speed_key(world, models, x, c.min_samples).total_cmp(&speed_key(world, models, y, c.min_samples))
@@ -292,7 +341,7 @@ fn hot_move(
     let ids: Vec<String> = fastest.into_iter().take(n).cloned().collect();
     let name = describe(k, m, &ids);
     let mut options = vec![OptionScore {
-        option: format!("keep {}", describe(b.policy.k, b.policy.m, &eligible)),
+        option: format!("keep {}", describe(cur_k, cur_m, &eligible)),
         score: Some(-before),
         note: format!("worst p95 GET {before:.1} ms"),
     }];
@@ -309,7 +358,7 @@ fn hot_move(
             score: None,
             note: why,
         });
-        tracing::debug!(bucket = %b.name, ?options, "hot_cold: hot bucket, no faster policy meets the intent");
+        tracing::debug!(?options, "hot_cold: hot data, no faster placement meets the intent");
         return None;
     }
     let after = worst(&ids)?;
@@ -330,10 +379,37 @@ fn hot_move(
         String::new()
     };
     options.push(OptionScore {
-        option: name.clone(),
+        option: name,
         score: Some(-after),
         note: format!("worst p95 GET {after:.1} ms{ranked_by}"),
     });
+    Some(Faster {
+        k,
+        m,
+        ids,
+        before,
+        after,
+        options,
+    })
+}
+
+fn hot_move(
+    c: &HotColdConfig,
+    world: &World,
+    b: &BucketView,
+    rules: &Rules,
+    admissible: &[String],
+    models: Option<&Models>,
+) -> Option<Move> {
+    let eligible = candidates::eligible(world, b);
+    let Faster {
+        k,
+        m,
+        ids,
+        before,
+        after,
+        options,
+    } = faster(c, world, rules, admissible, (b.policy.k, b.policy.m), &eligible, models)?;
     let trigger = format!(
         "reads {:.2}/s over the last minute, above the hot threshold {}/s for {} periods",
         b.reads_per_s, c.hot_reads_per_s, c.hot_after_periods
@@ -376,7 +452,7 @@ fn hot_move(
 fn evaluate(
     c: &HotColdConfig,
     shared: &SharedState,
-    heat: &mut BTreeMap<String, Heat>,
+    (heat, prefix_state): (&mut BTreeMap<String, Heat>, &mut prefixes::PrefixState),
     world: &World,
     models: Option<&Models>,
 ) -> Vec<Plan> {
@@ -384,17 +460,22 @@ fn evaluate(
     let mut plans = Vec::new();
     let managed: Vec<(&BucketView, &BucketIntent)> = managed(world).collect();
     heat.retain(|name, _| managed.iter().any(|(b, _)| &b.name == name));
+    prefix_state.retain_buckets(&managed.iter().map(|(b, _)| b.name.as_str()).collect());
     guard
         .temperature
         .retain(|name, _| managed.iter().any(|(b, _)| &b.name == name));
     for (b, intent) in managed {
         let h = heat.entry(b.name.clone()).or_default();
-        step(c, h, b);
+        step(c, h, b.reads_per_s, b.reads_per_s_1h);
         guard.temperature.insert(b.name.clone(), h.temp);
         let rules = Rules::of(b, intent, c.min_samples);
         let admissible = candidates::spares(world, &rules, &guard.drained_ids(&b.name));
         let mv = match h.temp {
-            Temperature::Normal => None,
+            Temperature::Normal => {
+                // Neither as a whole: maybe some of its prefixes are.
+                plans.extend(prefixes::plan(c, world, b, &rules, &admissible, prefix_state, models));
+                None
+            }
             Temperature::Cold => cold_move(c, world, b, &rules, &admissible),
             Temperature::Hot => hot_move(c, world, b, &rules, &admissible, models),
         };
@@ -447,17 +528,19 @@ impl Policy for HotCold {
     }
 
     async fn analyze(&mut self, cx: &Ctx<'_>) -> Result<bool> {
-        let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
+        let (c, shared) = (&self.config, Arc::clone(&self.shared));
+        let state = (&mut self.heat, &mut self.prefixes);
         Ok(self
             .period
-            .analyze(cx.world, |w| evaluate(c, &shared, heat, w, cx.models)))
+            .analyze(cx.world, |w| evaluate(c, &shared, state, w, cx.models)))
     }
 
     async fn plan(&mut self, cx: &Ctx<'_>) -> Result<Vec<Plan>> {
-        let (c, shared, heat) = (&self.config, Arc::clone(&self.shared), &mut self.heat);
+        let (c, shared) = (&self.config, Arc::clone(&self.shared));
+        let state = (&mut self.heat, &mut self.prefixes);
         Ok(self
             .period
-            .plans(cx.world, |w| evaluate(c, &shared, heat, w, cx.models)))
+            .plans(cx.world, |w| evaluate(c, &shared, state, w, cx.models)))
     }
 }
 
@@ -466,6 +549,7 @@ mod tests {
     use super::*;
     use crate::policies::candidates::testkit::*;
     use crate::world::BackendView;
+    use control_api::BackendsField;
     use placement::Redundancy;
 
     fn intent() -> BucketIntent {
@@ -657,5 +741,130 @@ mod tests {
             e.options
         );
         assert!(!h_plans[0].explanation.reason.contains("forecast"));
+    }
+
+    /// `logs` (normal as a whole) with prefixes `archive/` (1 GiB, never read), `live/`
+    /// (1 GiB, `live` reads/s), `tiny/` (1 KiB, never read), `ops/` (an operator's rule), and
+    /// the prefix rules `rules`.
+    fn with_prefixes(t: i64, live: f64, rules: Vec<control_api::PrefixPolicyView>) -> World {
+        let mut w = at(t, 1.0, 1.0, intent());
+        let p = |prefix: &str, bytes: u64, reads: f64| crate::world::PrefixView {
+            prefix: prefix.into(),
+            objects: 10,
+            bytes,
+            reads_per_s: reads,
+            reads_per_s_1h: reads,
+        };
+        w.buckets[0].prefixes = vec![
+            p("archive/", 1 << 30, 0.0),
+            p("live/", 1 << 30, live),
+            p("ops/", 1 << 30, 1.0),
+            p("tiny/", 1 << 10, 0.0),
+        ];
+        w.buckets[0].policy.prefixes = rules;
+        w
+    }
+
+    fn rule(prefix: &str, k: u8, m: u8, ids: &[String]) -> control_api::PrefixPolicyView {
+        control_api::PrefixPolicyView {
+            prefix: prefix.into(),
+            preset: crate::policies::candidates::preset(k, m),
+            k,
+            m,
+            backends: ids.join(","),
+            eligible: Some(ids.to_vec()),
+        }
+    }
+
+    fn prefix_rules(plan: &Plan) -> Vec<control_api::PrefixPolicyRequest> {
+        request(plan).prefixes.expect("a prefix-rules command")
+    }
+
+    #[test]
+    fn hot_and_cold_prefixes_get_rules_of_their_own_and_lose_them_when_they_cool() {
+        let mut hc = HotCold::new(HotColdConfig::default());
+        let ops = rule("ops/", 4, 2, &ids(6));
+        // live/ is hot after two periods: a rule on the fastest backends.
+        assert!(run(&mut hc, &with_prefixes(1, 9.0, vec![ops.clone()])).is_empty());
+        let plans = run(&mut hc, &with_prefixes(2, 9.0, vec![ops.clone()]));
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].target, "bucket/logs");
+        let rules = prefix_rules(&plans[0]);
+        assert_eq!(
+            rules.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(),
+            ["live/", "ops/"]
+        );
+        let live = &rules[0];
+        assert_eq!((live.k, live.m), (Some(4), Some(2)));
+        let Some(BackendsField::Ids(live_ids)) = &live.backends else {
+            panic!("{live:?}")
+        };
+        assert!(
+            live_ids.contains(&"b10".to_owned()) && live_ids.contains(&"b11".to_owned()),
+            "{live_ids:?}"
+        );
+        assert_eq!(
+            rules[1].preset.as_deref(),
+            Some("ec-4-2"),
+            "the operator's rule is kept as it is"
+        );
+        let e = &plans[0].explanation;
+        assert!(e.reason.contains("prefix live/ (1024.0 MiB) is hot"), "{}", e.reason);
+        assert!(e
+            .inputs
+            .iter()
+            .any(|i| i.subject == "bucket/logs/prefix/live/" && i.metric == "reads_per_s"));
+        assert_eq!(hc.prefix_temperature("logs", "live/"), Temperature::Hot);
+        let mut applied = vec![ops.clone(), rule("live/", 4, 2, live_ids)];
+        // archive/ turns cold at period 6: a wider code on the cheapest backends; tiny/ is too
+        // small for a rule of its own, and the applied live/ rule is not proposed again.
+        for t in 3..6 {
+            assert!(
+                run(&mut hc, &with_prefixes(t, 9.0, applied.clone())).is_empty(),
+                "period {t}"
+            );
+        }
+        let plans = run(&mut hc, &with_prefixes(6, 9.0, applied.clone()));
+        assert_eq!(plans.len(), 1, "{plans:#?}");
+        let rules = prefix_rules(&plans[0]);
+        assert_eq!(
+            rules.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(),
+            ["archive/", "live/", "ops/"]
+        );
+        let archive = &rules[0];
+        assert!(archive.k.unwrap() > 4 && archive.m == Some(2), "{archive:?}");
+        let Some(BackendsField::Ids(archive_ids)) = &archive.backends else {
+            panic!("{archive:?}")
+        };
+        for cheap in ["b6", "b7", "b8", "b9"] {
+            assert!(archive_ids.contains(&cheap.to_owned()), "{archive_ids:?}");
+        }
+        assert!(plans[0]
+            .explanation
+            .reason
+            .contains("prefix archive/ (1024.0 MiB) is cold"));
+        assert_eq!(hc.prefix_temperature("logs", "tiny/"), Temperature::Cold);
+        applied.push(rule("archive/", archive.k.unwrap(), 2, archive_ids));
+        // live/ cools off: after six quiet periods its rule goes; archive/ and ops/ stay.
+        let mut removal = None;
+        for t in 7..20 {
+            let plans = run(&mut hc, &with_prefixes(t, 0.5, applied.clone()));
+            if let Some(p) = plans.into_iter().next() {
+                removal = Some((t, p));
+                break;
+            }
+        }
+        let (t, p) = removal.expect("the live/ rule removed");
+        assert_eq!(t, 12, "six periods under the exit threshold");
+        let rules = prefix_rules(&p);
+        assert_eq!(
+            rules.iter().map(|r| r.prefix.as_str()).collect::<Vec<_>>(),
+            ["archive/", "ops/"]
+        );
+        assert!(
+            p.explanation.reason.contains("prefix live/ is neither hot nor cold"),
+            "{}",
+            p.explanation.reason
+        );
     }
 }
