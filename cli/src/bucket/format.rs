@@ -106,10 +106,33 @@ pub(super) fn format_policy(policy: &StoragePolicyView) -> String {
     ));
     rows.push(("reason", or_dash(&policy.reason)));
     let mut out = table(&rows);
+    for r in &policy.prefixes {
+        let on = if r.backends.is_empty() {
+            "(all)"
+        } else {
+            r.backends.as_str()
+        };
+        out.push_str(&format!(
+            "prefix {}: {} (k={}, m={}) on {on}\n",
+            r.prefix, r.preset, r.k, r.m
+        ));
+    }
     for warning in policy.warnings.iter().flatten() {
         out.push_str(&format!("warning: {warning}\n"));
     }
     out
+}
+
+/// Prefix rules in one line: `archive/=ec-8-2, live/=ec-4-2` (or `none`).
+fn prefix_rules(p: &StoragePolicyView) -> String {
+    if p.prefixes.is_empty() {
+        return "none".into();
+    }
+    p.prefixes
+        .iter()
+        .map(|r| format!("{}={}", r.prefix, r.preset))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `storage-policy set`'s summary: what changed and the new epoch, eligible backends, warnings,
@@ -123,7 +146,10 @@ pub(super) fn format_set_answer(bucket: &str, old: &StoragePolicyView, answer: &
         "policy of bucket {bucket} changed: epoch {} -> {}\n",
         old.epoch, new.epoch
     );
-    let changes = policy_changes(old, new);
+    let mut changes = policy_changes(old, new);
+    if old.prefixes != new.prefixes {
+        changes.push(format!("prefix rules: {} -> {}", prefix_rules(old), prefix_rules(new)));
+    }
     if changes.is_empty() {
         out.push_str("  (no shown field differs: the policy update token or the reason changed)\n");
     }
@@ -364,6 +390,20 @@ mod tests {
         ] {
             assert!(lines.contains(&want), "missing {want:?} in\n{out}");
         }
+        assert!(!out.contains("prefix "), "no rules, no lines: {out}");
+        let mut ruled = sample_policy();
+        ruled.prefixes = vec![control_api::PrefixPolicyView {
+            prefix: "archive/".into(),
+            preset: "ec-8-2".into(),
+            k: 8,
+            m: 2,
+            backends: String::new(),
+            eligible: None,
+        }];
+        let out = format_policy(&ruled);
+        assert!(out.contains("prefix archive/: ec-8-2 (k=8, m=2) on (all)\n"), "{out}");
+        assert_eq!(prefix_rules(&ruled), "archive/=ec-8-2");
+        assert_eq!(prefix_rules(&sample_policy()), "none");
     }
 
     #[test]
