@@ -134,7 +134,7 @@ impl SloMiss {
             )
         } else if self.metric == "forecast_get_p95_ms" {
             format!(
-                "p95 GET latency forecast at {:.1} ms or more {} ahead (the low end of its 95 % interval) exceeds max_latency {} ms",
+                "p95 GET latency forecast at {:.1} ms {} ahead, on a significantly rising trend, exceeds max_latency {} ms",
                 self.value, self.window, self.target
             )
         } else {
