@@ -273,36 +273,13 @@ impl Cluster {
         if mode == AgentMode::Ml {
             self.models.observe(&world);
         }
-        let mut plans = Vec::new();
         let cx = Ctx {
             world: &world,
             mode,
             models: (mode == AgentMode::Ml).then_some(&self.models),
             mechanisms: &self.mechanisms,
         };
-        for p in &mut self.policies {
-            let m = p.manifest();
-            if !self.period.is_multiple_of(u64::from(m.every_periods.max(1))) {
-                continue;
-            }
-            let acted = match p.analyze(&cx).await {
-                Ok(true) => p.plan(&cx).await,
-                Ok(false) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            };
-            match acted {
-                Ok(mut ps) => {
-                    for plan in &mut ps {
-                        plan.policy.clone_from(&m.name);
-                        plan.cadence = m.every_periods.max(1);
-                    }
-                    plans.extend(ps);
-                }
-                Err(e) => {
-                    tracing::warn!(agent = %self.cfg.id, policy = %m.name, error = %e, "policy failed this period")
-                }
-            }
-        }
+        let plans = super::plans_of(&mut self.policies, &cx, self.period, &self.cfg.id).await;
         self.scheduler.run_period(plans, &world, &self.mechanisms).await
     }
 

@@ -7,7 +7,9 @@ pub mod cluster;
 pub mod continuum;
 pub mod node;
 
+use crate::framework::{Ctx, Policy};
 use crate::link::{Envelope, Session};
+use crate::plan::Plan;
 use control_api::{AgentMode, AgentStatus};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
@@ -116,4 +118,33 @@ pub(crate) async fn next_envelope(s: &mut Option<Session>) -> Option<Envelope> {
         Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// The plans of the `policies` due in `period` (each runs every `every_periods`), stamped with
+/// their policy's name and cadence; a policy that fails is logged under `agent` and skipped,
+/// so one broken policy never stops the others.
+pub(crate) async fn plans_of(policies: &mut [Box<dyn Policy>], cx: &Ctx<'_>, period: u64, agent: &str) -> Vec<Plan> {
+    let mut plans = Vec::new();
+    for p in policies {
+        let m = p.manifest();
+        if !period.is_multiple_of(u64::from(m.every_periods.max(1))) {
+            continue;
+        }
+        let acted = match p.analyze(cx).await {
+            Ok(true) => p.plan(cx).await,
+            Ok(false) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        match acted {
+            Ok(mut ps) => {
+                for plan in &mut ps {
+                    plan.policy.clone_from(&m.name);
+                    plan.cadence = m.every_periods.max(1);
+                }
+                plans.extend(ps);
+            }
+            Err(e) => tracing::warn!(%agent, policy = %m.name, error = %e, "policy failed this period"),
+        }
+    }
+    plans
 }

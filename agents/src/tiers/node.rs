@@ -141,30 +141,7 @@ impl Node {
             models: None,
             mechanisms: &self.mechanisms,
         };
-        let mut plans = Vec::new();
-        for p in &mut self.policies {
-            let m = p.manifest();
-            if !self.period.is_multiple_of(u64::from(m.every_periods.max(1))) {
-                continue;
-            }
-            let acted = match p.analyze(&cx).await {
-                Ok(true) => p.plan(&cx).await,
-                Ok(false) => Ok(Vec::new()),
-                Err(e) => Err(e),
-            };
-            match acted {
-                Ok(mut ps) => {
-                    for plan in &mut ps {
-                        plan.policy.clone_from(&m.name);
-                        plan.cadence = m.every_periods.max(1);
-                    }
-                    plans.extend(ps);
-                }
-                Err(e) => {
-                    tracing::warn!(agent = %self.cfg.id, policy = %m.name, error = %e, "node policy failed this period")
-                }
-            }
-        }
+        let plans = super::plans_of(&mut self.policies, &cx, self.period, &self.cfg.id).await;
         let written = self.scheduler.run_period(plans, &world, &self.mechanisms).await?;
         Ok((written, self.summary(&world).await))
     }
