@@ -99,6 +99,19 @@ pub struct PrefixPolicyView {
     pub eligible: Option<Vec<String>>,
 }
 
+impl From<&PrefixPolicyView> for PrefixPolicyRequest {
+    /// The request that restates a rule as it is (its preset and its selector text).
+    fn from(r: &PrefixPolicyView) -> Self {
+        Self {
+            prefix: r.prefix.clone(),
+            preset: Some(r.preset.clone()),
+            k: None,
+            m: None,
+            backends: Some(BackendsField::Selector(r.backends.clone())),
+        }
+    }
+}
+
 impl StoragePolicyRequest {
     /// Whether the request asks for nothing at all.
     #[must_use]

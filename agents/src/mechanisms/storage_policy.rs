@@ -68,17 +68,7 @@ impl Mechanism for StoragePolicyMechanism {
         if !changed.changed {
             return Ok(Applied::Unchanged);
         }
-        let prefixes: Vec<control_api::PrefixPolicyRequest> = before
-            .prefixes
-            .iter()
-            .map(|r| control_api::PrefixPolicyRequest {
-                prefix: r.prefix.clone(),
-                preset: Some(r.preset.clone()),
-                k: None,
-                m: None,
-                backends: Some(BackendsField::Selector(r.backends.clone())),
-            })
-            .collect();
+        let prefixes: Vec<control_api::PrefixPolicyRequest> = before.prefixes.iter().map(Into::into).collect();
         let undo = json!({
             "k": before.k,
             "m": before.m,

@@ -186,18 +186,7 @@ pub(super) fn plan(
         return None;
     }
     // The bucket's rules as they are, with this period's changes.
-    let mut list: Vec<PrefixPolicyRequest> = b
-        .policy
-        .prefixes
-        .iter()
-        .map(|r| PrefixPolicyRequest {
-            prefix: r.prefix.clone(),
-            preset: Some(r.preset.clone()),
-            k: None,
-            m: None,
-            backends: Some(BackendsField::Selector(r.backends.clone())),
-        })
-        .collect();
+    let mut list: Vec<PrefixPolicyRequest> = b.policy.prefixes.iter().map(Into::into).collect();
     for (prefix, change) in &changes {
         list.retain(|r| &r.prefix != prefix);
         let key = (b.name.clone(), prefix.clone());
