@@ -10,14 +10,17 @@
 //! never "bucket policy", which in S3 means access control.
 
 pub mod agents;
+pub mod anomaly;
 pub mod backends;
 pub mod error;
 pub mod health;
 pub mod migration;
+pub mod principals;
 pub mod reads;
 pub mod routes;
 pub mod storage_policy;
 pub mod token;
+pub mod trust;
 pub mod usage;
 pub mod workers;
 

@@ -56,5 +56,30 @@ pub const DECISIONS: &str = "/api/v1/decisions";
 /// `GET`: one decision.
 pub const DECISION: &str = "/api/v1/decisions/{id}";
 
+/// `GET`: every S3 principal's (access key's) request statistics, windows and totals.
+pub const PRINCIPAL_TELEMETRY: &str = "/api/v1/telemetry/principals";
+/// `GET`: every principal throttled now, and why.
+pub const PRINCIPAL_THROTTLES: &str = "/api/v1/principals/throttles";
+/// `PUT`, `DELETE`: throttle one S3 principal (503 SlowDown beyond a rate), or stop.
+pub const PRINCIPAL_THROTTLE: &str = "/api/v1/principals/{principal}/throttle";
+
+/// `GET`: enrolled identities (agents, gateway nodes) and their keys; `POST`: enrol one.
+pub const IDENTITIES: &str = "/api/v1/identities";
+/// `GET`: one identity.
+pub const IDENTITY: &str = "/api/v1/identities/{id}";
+/// `POST`: revoke one identity (kept, refused from then on).
+pub const IDENTITY_REVOKE: &str = "/api/v1/identities/{id}/revoke";
+/// `GET`: every trust subject with its score and indexes.
+pub const TRUST_SUBJECTS: &str = "/api/v1/trust/subjects";
+/// `GET`: one subject (`backend:b1`, `principal:AKIA...`, `agent:c1`, `node:n1`): score, each
+/// index, the evidence that moved it.
+pub const TRUST_SUBJECT: &str = "/api/v1/trust/subjects/{id}";
+/// `POST`: an operator's feedback on one subject.
+pub const TRUST_FEEDBACK: &str = "/api/v1/trust/subjects/{id}/feedback";
+/// `GET`, `PUT`: the trust model's configuration (node ids, index names, weights).
+pub const TRUST_CONFIG: &str = "/api/v1/trust/config";
+/// `GET`: anomaly verdicts, newest first (`?subject=&class=&since=&limit=`).
+pub const ANOMALIES: &str = "/api/v1/anomalies";
+
 /// The placeholder of a bucket name in a path.
 pub const BUCKET: &str = "{bucket}";

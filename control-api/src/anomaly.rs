@@ -1,0 +1,1 @@
+//! Anomaly verdicts: the wire types of `GET /api/v1/anomalies`.
