@@ -611,7 +611,8 @@ pub fn fit(
     (chosen, options)
 }
 
-/// Backends outside `exclude` that may receive the bucket's data, cheapest first, then fastest.
+/// Backends outside `exclude` that may receive the bucket's data: most trusted first (in bands of 0.1),
+/// then cheapest, then fastest.
 #[must_use]
 pub fn spares(world: &World, rules: &Rules, exclude: &BTreeSet<String>) -> Vec<String> {
     let mut out: Vec<&BackendView> = world
@@ -620,10 +621,13 @@ pub fn spares(world: &World, rules: &Rules, exclude: &BTreeSet<String>) -> Vec<S
         .filter(|b| !exclude.contains(&b.id))
         .filter(|b| rules.admission_refusal(b).is_none())
         .collect();
+    // Trust first, in bands of 0.1 (finer differences are noise of the reputation model),
+    // then price, then speed.
+    let band = |b: &BackendView| (b.trust.unwrap_or(1.0).clamp(0.0, 1.0) * 10.0).floor();
     out.sort_by(|a, b| {
-        a.labels
-            .cost_per_gib_month
-            .total_cmp(&b.labels.cost_per_gib_month)
+        band(b)
+            .total_cmp(&band(a))
+            .then(a.labels.cost_per_gib_month.total_cmp(&b.labels.cost_per_gib_month))
             .then(p95_key(a).total_cmp(&p95_key(b)))
             .then(a.id.cmp(&b.id))
     });

@@ -6,7 +6,8 @@
 //! - [`cost::CostOptimiser`]: the cheapest code and backends that meet the intent;
 //! - [`hotcold::HotCold`]: wide codes on cheap backends for cold buckets, the fastest backends
 //!   for hot ones;
-//! - [`reprotect::Reprotect`]: rebuilds elsewhere the shards of a backend down too long.
+//! - [`reprotect::Reprotect`]: rebuilds elsewhere the shards of a backend down too long;
+//! - [`trust::TrustKeeper`]: drains backends whose trust fell below a bucket's `min_trust`.
 //!
 //! Their plans' `command` is a `control_api::StoragePolicyRequest` (JSON) with only the fields
 //! that change (`k`, `m`, `backends` as a list of ids, `encryption`) and `reason`; the mechanism
@@ -19,6 +20,7 @@ pub mod cost;
 pub mod hotcold;
 pub mod reprotect;
 pub mod slo;
+pub mod trust;
 
 use crate::framework::Policy;
 use serde::{Deserialize, Serialize};
@@ -35,14 +37,17 @@ pub struct BuiltinConfig {
     pub hotcold: hotcold::HotColdConfig,
     /// Re-protection.
     pub reprotect: reprotect::ReprotectConfig,
+    /// The trust keeper.
+    pub trust: trust::TrustConfig,
 }
 
-/// The four built-in policies, sharing their state.
+/// The five built-in policies, sharing their state.
 #[must_use]
 pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
     let shared = candidates::SharedState::default();
     vec![
         Box::new(reprotect::Reprotect::with_shared(config.reprotect, shared.clone())),
+        Box::new(trust::TrustKeeper::with_shared(config.trust, shared.clone())),
         Box::new(slo::SloKeeper::with_shared(config.slo, shared.clone())),
         Box::new(hotcold::HotCold::with_shared(config.hotcold, shared.clone())),
         Box::new(cost::CostOptimiser::with_shared(config.cost, shared)),
@@ -54,16 +59,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_gives_four_named_policies_and_only_reprotect_is_core() {
+    fn builtin_gives_five_named_policies_and_only_reprotect_is_core() {
         let policies = builtin(BuiltinConfig::default());
         let manifests: Vec<_> = policies.iter().map(|p| p.manifest()).collect();
         let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["reprotect", "slo_keeper", "hot_cold", "cost_optimiser"]);
+        assert_eq!(names, ["reprotect", "trust_keeper", "slo_keeper", "hot_cold", "cost_optimiser"]);
         for m in &manifests {
             assert_eq!(m.core, m.name == "reprotect", "{}", m.name);
             assert_eq!(m.mechanisms, ["storage_policy"]);
         }
-        assert_eq!(manifests[3].every_periods, 6);
+        assert_eq!(manifests[4].every_periods, 6);
         let config: BuiltinConfig = serde_json::from_str(r#"{"slo": {"readmit_after": 5}}"#).unwrap();
         assert_eq!(config.slo.readmit_after, 5);
         assert_eq!(config.slo.min_samples, 5, "unset fields keep their defaults");

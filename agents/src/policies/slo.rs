@@ -221,13 +221,14 @@ fn evaluate(config: &SloConfig, shared: &SharedState, world: &World, models: Opt
         // Back in the set and fine (readmitted, or the drain was never applied): forget it.
         // A suspect one stays: re-protection recorded it and its plan may not be applied yet.
         // A backend no longer configured is forgotten too.
-        held.retain(|id, _| {
+        // The trust keeper's drains are its own to readmit.
+        held.retain(|id, d| {
             let Some(b) = world.backend(id) else { return false };
-            !eligible.contains(id) || is_violator(id) || b.suspect
+            d.by == super::trust::NAME || !eligible.contains(id) || is_violator(id) || b.suspect
         });
         let mut recovered: Vec<(String, Recovery)> = Vec::new();
         for (id, d) in held.iter_mut() {
-            if eligible.contains(id) {
+            if eligible.contains(id) || d.by == super::trust::NAME {
                 continue;
             }
             let Some(b) = world.backend(id) else { continue };
