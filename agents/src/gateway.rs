@@ -326,6 +326,7 @@ impl Observer {
             period_secs,
             backends,
             buckets: views,
+            principals: Vec::new(),
         })
     }
 }

@@ -110,6 +110,24 @@ pub struct World {
     pub backends: Vec<BackendView>,
     /// Every bucket.
     pub buckets: Vec<BucketView>,
+    /// S3 principals the trust and anomaly services judged (empty without them).
+    #[serde(default)]
+    pub principals: Vec<PrincipalView>,
+}
+
+/// One S3 principal (access key) as the agents see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrincipalView {
+    /// The access key id, as clients claim it.
+    pub id: String,
+    /// Trust score 0..=1 (`None`: not scored).
+    pub trust: Option<f64>,
+    /// The open attack verdict on it, in words (`None`: no attack seen lately).
+    pub attack: Option<String>,
+    /// Periods since an attack verdict on it was last open (0 while one is).
+    pub calm_periods: u32,
+    /// Why it is throttled at the gateway now (`None`: not throttled).
+    pub throttled: Option<String>,
 }
 
 impl World {

@@ -736,6 +736,7 @@ pub(crate) mod testkit {
             period_secs: 10,
             backends,
             buckets,
+            principals: Vec::new(),
         }
     }
 

@@ -7,7 +7,9 @@
 //! - [`hotcold::HotCold`]: wide codes on cheap backends for cold buckets, the fastest backends
 //!   for hot ones;
 //! - [`reprotect::Reprotect`]: rebuilds elsewhere the shards of a backend down too long;
-//! - [`trust::TrustKeeper`]: drains backends whose trust fell below a bucket's `min_trust`.
+//! - [`trust::TrustKeeper`]: drains backends whose trust fell below a bucket's `min_trust`;
+//! - [`principals::PrincipalGuard`]: throttles S3 principals classified as attacking (through
+//!   the `principal_throttle` mechanism, the one policy that drives another).
 //!
 //! Their plans' `command` is a `control_api::StoragePolicyRequest` (JSON) with only the fields
 //! that change (`k`, `m`, `backends` as a list of ids, `encryption`) and `reason`; the mechanism
@@ -18,6 +20,7 @@
 pub mod candidates;
 pub mod cost;
 pub mod hotcold;
+pub mod principals;
 pub mod reprotect;
 pub mod slo;
 pub mod trust;
@@ -39,9 +42,11 @@ pub struct BuiltinConfig {
     pub reprotect: reprotect::ReprotectConfig,
     /// The trust keeper.
     pub trust: trust::TrustConfig,
+    /// The principal guard.
+    pub principals: principals::PrincipalGuardConfig,
 }
 
-/// The five built-in policies, sharing their state.
+/// The six built-in policies, the five on storage sharing their state.
 #[must_use]
 pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
     let shared = candidates::SharedState::default();
@@ -51,6 +56,7 @@ pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
         Box::new(slo::SloKeeper::with_shared(config.slo, shared.clone())),
         Box::new(hotcold::HotCold::with_shared(config.hotcold, shared.clone())),
         Box::new(cost::CostOptimiser::with_shared(config.cost, shared)),
+        Box::new(principals::PrincipalGuard::new(config.principals)),
     ]
 }
 
@@ -59,14 +65,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_gives_five_named_policies_and_only_reprotect_is_core() {
+    fn builtin_gives_six_named_policies_and_only_reprotect_is_core() {
         let policies = builtin(BuiltinConfig::default());
         let manifests: Vec<_> = policies.iter().map(|p| p.manifest()).collect();
         let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
-        assert_eq!(names, ["reprotect", "trust_keeper", "slo_keeper", "hot_cold", "cost_optimiser"]);
+        assert_eq!(
+            names,
+            [
+                "reprotect",
+                "trust_keeper",
+                "slo_keeper",
+                "hot_cold",
+                "cost_optimiser",
+                "principal_guard"
+            ]
+        );
         for m in &manifests {
             assert_eq!(m.core, m.name == "reprotect", "{}", m.name);
-            assert_eq!(m.mechanisms, ["storage_policy"]);
+            let mechanism = if m.name == "principal_guard" {
+                "principal_throttle"
+            } else {
+                "storage_policy"
+            };
+            assert_eq!(m.mechanisms, [mechanism]);
         }
         assert_eq!(manifests[4].every_periods, 6);
         let config: BuiltinConfig = serde_json::from_str(r#"{"slo": {"readmit_after": 5}}"#).unwrap();

@@ -74,7 +74,12 @@ impl TrustKeeper {
         lock(&self.shared)
             .drained
             .get(bucket)
-            .map(|d| d.iter().filter(|(_, d)| d.by == NAME).map(|(id, _)| id.clone()).collect())
+            .map(|d| {
+                d.iter()
+                    .filter(|(_, d)| d.by == NAME)
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -103,7 +108,8 @@ fn evaluate(config: &TrustConfig, shared: &SharedState, world: &World) -> Vec<Pl
         // Its own drains that are back in the set (readmitted, or the plan never applied) and
         // backends no longer configured are forgotten.
         held.retain(|id, d| {
-            d.by != NAME || (world.backend(id).is_some() && (!eligible.contains(id) || violators.iter().any(|(v, _)| v == id)))
+            d.by != NAME
+                || (world.backend(id).is_some() && (!eligible.contains(id) || violators.iter().any(|(v, _)| v == id)))
         });
         let mut recovered: Vec<(String, f64)> = Vec::new();
         for (id, d) in held.iter_mut().filter(|(_, d)| d.by == NAME) {
@@ -187,7 +193,11 @@ fn evaluate(config: &TrustConfig, shared: &SharedState, world: &World) -> Vec<Pl
         let trigger = if violators.is_empty() {
             format!(
                 "untrusted backend(s) {} recovered",
-                recovered.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", ")
+                recovered
+                    .iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         } else {
             violators
@@ -304,8 +314,17 @@ mod tests {
         let p = &plans[0];
         assert_eq!(p.policy, NAME);
         let ids = plan_backends(p).unwrap();
-        assert!(!ids.contains(&"b3".to_owned()) && ids.contains(&"b6".to_owned()), "{ids:?}");
-        assert!(p.explanation.reason.contains("drains backend b3 (trust 0.30, below min_trust 0.60)"), "{}", p.explanation.reason);
+        assert!(
+            !ids.contains(&"b3".to_owned()) && ids.contains(&"b6".to_owned()),
+            "{ids:?}"
+        );
+        assert!(
+            p.explanation
+                .reason
+                .contains("drains backend b3 (trust 0.30, below min_trust 0.60)"),
+            "{}",
+            p.explanation.reason
+        );
         assert!(p.priority.severity > 5.0, "{}", p.priority.severity);
         assert_eq!(keeper.drained("photos"), BTreeSet::from(["b3".to_owned()]));
 
@@ -314,13 +333,20 @@ mod tests {
         let after: Vec<&str> = vec!["b0", "b1", "b2", "b4", "b5", "b6"];
         let mut t = 2;
         for trust in [0.62, 0.7, 0.7, 0.5, 0.7, 0.7, 0.7, 0.7] {
-            assert!(run(&mut keeper, &world_at(t, &after, trust)).is_empty(), "trust {trust} at {t}");
+            assert!(
+                run(&mut keeper, &world_at(t, &after, trust)).is_empty(),
+                "trust {trust} at {t}"
+            );
             t += 1;
         }
         let plans = run(&mut keeper, &world_at(t, &after, 0.7));
         assert_eq!(plans.len(), 1);
         assert!(plan_backends(&plans[0]).unwrap().contains(&"b3".to_owned()));
-        assert!(plans[0].explanation.reason.contains("readmits backend b3"), "{}", plans[0].explanation.reason);
+        assert!(
+            plans[0].explanation.reason.contains("readmits backend b3"),
+            "{}",
+            plans[0].explanation.reason
+        );
     }
 
     #[test]

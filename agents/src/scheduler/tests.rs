@@ -134,6 +134,7 @@ fn world(bucket: &str, migration: Option<(u64, MigrationState)>, p95: &[(&str, f
             prefixes: Vec::new(),
             migration,
         }],
+        principals: Vec::new(),
     }
 }
 

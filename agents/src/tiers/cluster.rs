@@ -72,6 +72,8 @@ impl Cluster {
         mechanisms.insert(sp.name().to_owned(), Arc::new(sp));
         let th = crate::mechanisms::MigrationThrottleMechanism::new(gateway.clone());
         mechanisms.insert(th.name().to_owned(), Arc::new(th));
+        let pt = crate::mechanisms::PrincipalThrottleMechanism::new(gateway.clone());
+        mechanisms.insert(pt.name().to_owned(), Arc::new(pt));
         Self {
             scheduler: Scheduler::new(&cfg.id, scheduler, log.clone()),
             cfg,

@@ -27,6 +27,7 @@ fn world(backends: &[(&str, f64, u64, f64)]) -> World {
             })
             .collect(),
         buckets: Vec::new(),
+        principals: Vec::new(),
     }
 }
 
