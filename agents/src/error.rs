@@ -23,6 +23,9 @@ pub enum Error {
     /// A descriptor or intent is not valid; the message names the field.
     #[error("{0}")]
     Invalid(String),
+    /// This agent's key or the registry of its peers' keys could not be loaded.
+    #[error("agent identity: {0}")]
+    Identity(#[from] trust::identity::IdentityError),
     /// No such thing (app, decision, bucket).
     #[error("{0}")]
     NotFound(String),

@@ -12,6 +12,10 @@
 //!  gateway    (admin API, through `control_api::Client`)         gateway.rs
 //! ```
 //!
+//! The cluster agent also watches trust and anomalies ([`guard::Guard`], over the `trust` and
+//! `anomaly` crates): backends' trust scores and principals under attack enter the world, and
+//! the trust keeper and principal guard act on them.
+//!
 //! A [`framework::Policy`] reads a [`world::World`] and proposes [`plan::Plan`]s; the
 //! [`scheduler::Scheduler`] locks per target, ranks colliding plans, holds pending ones,
 //! damps flapping and hands the winners to a [`framework::Mechanism`]; every plan, applied or
@@ -23,6 +27,7 @@ pub mod descriptor;
 pub mod error;
 pub mod framework;
 pub mod gateway;
+pub mod guard;
 pub mod intents;
 pub mod link;
 pub mod mechanisms;

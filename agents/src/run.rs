@@ -3,9 +3,13 @@
 
 use crate::decisions::DecisionLog;
 use crate::error::{Error, Result};
+use crate::guard::Guard;
 use crate::gateway::Gateway;
 use crate::intents::Intents;
-use crate::link::{AgentId, Session};
+use crate::link::{AgentId, LinkKeys, Session};
+use control_api::trust::IdentityKind;
+use control_api::trust::EnrolledBy;
+use trust::identity::{Identities, KeyPair};
 use crate::ml::Models;
 use crate::northbound::{self, Northbound};
 use crate::scheduler::SchedulerConfig;
@@ -42,6 +46,10 @@ pub struct AgentsConfig {
     pub policies: crate::policies::BuiltinConfig,
     /// Settings of the node's policies.
     pub node_policies: crate::node_policies::NodeConfig,
+    /// The trust model's weights and decay (changeable at run time: `PUT /api/v1/trust/config`).
+    pub trust: trust::TrustConfig,
+    /// The anomaly detector's thresholds.
+    pub anomaly: anomaly::DetectorConfig,
 }
 
 impl AgentsConfig {
@@ -60,6 +68,47 @@ fn id(cfg: &TierConfig, tier: &str) -> AgentId {
     }
 }
 
+/// The file in the agents' directory holding this process's Ed25519 key (PKCS#8, mode 0600).
+pub const KEY_FILE: &str = "identity.key";
+/// The file in the agents' directory holding the peers' public keys and revocations.
+pub const IDENTITIES_FILE: &str = "identities.json";
+
+/// This process's key (created on first start) and the registry of its peers' keys, from
+/// `dir`; `name` is enrolled as a node under its own key so the registry lists it.
+pub fn link_keys(dir: &std::path::Path, name: &str) -> Result<LinkKeys> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("creating the agents' directory {}: {e}", dir.display())))?;
+    let key = KeyPair::load_or_create(&dir.join(KEY_FILE))?;
+    let peers = Identities::open(&dir.join(IDENTITIES_FILE))?;
+    if let Err(e) = peers.enrol(name, IdentityKind::Node, &key.public_key(), EnrolledBy::Operator, false) {
+        // A changed key under the same name: the registry keeps the old one until an operator
+        // says otherwise (enrol with `replace`).
+        tracing::warn!(node = %name, error = %e, "this node's own key is not the one its registry holds");
+    }
+    Ok(LinkKeys::new(key, peers))
+}
+
+/// The trust and anomaly watch of a cluster agent, over the registry of `keys`; refusals on the
+/// link become evidence against the agent refused.
+fn guard(keys: &LinkKeys, cfg: &AgentsConfig) -> Guard {
+    let reputation = trust::Reputation::new(cfg.trust.clone());
+    Guard::new(reputation, keys.peers.clone(), anomaly::Anomalies::new(), cfg.anomaly.clone())
+}
+
+/// `keys` with a hook that records each refusal as evidence against the refused agent.
+fn reporting(mut keys: LinkKeys, reputation: &trust::Reputation) -> LinkKeys {
+    let reputation = reputation.clone();
+    keys.on_refusal = Some(Arc::new(move |peer: &str, why: &str| {
+        reputation.record(trust::Evidence {
+            subject: format!("agent:{peer}"),
+            kind: trust::EvidenceKind::BadLinkSignature,
+            amount: 1.0,
+            at_ms: u64::try_from(crate::world::now_ms()).unwrap_or(0),
+            reason: format!("agent link: {why}"),
+        });
+    }));
+    keys
+}
+
 /// One session, handed over once (a local link never reconnects).
 fn once(s: Session) -> mpsc::Receiver<Session> {
     let (tx, rx) = mpsc::channel(1);
@@ -75,6 +124,7 @@ fn none() -> mpsc::Receiver<Session> {
 /// The three tiers running inside this process.
 pub struct InProcess {
     router: Router,
+    reputation: trust::Reputation,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -89,13 +139,20 @@ impl InProcess {
         let intents = Intents::new(store.clone());
         let log = DecisionLog::new(store.clone());
         let continuum = Continuum::new(&continuum_cfg.id, intents.clone(), log.clone(), shared.clone());
+        // The process's own key, created on first start; in-process links are not signed, but
+        // the registry lists this node and takes the operator's enrolments and revocations.
+        let keys = link_keys(&cfg.dir, &cfg.name)?;
+        let guard = guard(&keys, cfg);
+        let reputation = guard.reputation.clone();
         let router = northbound::router(Northbound {
             intents,
             log,
             shared: shared.clone(),
             submit: continuum.submitter(),
-            token,
-        });
+            token: token.clone(),
+        })
+        .merge(trust::routes::router(guard.reputation.clone(), guard.identities.clone(), token.clone()))
+        .merge(anomaly::router(guard.anomalies.clone(), token));
         let (c_up, c_down) = crate::link::local_pair(id(&continuum_cfg, "continuum"), id(&cluster_cfg, "cluster"));
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
         // The node's decisions land in the same store (one RocksDB per process), so the
@@ -117,7 +174,8 @@ impl InProcess {
             crate::policies::builtin(cfg.policies.clone()),
             cfg.scheduler.clone(),
             Models::default(),
-        );
+        )
+        .with_guard(guard);
         let shutdown = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(continuum.run(once(c_up), shutdown.clone())),
@@ -127,6 +185,7 @@ impl InProcess {
         tracing::info!(period = ?cfg.period, mode = ?cfg.mode, dry_run = cfg.dry_run, "agents started in-process (node, cluster, continuum)");
         Ok(Self {
             router,
+            reputation,
             shutdown,
             tasks,
         })
@@ -135,6 +194,12 @@ impl InProcess {
     /// The northbound API's routes.
     pub fn router(&self) -> Router {
         self.router.clone()
+    }
+
+    /// The trust scores (for the binary to export as metrics).
+    #[must_use]
+    pub fn reputation(&self) -> &trust::Reputation {
+        &self.reputation
     }
 
     /// Stops the three loops.
@@ -188,12 +253,24 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
     let tc = cfg.tier(tier_name);
     let me = id(&tc, tier_name);
     let heartbeat = Duration::from_secs(2);
+    let keys = link_keys(&cfg.dir, &cfg.name)?;
+    let guard = guard(&keys, cfg);
+    let keys = reporting(keys, &guard.reputation);
     let parents = match &s.parent {
-        Some(url) => crate::link::dial(url.clone(), s.token.clone(), me.clone(), heartbeat, shutdown.clone()),
+        Some(url) => crate::link::dial(
+            url.clone(),
+            s.token.clone(),
+            me.clone(),
+            heartbeat,
+            keys.clone(),
+            shutdown.clone(),
+        ),
         None => none(),
     };
     let children = match s.link_listener {
-        Some(l) => crate::link::serve(l, s.token.clone(), me.clone(), heartbeat, shutdown.clone()).await?,
+        Some(l) => {
+            crate::link::serve(l, s.token.clone(), me.clone(), heartbeat, keys.clone(), shutdown.clone()).await?
+        }
         None => none(),
     };
     let shared = Shared::new(cfg.mode, cfg.dry_run);
@@ -217,7 +294,8 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 crate::policies::builtin(cfg.policies.clone()),
                 cfg.scheduler.clone(),
                 Models::default(),
-            );
+            )
+            .with_guard(guard);
             cluster.run(parents, children, shutdown).await;
         }
         Tier::Continuum => {
@@ -232,7 +310,9 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 shared,
                 submit: continuum.submitter(),
                 token: s.token.clone(),
-            });
+            })
+            // The continuum's registry and the evidence its link gathers against clusters.
+            .merge(trust::routes::router(guard.reputation.clone(), guard.identities.clone(), s.token.clone()));
             let api = tokio::spawn(serve_api(router));
             continuum.run(children, shutdown).await;
             let _ = api.await;

@@ -2,7 +2,8 @@
 //! ways, the admin token, reconnection after the parent restarts, and silent peers.
 
 use agents::link::grpc::pb;
-use agents::link::{self, AgentId, Event, Session};
+use agents::link::{self, AgentId, Event, LinkKeys, Session};
+use trust::identity::{Identities, KeyPair, PublicKey, ReplayGuard};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,26 @@ fn child() -> AgentId {
     }
 }
 
+/// The parent's keys: the same across a restart (the child pins them), fresh per test process.
+fn parent_keys() -> LinkKeys {
+    static KEYS: std::sync::OnceLock<(Arc<KeyPair>, PublicKey)> = std::sync::OnceLock::new();
+    let (key, _) = KEYS.get_or_init(|| {
+        let k = KeyPair::generate();
+        let p = k.public_key();
+        (Arc::new(k), p)
+    });
+    LinkKeys {
+        key: key.clone(),
+        peers: Identities::in_memory(),
+        replay: Arc::new(ReplayGuard::new(link::SIGNATURE_WINDOW)),
+        on_refusal: None,
+    }
+}
+
+fn child_keys() -> LinkKeys {
+    LinkKeys::new(KeyPair::generate(), Identities::in_memory())
+}
+
 async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -59,7 +80,7 @@ async fn grpc(heartbeat: Duration) -> Grpc {
     let (l, addr) = listener().await;
     let parent_stop = CancellationToken::new();
     let child_stop = CancellationToken::new();
-    let served = link::serve(l, TOKEN.into(), parent(), heartbeat, parent_stop.clone())
+    let served = link::serve(l, TOKEN.into(), parent(), heartbeat, parent_keys(), parent_stop.clone())
         .await
         .unwrap();
     let dialled = link::dial(
@@ -67,6 +88,7 @@ async fn grpc(heartbeat: Duration) -> Grpc {
         TOKEN.into(),
         child(),
         heartbeat,
+        child_keys(),
         child_stop.clone(),
     );
     Grpc {
@@ -190,7 +212,7 @@ async fn heartbeats_keep_an_idle_session_open_and_never_reach_recv() {
 async fn wrong_or_missing_token_is_refused_and_yields_no_session() {
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), stop.clone())
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
         .await
         .unwrap();
     let mut dialled = link::dial(
@@ -198,6 +220,7 @@ async fn wrong_or_missing_token_is_refused_and_yields_no_session() {
         "not-the-token".into(),
         child(),
         Duration::from_secs(1),
+        child_keys(),
         stop.clone(),
     );
     assert!(
@@ -214,6 +237,7 @@ async fn wrong_or_missing_token_is_refused_and_yields_no_session() {
         let mut req = tonic::Request::new(pb::SubscribeReq {
             agent_id: "node-a".into(),
             tier: "node".into(),
+            ..pb::SubscribeReq::default()
         });
         if let Some(a) = auth {
             req.metadata_mut().insert("authorization", a.parse().unwrap());
@@ -271,6 +295,7 @@ impl pb::agent_link_server::AgentLink for Mute {
             heartbeat_secs: 1,
             parent_tier: "cluster".into(),
             heartbeat_ms: 200,
+            public_key: KeyPair::generate().public_key().0.to_vec(),
         }))
     }
 
@@ -303,6 +328,7 @@ async fn a_refused_child_keeps_retrying_with_backoff() {
         TOKEN.into(),
         child(),
         Duration::from_secs(1),
+        child_keys(),
         stop.clone(),
     );
     // Attempts at about 0, 0.5, 1.5 and 3.5 s: at least three within 3 s, never a session.
@@ -337,7 +363,7 @@ async fn parent_restart_ends_the_session_and_the_child_reconnects() {
 
     let l = TcpListener::bind(g.addr).await.expect("rebind the parent's address");
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), stop.clone())
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
         .await
         .unwrap();
     let mut down = next(&mut g.dialled).await;
@@ -360,7 +386,7 @@ async fn parent_drops_a_silent_child_after_three_heartbeats() {
     let heartbeat = Duration::from_millis(200);
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), heartbeat, stop.clone())
+    let mut served = link::serve(l, TOKEN.into(), parent(), heartbeat, parent_keys(), stop.clone())
         .await
         .unwrap();
 
@@ -414,6 +440,7 @@ async fn child_drops_a_silent_parent_after_three_heartbeats_and_redials() {
         TOKEN.into(),
         child(),
         Duration::from_secs(5),
+        child_keys(),
         stop.clone(),
     );
     let mut down = next(&mut dialled).await;
@@ -446,7 +473,7 @@ async fn child_drops_a_silent_parent_after_three_heartbeats_and_redials() {
 async fn bad_envelopes_are_dropped_and_the_session_goes_on() {
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), stop.clone())
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
         .await
         .unwrap();
     let mut raw = pb::agent_link_client::AgentLinkClient::connect(format!("http://{addr}"))
@@ -493,7 +520,7 @@ async fn a_session_without_subscribing_or_with_an_empty_token_is_refused() {
     let err = link::serve(l, "".into(), parent(), Duration::from_secs(1), stop.clone()).await;
     assert!(err.unwrap_err().to_string().contains("empty admin token"));
     let (l, addr) = listener().await;
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), stop.clone())
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
         .await
         .unwrap();
     let mut raw = pb::agent_link_client::AgentLinkClient::connect(format!("http://{addr}"))

@@ -7,6 +7,10 @@ pub struct SubscribeReq {
     /// node, cluster or continuum.
     #[prost(string, tag = "2")]
     pub tier: ::prost::alloc::string::String,
+    /// The child's Ed25519 public key (32 bytes). The parent enrols it on first use and refuses a
+    /// different key for the same id, or a revoked id, from then on.
+    #[prost(bytes = "vec", tag = "3")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -22,6 +26,9 @@ pub struct SubscribeAck {
     /// The same period in milliseconds (for sub-second periods); the child uses it when not 0.
     #[prost(uint64, tag = "4")]
     pub heartbeat_ms: u64,
+    /// The parent's Ed25519 public key (32 bytes), which the child pins on first use.
+    #[prost(bytes = "vec", tag = "5")]
+    pub public_key: ::prost::alloc::vec::Vec<u8>,
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -43,6 +50,16 @@ pub struct Envelope {
     /// The event's body as JSON text; empty means null.
     #[prost(string, tag = "5")]
     pub json_payload: ::prost::alloc::string::String,
+    /// When the sender signed it, Unix ms: older (or further ahead) than the receiver's window is
+    /// refused as stale.
+    #[prost(uint64, tag = "6")]
+    pub timestamp_ms: u64,
+    /// 16 random bytes; the same (sender, nonce) twice within the window is refused as replayed.
+    #[prost(bytes = "vec", tag = "7")]
+    pub nonce: ::prost::alloc::vec::Vec<u8>,
+    /// Ed25519 signature by the sender's key over every field above, each length-prefixed.
+    #[prost(bytes = "vec", tag = "8")]
+    pub signature: ::prost::alloc::vec::Vec<u8>,
 }
 /// Generated client implementations.
 pub mod agent_link_client {

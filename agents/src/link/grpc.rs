@@ -5,8 +5,17 @@
 //! Each session runs two tasks: a reader (wire -> inbox; closes the session after
 //! [`SILENT_PERIODS`] heartbeat periods without a message) and a writer (outbox and
 //! heartbeats -> wire). Either ending ends the other, and the peer sees its stream end.
+//!
+//! Every envelope, heartbeats included, is signed by its sender's Ed25519 key ([`LinkKeys`])
+//! over all its fields plus a timestamp and a nonce. The reader drops an envelope whose
+//! signature fails, whose timestamp is outside [`super::SIGNATURE_WINDOW`] or whose nonce it
+//! has seen (a replay), and closes the session when the peer's identity is revoked or
+//! unknown; each refusal is reported as evidence. The keys are exchanged at subscription
+//! (trust on first use, under the admin token) and pinned from then on.
 
-use super::{link_err, AgentId, Envelope, Event, Session, CHANNEL_CAPACITY, MAX_MESSAGE_BYTES};
+use super::{link_err, AgentId, Envelope, Event, LinkKeys, Session, CHANNEL_CAPACITY, MAX_MESSAGE_BYTES};
+use control_api::trust::IdentityKind;
+use trust::identity::{nonce, signed_bytes, PublicKey, Signature, VerifyError};
 use crate::error::Result;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -56,6 +65,7 @@ pub async fn serve(
     token: Arc<str>,
     me: AgentId,
     heartbeat: Duration,
+    keys: LinkKeys,
     shutdown: CancellationToken,
 ) -> Result<mpsc::Receiver<Session>> {
     if token.is_empty() {
@@ -73,6 +83,7 @@ pub async fn serve(
         me: me.clone(),
         heartbeat,
         sessions,
+        keys,
         subscribed: Mutex::default(),
         shutdown: shutdown.clone(),
     };
@@ -104,10 +115,11 @@ pub fn dial(
     token: Arc<str>,
     me: AgentId,
     heartbeat: Duration,
+    keys: LinkKeys,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<Session> {
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(dial_loop(parent_url, token, me, heartbeat, shutdown, tx));
+    tokio::spawn(dial_loop(parent_url, token, me, heartbeat, keys, shutdown, tx));
     rx
 }
 
@@ -116,11 +128,12 @@ async fn dial_loop(
     token: Arc<str>,
     me: AgentId,
     heartbeat: Duration,
+    keys: LinkKeys,
     shutdown: CancellationToken,
     tx: mpsc::Sender<Session>,
 ) {
     // Checked once: none of these change between attempts, so retrying could not help.
-    let child = match Child::new(&parent_url, &token, &me, heartbeat) {
+    let child = match Child::new(&parent_url, &token, &me, heartbeat, keys) {
         Ok(c) => c,
         Err(why) => {
             tracing::error!(parent = %parent_url, agent = %me.id, error = %why, "agent link: cannot dial");
@@ -169,10 +182,11 @@ struct Child {
     tier: MetadataValue<Ascii>,
     me: AgentId,
     heartbeat: Duration,
+    keys: LinkKeys,
 }
 
 impl Child {
-    fn new(parent_url: &str, token: &str, me: &AgentId, heartbeat: Duration) -> Result<Self, String> {
+    fn new(parent_url: &str, token: &str, me: &AgentId, heartbeat: Duration, keys: LinkKeys) -> Result<Self, String> {
         if token.is_empty() {
             return Err("the admin token is empty".into());
         }
@@ -196,6 +210,7 @@ impl Child {
             tier: ascii(&me.tier)?,
             me: me.clone(),
             heartbeat,
+            keys,
         })
     }
 
@@ -209,6 +224,7 @@ impl Child {
         let mut req = Request::new(pb::SubscribeReq {
             agent_id: self.me.id.clone(),
             tier: self.me.tier.clone(),
+            public_key: self.keys.key.public_key().0.to_vec(),
         });
         req.metadata_mut().insert("authorization", self.auth.clone());
         let ack = tokio::time::timeout(CALL_TIMEOUT, client.subscribe(req))
@@ -216,6 +232,15 @@ impl Child {
             .map_err(|_| "subscribe: no answer".to_owned())?
             .map_err(|s| describe("subscribe", &s))?
             .into_inner();
+        // The parent's key, pinned on first use: a parent that shows another key later (or
+        // was revoked here) is not talked to.
+        check_id("parent_id", &ack.parent_id).map_err(|s| s.message().to_owned())?;
+        let parent_key = public_key(&ack.public_key).map_err(|why| format!("subscribe: the parent's {why}"))?;
+        if let Err(e) = self.keys.peers.first_use(&ack.parent_id, IdentityKind::Agent, &parent_key) {
+            let why = format!("parent {}: {e}", ack.parent_id);
+            self.keys.refused(&ack.parent_id, &why);
+            return Err(why);
+        }
         let period = if ack.heartbeat_ms > 0 {
             Duration::from_millis(ack.heartbeat_ms)
         } else if ack.heartbeat_secs > 0 {
@@ -241,7 +266,7 @@ impl Child {
             id: ack.parent_id,
             tier: ack.parent_tier,
         };
-        let session = spawn_session(&self.me.id, peer, incoming, wire_tx, period, end.clone());
+        let session = spawn_session(&self.me.id, peer, incoming, wire_tx, period, self.keys.clone(), end.clone());
         // The connection lives as long as the session, not only as long as this call.
         let until = end.clone();
         tokio::spawn(async move {
@@ -258,6 +283,7 @@ struct Parent {
     me: AgentId,
     heartbeat: Duration,
     sessions: mpsc::Sender<Session>,
+    keys: LinkKeys,
     subscribed: Mutex<HashSet<String>>,
     shutdown: CancellationToken,
 }
@@ -269,6 +295,13 @@ impl AgentLink for Parent {
         let req = req.into_inner();
         check_id("agent_id", &req.agent_id)?;
         check_id("tier", &req.tier)?;
+        let key = public_key(&req.public_key).map_err(|why| Status::invalid_argument(format!("public_key: {why}")))?;
+        // Trust on first use, under the admin token; afterwards the key is pinned.
+        if let Err(e) = self.keys.peers.first_use(&req.agent_id, IdentityKind::Agent, &key) {
+            let why = e.to_string();
+            self.keys.refused(&req.agent_id, &why);
+            return Err(Status::permission_denied(why));
+        }
         tracing::info!(child = %req.agent_id, tier = %req.tier, "agent link: child subscribed");
         self.subscribed
             .lock()
@@ -279,6 +312,7 @@ impl AgentLink for Parent {
             heartbeat_secs: u32::try_from(self.heartbeat.as_secs_f64().ceil() as u64).unwrap_or(u32::MAX),
             parent_tier: self.me.tier.clone(),
             heartbeat_ms: u64::try_from(self.heartbeat.as_millis()).unwrap_or(u64::MAX).max(1),
+            public_key: self.keys.key.public_key().0.to_vec(),
         }))
     }
 
@@ -301,7 +335,15 @@ impl AgentLink for Parent {
         let (wire_tx, wire_rx) = mpsc::channel(CHANNEL_CAPACITY);
         let peer = AgentId { id, tier };
         let end = self.shutdown.child_token();
-        let session = spawn_session(&self.me.id, peer, req.into_inner(), wire_tx, self.heartbeat, end);
+        let session = spawn_session(
+            &self.me.id,
+            peer,
+            req.into_inner(),
+            wire_tx,
+            self.heartbeat,
+            self.keys.clone(),
+            end,
+        );
         tokio::select! {
             sent = self.sessions.send(session) => {
                 if sent.is_err() {
@@ -362,12 +404,13 @@ fn spawn_session(
     mut incoming: Streaming<pb::Envelope>,
     wire: mpsc::Sender<Result<pb::Envelope, Status>>,
     heartbeat: Duration,
+    keys: LinkKeys,
     end: CancellationToken,
 ) -> Session {
     let (out_tx, mut out_rx) = mpsc::channel::<Envelope>(CHANNEL_CAPACITY);
     let (in_tx, in_rx) = mpsc::channel(CHANNEL_CAPACITY);
 
-    let (stop, who) = (end.clone(), peer.clone());
+    let (stop, who, checker) = (end.clone(), peer.clone(), keys.clone());
     tokio::spawn(async move {
         let silence = heartbeat * SILENT_PERIODS;
         loop {
@@ -390,6 +433,14 @@ fn spawn_session(
                 }
                 Ok(Ok(Some(m))) => m,
             };
+            if let Err(e) = verify(&msg, &who, &checker) {
+                checker.refused(&who.id, &e.to_string());
+                match e {
+                    // Not (or no longer) someone to talk to.
+                    VerifyError::Revoked(_) | VerifyError::Unknown(_) => break,
+                    _ => continue,
+                }
+            }
             let env = match decode(msg, &who) {
                 Ok(env) if env.event == Event::Heartbeat => continue,
                 Ok(env) => env,
@@ -417,14 +468,14 @@ fn spawn_session(
                     sender: sender.clone(),
                     seq: 0,
                     event: Event::Heartbeat.as_str().to_owned(),
-                    plan_uid: String::new(),
-                    json_payload: String::new(),
+                    ..pb::Envelope::default()
                 },
                 env = out_rx.recv() => match env {
                     Some(env) => encode(env),
                     None => break,
                 },
             };
+            let msg = sign(msg, &keys);
             tokio::select! {
                 () = stop.cancelled() => break,
                 sent = wire.send(Ok(msg)) => if sent.is_err() { break },
@@ -451,7 +502,50 @@ fn encode(env: Envelope) -> pb::Envelope {
         event: env.event.as_str().to_owned(),
         plan_uid: env.plan_uid.map(|u| u.to_string()).unwrap_or_default(),
         json_payload: env.payload.to_string(),
+        ..pb::Envelope::default()
     }
+}
+
+/// The bytes an envelope's signature covers: every field but the signature, length-prefixed.
+#[must_use]
+pub fn signed_part(m: &pb::Envelope) -> Vec<u8> {
+    signed_bytes(&[
+        m.sender.as_bytes(),
+        &m.seq.to_be_bytes(),
+        m.event.as_bytes(),
+        m.plan_uid.as_bytes(),
+        m.json_payload.as_bytes(),
+        &m.timestamp_ms.to_be_bytes(),
+        &m.nonce,
+    ])
+}
+
+/// Stamps, numbers once (nonce) and signs `m` with this agent's key.
+#[must_use]
+pub fn sign(mut m: pb::Envelope, keys: &LinkKeys) -> pb::Envelope {
+    m.timestamp_ms = u64::try_from(crate::world::now_ms()).unwrap_or(0);
+    m.nonce = nonce().to_vec();
+    m.signature = keys.key.sign(&signed_part(&m)).0.to_vec();
+    m
+}
+
+/// Checks `m` came from `peer` unaltered, lately, and only once.
+fn verify(m: &pb::Envelope, peer: &AgentId, keys: &LinkKeys) -> Result<(), VerifyError> {
+    let signature = <[u8; 64]>::try_from(m.signature.as_slice())
+        .map(Signature)
+        .map_err(|_| VerifyError::BadSignature(peer.id.clone()))?;
+    // The peer is the session's, whatever the envelope claims (decode refuses a mismatch).
+    keys.peers.verify(&peer.id, &signed_part(m), &signature)?;
+    let nonce = <[u8; 16]>::try_from(m.nonce.as_slice()).map_err(|_| VerifyError::BadSignature(peer.id.clone()))?;
+    let now = u64::try_from(crate::world::now_ms()).unwrap_or(0);
+    keys.replay.check(&peer.id, m.timestamp_ms, nonce, now)
+}
+
+/// A public key from the wire.
+fn public_key(bytes: &[u8]) -> Result<PublicKey, String> {
+    <[u8; 32]>::try_from(bytes)
+        .map(PublicKey)
+        .map_err(|_| format!("public key must be 32 bytes, got {}", bytes.len()))
 }
 
 /// The envelope a peer sent, or why it is unusable (peer-controlled text is clipped).

@@ -11,7 +11,10 @@ pub use local::local_pair;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
+use trust::identity::{Identities, KeyPair, ReplayGuard};
 use tokio_util::sync::DropGuard;
 use uuid::Uuid;
 
@@ -70,6 +73,53 @@ impl Event {
     /// The event of a wire name, if known.
     pub fn from_wire(name: &str) -> Option<Event> {
         Event::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+/// How far a signed envelope's timestamp may be from the receiver's clock. Generous for clock
+/// skew between hosts; the nonces of this window are remembered, so a replay within it is
+/// refused too.
+pub const SIGNATURE_WINDOW: Duration = Duration::from_secs(120);
+
+/// Called with the peer's id and why one of its messages (or its subscription) was refused:
+/// the trust service takes it as evidence against that agent.
+pub type OnRefusal = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// What a gRPC link signs with and checks against: this agent's key, the peers it knows (an
+/// unknown child is enrolled on first use, since it presented the admin token; a known one
+/// must keep its key; a revoked one is refused), and the nonces seen lately.
+///
+/// In-process links are not signed: their messages never leave the process's memory.
+#[derive(Clone)]
+pub struct LinkKeys {
+    /// This agent's key pair.
+    pub key: Arc<KeyPair>,
+    /// The peers' public keys.
+    pub peers: Identities,
+    /// Nonces of the last [`SIGNATURE_WINDOW`].
+    pub replay: Arc<ReplayGuard>,
+    /// Told of every refusal.
+    pub on_refusal: Option<OnRefusal>,
+}
+
+impl LinkKeys {
+    /// Over `key` and `peers`, with a fresh replay guard and no refusal hook.
+    #[must_use]
+    pub fn new(key: KeyPair, peers: Identities) -> Self {
+        Self {
+            key: Arc::new(key),
+            peers,
+            replay: Arc::new(ReplayGuard::new(SIGNATURE_WINDOW)),
+            on_refusal: None,
+        }
+    }
+
+    /// Reports a refusal to the hook (and the log).
+    pub(crate) fn refused(&self, peer: &str, why: &str) {
+        tracing::warn!(peer = %peer, reason = %why, "agent link: refused");
+        if let Some(hook) = &self.on_refusal {
+            hook(peer, why);
+        }
     }
 }
 

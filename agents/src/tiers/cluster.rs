@@ -9,6 +9,7 @@ use crate::decisions::DecisionLog;
 use crate::error::{Error, Result};
 use crate::framework::{Ctx, Mechanism, Policy};
 use crate::gateway::{Gateway, Observer};
+use crate::guard::Guard;
 use crate::intents::{Intents, StoredIntent};
 use crate::link::{Envelope, Event, Session};
 use crate::ml::Models;
@@ -51,6 +52,8 @@ pub struct Cluster {
     /// Its gateway's backends and how many are labelled GDPR, as of the last period (`None`:
     /// not observed yet); the continuum places buckets by them.
     backends: Option<(usize, usize)>,
+    /// Trust and anomaly detection over its gateway (`None`: off).
+    guard: Option<Guard>,
 }
 
 impl Cluster {
@@ -89,7 +92,16 @@ impl Cluster {
             period: 0,
             nodes: BTreeMap::new(),
             backends: None,
+            guard: None,
         }
+    }
+
+    /// Watches trust and anomalies with `guard`: backends get trust scores, principals under
+    /// attack appear in the world, and the trust keeper and principal guard act on them.
+    #[must_use]
+    pub fn with_guard(mut self, guard: Guard) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Runs until `shutdown`: sessions to the parent come from `parents` (a new one after each
@@ -263,10 +275,17 @@ impl Cluster {
             .filter(|i| i.state == "applied" && i.intent.policy_update_token.is_some())
             .map(|i| (i.bucket, i.intent))
             .collect();
-        let world = self
+        let mut world = self
             .observer
             .observe(&self.gateway, self.cfg.period.as_secs().max(1), &watched)
             .await?;
+        if let Some(guard) = self.guard.as_mut() {
+            // Without trust figures the trust keeper does nothing this period (unknown trust
+            // drains nothing); the storage policies still run.
+            if let Err(e) = guard.observe(&self.gateway, &mut world).await {
+                tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: trust and anomaly watch failed this period");
+            }
+        }
         self.backends = Some((
             world.backends.len(),
             world.backends.iter().filter(|b| b.labels.gdpr).count(),

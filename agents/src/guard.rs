@@ -1,0 +1,148 @@
+//! The cluster agent's watch over its gateway for trust and anomalies: each period it reads
+//! the backend and principal telemetry, turns the change since the last period into trust
+//! evidence and anomaly features, runs the detector, feeds each verdict back to trust as
+//! evidence, and writes the scores into the period's [`World`] (backends' `trust`, principals
+//! under attack) for the policies to act on.
+//!
+//! The trust and anomaly services are libraries (`trust`, `anomaly`); this module only wires
+//! them to the gateway. Their stores are shared with the REST routes that serve them.
+
+use crate::error::Result;
+use crate::gateway::Gateway;
+use crate::world::{PrincipalView, World};
+use anomaly::{Anomalies, Detector, DetectorConfig, Extractor};
+use control_api::anomaly::AnomalyClass;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use trust::identity::Identities;
+use trust::{Evidence, EvidenceKind, Reputation, TelemetryEvidence};
+
+/// Most principals the world carries to the policies per period: those under an open attack
+/// verdict or throttled, worst trust first (the rest need no decision).
+const MAX_PRINCIPALS: usize = 256;
+
+/// The services and their state; clones of the stores serve the REST routes.
+pub struct Guard {
+    /// Trust scores, shared with `/api/v1/trust/*`.
+    pub reputation: Reputation,
+    /// Enrolled identities, shared with `/api/v1/identities`.
+    pub identities: Identities,
+    /// Verdicts, shared with `/api/v1/anomalies`.
+    pub anomalies: Anomalies,
+    detector: Detector,
+    features: Extractor,
+    evidence: TelemetryEvidence,
+    /// Per principal: periods since an attack episode on it was last open.
+    calm: BTreeMap<String, u32>,
+}
+
+impl Guard {
+    /// Over the given stores, with a fresh detector.
+    #[must_use]
+    pub fn new(reputation: Reputation, identities: Identities, anomalies: Anomalies, detector: DetectorConfig) -> Self {
+        Self {
+            reputation,
+            identities,
+            anomalies,
+            detector: Detector::new(detector),
+            features: Extractor::new(),
+            evidence: TelemetryEvidence::new(),
+            calm: BTreeMap::new(),
+        }
+    }
+
+    /// One period: reads the gateway's telemetry, updates trust and the detector, and writes
+    /// what the policies need into `world`.
+    pub async fn observe(&mut self, gateway: &Gateway, world: &mut World) -> Result<()> {
+        let backends = gateway.backend_telemetry().await?;
+        let principals = gateway.principal_telemetry().await?;
+        let throttles = gateway.principal_throttles().await?;
+        let now = u64::try_from(world.now_ms).unwrap_or(0);
+        self.judge(&backends, &principals, now);
+        for b in &mut world.backends {
+            b.trust = self.reputation.score(&format!("backend:{}", b.id)).map(|s| s.score);
+        }
+        world.principals = self.principals(&principals, &throttles);
+        Ok(())
+    }
+
+    /// Evidence and detection over one period's telemetry.
+    pub fn judge(&mut self, backends: &Value, principals: &Value, now_ms: u64) {
+        for e in self.evidence.extract(backends, principals, now_ms) {
+            self.reputation.record(e);
+        }
+        let samples = self.features.extract(backends, principals, now_ms);
+        for verdict in self.detector.observe(&samples) {
+            let kind = match verdict.class {
+                AnomalyClass::Malfunction => EvidenceKind::AnomalyMalfunction,
+                AnomalyClass::Attack => EvidenceKind::AnomalyAttack,
+                AnomalyClass::Tampering => EvidenceKind::AnomalyTampering,
+            };
+            tracing::warn!(subject = %verdict.subject, class = ?verdict.class, summary = %verdict.summary, "anomaly detected");
+            self.reputation.record(Evidence {
+                subject: verdict.subject.clone(),
+                kind,
+                amount: 1.0,
+                at_ms: now_ms,
+                reason: format!("anomaly {}: {}", verdict.id, verdict.summary),
+            });
+            self.anomalies.push(verdict);
+        }
+    }
+
+    /// The principals a policy may act on: under an open attack verdict, or throttled now.
+    fn principals(&mut self, telemetry: &Value, throttles: &Value) -> Vec<PrincipalView> {
+        let mut throttled: BTreeMap<String, String> = BTreeMap::new();
+        for t in throttles["throttles"].as_array().into_iter().flatten() {
+            if let Some(p) = t["principal"].as_str() {
+                throttled.insert(p.to_owned(), t["reason"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        let mut out = Vec::new();
+        let seen = telemetry["principals"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["principal"].as_str());
+        let mut names: Vec<String> = seen.map(str::to_owned).collect();
+        names.extend(throttled.keys().cloned());
+        names.sort();
+        names.dedup();
+        for id in names {
+            let subject = format!("principal:{id}");
+            let attack = (self.detector.in_anomaly(&subject) == Some(AnomalyClass::Attack)).then(|| {
+                self.anomalies
+                    .query(&anomaly::Query {
+                        subject: Some(subject.clone()),
+                        limit: 1,
+                        ..anomaly::Query::default()
+                    })
+                    .first()
+                    .map_or_else(|| "attack".to_owned(), |v| v.summary.clone())
+            });
+            let calm = self.calm.entry(id.clone()).or_insert(0);
+            if attack.is_some() {
+                *calm = 0;
+            } else {
+                *calm = calm.saturating_add(1);
+            }
+            let calm_periods = *calm;
+            let throttled = throttled.get(&id).cloned();
+            if attack.is_none() && throttled.is_none() {
+                continue;
+            }
+            out.push(PrincipalView {
+                trust: self.reputation.score(&subject).map(|s| s.score),
+                id,
+                attack,
+                calm_periods,
+                throttled,
+            });
+        }
+        // Forget principals neither attacking nor throttled once calm for long (bounded map).
+        self.calm.retain(|_, c| *c < 10_000);
+        out.sort_by(|a, b| a.trust.unwrap_or(1.0).total_cmp(&b.trust.unwrap_or(1.0)));
+        out.truncate(MAX_PRINCIPALS);
+        out
+    }
+}
