@@ -48,5 +48,9 @@ pub use storage_policy::{
     StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView,
 };
 pub use token::{admin_token, admin_token_from_env, TokenFileError, ADMIN_TOKEN_ENV, ADMIN_TOKEN_FILE};
+pub use trust::{
+    EnrolRequest, EnrolledBy, EvidenceKind, EvidenceView, FeedbackOutcome, FeedbackRequest, IdentitiesView,
+    IdentityKind, IdentityView, Revocation, RevokeRequest, SubjectView, TrustConfig, TrustSubjectsView,
+};
 pub use usage::{BucketUsage, PrefixUsage};
 pub use workers::{ThrottleSettings, WorkerChange, WorkerState, WorkerStatus, WorkersView};
