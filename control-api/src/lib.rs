@@ -31,6 +31,7 @@ pub use agents::{
     AgentMode, AgentModeRequest, AgentStatus, AgentsView, AppView, AppsView, BucketIntent, Decision, DecisionStatus,
     DecisionsPage, Effect, IntentView, MetricInput, OptionScore,
 };
+pub use anomaly::{AnomaliesPage, AnomalyClass, AnomalyView, DeviationView};
 pub use backends::{BackendInfo, BackendsView, Faults};
 #[cfg(feature = "client")]
 pub use client::{Client, ClientError};
