@@ -536,3 +536,139 @@ async fn a_session_without_subscribing_or_with_an_empty_token_is_refused() {
     assert!(served.try_recv().is_err());
     stop.cancel();
 }
+
+/// A raw child: subscribes under `key` and opens a session whose envelopes the test writes.
+async fn raw_child(
+    addr: SocketAddr,
+    key: &LinkKeys,
+) -> Result<(mpsc::Sender<pb::Envelope>, tonic::Streaming<pb::Envelope>), tonic::Status> {
+    let mut raw = pb::agent_link_client::AgentLinkClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {TOKEN}").parse().unwrap();
+    let mut req = tonic::Request::new(pb::SubscribeReq {
+        agent_id: "node-a".into(),
+        tier: "node".into(),
+        public_key: key.key.public_key().0.to_vec(),
+    });
+    req.metadata_mut().insert("authorization", auth.clone());
+    raw.subscribe(req).await?;
+    let (tx, rx) = mpsc::channel(16);
+    let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    req.metadata_mut().insert("authorization", auth);
+    req.metadata_mut().insert("agent-id", "node-a".parse().unwrap());
+    req.metadata_mut().insert("agent-tier", "node".parse().unwrap());
+    let incoming = raw.session(req).await?.into_inner();
+    Ok((tx, incoming))
+}
+
+/// An envelope from node-a with `payload`, signed by `key` (unsigned fields left for the test).
+fn signed(keys: &LinkKeys, seq: u64, payload: &str) -> pb::Envelope {
+    link::grpc::sign(
+        pb::Envelope {
+            sender: "node-a".into(),
+            seq,
+            event: Event::TelemetrySummary.as_str().into(),
+            json_payload: payload.into(),
+            ..pb::Envelope::default()
+        },
+        keys,
+    )
+}
+
+#[tokio::test]
+async fn forged_replayed_and_foreign_signed_envelopes_are_refused_and_reported() {
+    let (l, addr) = listener().await;
+    let stop = CancellationToken::new();
+    let refusals: Arc<std::sync::Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut keys = parent_keys();
+    let seen = refusals.clone();
+    keys.on_refusal = Some(Arc::new(move |peer: &str, why: &str| {
+        seen.lock().unwrap().push((peer.to_owned(), why.to_owned()));
+    }));
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(5), keys, stop.clone())
+        .await
+        .unwrap();
+    let key = child_keys();
+    let (tx, _incoming) = raw_child(addr, &key).await.unwrap();
+    let mut up = next(&mut served).await;
+
+    let good = signed(&key, 1, "1");
+    tx.send(good.clone()).await.unwrap();
+    // The same envelope again: a replay.
+    tx.send(good).await.unwrap();
+    // Altered after signing: the signature no longer matches.
+    let mut forged = signed(&key, 2, "2");
+    forged.json_payload = "\"transfer everything\"".into();
+    tx.send(forged).await.unwrap();
+    // Signed by another key than the one node-a enrolled with.
+    tx.send(signed(&child_keys(), 3, "3")).await.unwrap();
+    // Unsigned.
+    tx.send(pb::Envelope {
+        sender: "node-a".into(),
+        seq: 4,
+        event: Event::TelemetrySummary.as_str().into(),
+        json_payload: "4".into(),
+        ..pb::Envelope::default()
+    })
+    .await
+    .unwrap();
+    // Stamped outside the window, with a valid signature over the stale stamp.
+    let mut stale = pb::Envelope {
+        sender: "node-a".into(),
+        seq: 5,
+        event: Event::TelemetrySummary.as_str().into(),
+        json_payload: "5".into(),
+        timestamp_ms: 1_000,
+        nonce: vec![7; 16],
+        ..pb::Envelope::default()
+    };
+    stale.signature = key.key.sign(&link::grpc::signed_part(&stale)).0.to_vec();
+    tx.send(stale).await.unwrap();
+    tx.send(signed(&key, 6, "6")).await.unwrap();
+
+    // Only the two genuine ones arrive, in order.
+    let a = timeout(WAIT, up.recv()).await.unwrap().unwrap();
+    let b = timeout(WAIT, up.recv()).await.unwrap().unwrap();
+    assert_eq!((a.payload, b.payload), (json!(1), json!(6)));
+    let refusals = refusals.lock().unwrap().clone();
+    let reasons: Vec<&str> = refusals.iter().map(|(_, why)| why.as_str()).collect();
+    assert_eq!(refusals.len(), 5, "{reasons:?}");
+    assert!(refusals.iter().all(|(peer, _)| peer == "node-a"), "{refusals:?}");
+    assert!(reasons[0].contains("replayed"), "{reasons:?}");
+    for r in &reasons[1..4] {
+        assert!(r.contains("bad signature"), "{reasons:?}");
+    }
+    assert!(reasons[4].contains("stale"), "{reasons:?}");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_changed_key_and_a_revoked_agent_are_refused_and_a_revoked_session_closes() {
+    let (l, addr) = listener().await;
+    let stop = CancellationToken::new();
+    let keys = parent_keys();
+    let registry = keys.peers.clone();
+    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(5), keys, stop.clone())
+        .await
+        .unwrap();
+    let key = child_keys();
+    let (tx, _incoming) = raw_child(addr, &key).await.unwrap();
+    let mut up = next(&mut served).await;
+    tx.send(signed(&key, 1, "1")).await.unwrap();
+    assert_eq!(timeout(WAIT, up.recv()).await.unwrap().unwrap().payload, json!(1));
+    assert!(registry.get("node-a").is_some(), "enrolled on first use");
+
+    // Another key under the same id: an impersonator.
+    let status = raw_child(addr, &child_keys()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+
+    // Revoked: its open session ends at its next message, and it cannot subscribe again.
+    registry.revoke("node-a", "node decommissioned").unwrap();
+    tx.send(signed(&key, 2, "2")).await.unwrap();
+    assert!(timeout(WAIT, up.recv()).await.unwrap().is_none(), "the session stayed open");
+    let status = raw_child(addr, &key).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("revoked"), "{}", status.message());
+    stop.cancel();
+}
