@@ -8,6 +8,7 @@ use crate::backends::{BackendsView, Faults};
 use crate::error::ErrorBody;
 use crate::health::{HealPass, RedundancyView, ScrubPass};
 use crate::migration::{MigrationProgress, MigrationThrottle, MigrationThrottleRequest};
+use crate::principals::{ThrottleRequest, ThrottleView, ThrottlesView};
 use crate::reads::{ReadSettings, ReadSettingsRequest};
 use crate::routes;
 use crate::storage_policy::{StoragePolicyChanged, StoragePolicyHistory, StoragePolicyRequest, StoragePolicyView};
@@ -186,6 +187,41 @@ impl Client {
     pub async fn backend_telemetry(&self) -> Result<serde_json::Value, ClientError> {
         self.call(Method::GET, routes::BACKEND_TELEMETRY, None, None::<&()>)
             .await
+    }
+
+    /// Request counts of every S3 principal (claimed access key id), per window and since start
+    /// (`{"principals": [...]}`; the shape is the `telemetry` crate's, see docs/admin-api.md).
+    pub async fn principal_telemetry(&self) -> Result<serde_json::Value, ClientError> {
+        self.call(Method::GET, routes::PRINCIPAL_TELEMETRY, None, None::<&()>)
+            .await
+    }
+
+    /// Every principal throttle in force.
+    pub async fn principal_throttles(&self) -> Result<ThrottlesView, ClientError> {
+        self.call(Method::GET, routes::PRINCIPAL_THROTTLES, None, None::<&()>)
+            .await
+    }
+
+    /// Throttles `principal`'s S3 requests (replacing any throttle it had); returns the one now
+    /// in force.
+    pub async fn throttle_principal(
+        &self,
+        principal: &str,
+        throttle: &ThrottleRequest,
+    ) -> Result<ThrottleView, ClientError> {
+        self.call(Method::PUT, routes::PRINCIPAL_THROTTLE, Some(principal), Some(throttle))
+            .await
+    }
+
+    /// Lifts `principal`'s throttle (an error with status 404 when it had none).
+    pub async fn unthrottle_principal(&self, principal: &str) -> Result<(), ClientError> {
+        let url = self.url(routes::PRINCIPAL_THROTTLE, Some(principal));
+        let (status, bytes) = self.exchange(Method::DELETE, url, None).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ClientError::from_answer(status, &bytes))
+        }
     }
 
     /// Sliding-window statistics of one bucket.

@@ -41,6 +41,7 @@ pub use health::{
 };
 pub use migration::{MigrationProgress, MigrationState, MigrationThrottle, MigrationThrottleRequest};
 pub use placement::Redundancy;
+pub use principals::{ThrottleRequest, ThrottleView, ThrottlesView};
 pub use reads::{ReadSettings, ReadSettingsRequest, ReadStrategy};
 #[cfg(feature = "client")]
 pub use reqwest::{Method, StatusCode, Url};

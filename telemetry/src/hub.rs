@@ -3,7 +3,8 @@
 
 use crate::otel::Otel;
 use crate::stats::{
-    BackendOp, BackendSnapshot, BackendStats, BucketSnapshot, BucketStats, Outcome, Prediction, Request,
+    BackendOp, BackendSnapshot, BackendStats, BucketSnapshot, BucketStats, Outcome, Prediction, PrincipalCounters,
+    PrincipalRequest, PrincipalSnapshot, PrincipalStats, Request,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -27,6 +28,7 @@ pub struct Telemetry {
     enabled: bool,
     backends: BackendStats,
     buckets: BucketStats,
+    principals: PrincipalStats,
     otel: Otel,
     prefix_depth: usize,
     exported_prefixes: Mutex<HashMap<String, HashSet<String>>>,
@@ -41,6 +43,7 @@ impl Telemetry {
             enabled: otel.is_enabled(),
             backends: BackendStats::new(),
             buckets: BucketStats::new(prefix_depth),
+            principals: PrincipalStats::new(),
             otel,
             prefix_depth,
             exported_prefixes: Mutex::new(HashMap::new()),
@@ -81,6 +84,39 @@ impl Telemetry {
         if self.enabled {
             self.backends.record_health(backend, healthy);
         }
+    }
+
+    /// Records `blocks` shard blocks read from `backend` that failed their CRC32C or keyed MAC
+    /// (or were found rewritten by authenticating their block).
+    pub fn integrity_failures(&self, backend: &str, blocks: u64) {
+        if self.enabled {
+            self.backends.record_integrity_failures(backend, blocks);
+        }
+    }
+
+    /// Counts one finished S3 request for `principal` (a name from
+    /// [`crate::stats::principal::principal_of`]).
+    pub fn principal_request(&self, principal: &str, r: &PrincipalRequest<'_>) {
+        if self.enabled {
+            self.principals.record(principal, &PrincipalCounters::of_request(r));
+        }
+    }
+
+    /// Counts one storage-policy change refused for a missing or wrong `policy_update_token`.
+    pub fn token_failure(&self, principal: &str) {
+        if self.enabled {
+            let counts = PrincipalCounters {
+                token_failures: 1,
+                ..PrincipalCounters::default()
+            };
+            self.principals.record(principal, &counts);
+        }
+    }
+
+    /// Sliding-window and total counts of every principal seen recently, sorted by name.
+    #[must_use]
+    pub fn principals(&self) -> Vec<PrincipalSnapshot> {
+        self.principals.snapshot()
     }
 
     /// Registers a backend so that it is listed before its first call.

@@ -161,6 +161,21 @@ pub struct BackendWindow {
     pub error_rate: Option<f64>,
     /// Share of health samples that found the backend healthy (`None` without samples).
     pub availability: Option<f64>,
+    /// Shard blocks read from the backend that failed their CRC32C or keyed MAC, or were
+    /// found rewritten by authenticating their block: evidence of bitrot or tampering.
+    #[serde(default)]
+    pub integrity_failures: u64,
+}
+
+/// One backend's counts since the gateway started (monotonic, unlike the windows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendTotal {
+    /// Calls of every kind.
+    pub calls: u64,
+    /// Failed calls of every kind.
+    pub errors: u64,
+    /// Shard blocks that failed their integrity checks (see [`BackendWindow::integrity_failures`]).
+    pub integrity_failures: u64,
 }
 
 /// One backend's statistics over every window, shortest first.
@@ -170,6 +185,9 @@ pub struct BackendSnapshot {
     pub backend: String,
     /// 1 m, 15 m, 1 h, then the last 15 s.
     pub windows: Vec<BackendWindow>,
+    /// Since the gateway started.
+    #[serde(default)]
+    pub total: BackendTotal,
 }
 
 /// Counters of one operation kind in one slot (or merged over a window).
@@ -291,11 +309,12 @@ fn ms(d: Duration) -> f64 {
 
 /// One backend's 5 seconds. Health is sampled every second even on idle backends, so it lives
 /// inline; the call payloads are boxed and allocated on first use, so an idle backend's hour
-/// costs 40 bytes a slot instead of ~3 KiB.
+/// costs 48 bytes a slot instead of ~3 KiB.
 #[derive(Debug, Default)]
 struct BackendSlot {
     healthy: u32,
     health_samples: u32,
+    integrity_failures: u64,
     get: Option<Box<Transfer>>,
     put: Option<Box<Transfer>>,
     audit: Option<Box<Transfer>>,
@@ -306,6 +325,7 @@ impl SlotData for BackendSlot {
     fn reset(&mut self) {
         self.healthy = 0;
         self.health_samples = 0;
+        self.integrity_failures = 0;
         self.get.reset();
         self.put.reset();
         self.audit.reset();
@@ -325,6 +345,7 @@ struct BackendState {
     ring: SlotRing<BackendSlot>,
     /// GET and PUT predictions.
     cache: [Option<CachedPrediction>; 2],
+    total: BackendTotal,
 }
 
 /// Everything merged over one window.
@@ -336,6 +357,7 @@ struct WindowAcc {
     other: Counters,
     healthy: u64,
     health_samples: u64,
+    integrity_failures: u64,
 }
 
 impl WindowAcc {
@@ -354,6 +376,7 @@ impl WindowAcc {
         }
         self.healthy += u64::from(s.healthy);
         self.health_samples += u64::from(s.health_samples);
+        self.integrity_failures = self.integrity_failures.saturating_add(s.integrity_failures);
     }
 
     fn finish(&self, window: Window) -> BackendWindow {
@@ -371,6 +394,7 @@ impl WindowAcc {
             errors,
             error_rate: (calls > 0).then(|| errors as f64 / calls as f64),
             availability: (self.health_samples > 0).then(|| self.healthy as f64 / self.health_samples as f64),
+            integrity_failures: self.integrity_failures,
         }
     }
 }
@@ -460,6 +484,8 @@ impl BackendStats {
                     state.cache[w] = None;
                 }
             }
+            state.total.calls += 1;
+            state.total.errors += u64::from(outcome == Outcome::Error);
             let Some(slot) = state.ring.slot_mut(epoch) else {
                 return;
             };
@@ -470,6 +496,25 @@ impl BackendStats {
                 BackendOp::Delete | BackendOp::List | BackendOp::Head => {
                     slot.other.get_or_insert_with(Box::default).record(us, bytes, outcome);
                 }
+            }
+        });
+    }
+
+    /// Records `blocks` shard blocks read from `backend` that failed their integrity checks.
+    pub fn record_integrity_failures(&self, backend: &str, blocks: u64) {
+        self.record_integrity_failures_at(Instant::now(), backend, blocks);
+    }
+
+    /// Records `blocks` failed shard blocks found at `now`.
+    pub fn record_integrity_failures_at(&self, now: Instant, backend: &str, blocks: u64) {
+        if blocks == 0 {
+            return;
+        }
+        let epoch = epoch_of(self.origin, now);
+        self.with_backend(backend, |state| {
+            state.total.integrity_failures = state.total.integrity_failures.saturating_add(blocks);
+            if let Some(slot) = state.ring.slot_mut(epoch) {
+                slot.integrity_failures = slot.integrity_failures.saturating_add(blocks);
             }
         });
     }
@@ -504,7 +549,7 @@ impl BackendStats {
         map.iter()
             .map(|(id, state)| {
                 let mut accs: [WindowAcc; 4] = Default::default();
-                {
+                let total = {
                     let state = state.lock().unwrap_or_else(PoisonError::into_inner);
                     // One pass over the hour, each slot feeding every window it falls in.
                     for (age, slot) in state.ring.recent(epoch, Window::OneHour.slots()) {
@@ -514,10 +559,12 @@ impl BackendStats {
                             }
                         }
                     }
-                }
+                    state.total
+                };
                 BackendSnapshot {
                     backend: id.clone(),
                     windows: accs.iter().zip(Window::BACKEND).map(|(a, w)| a.finish(w)).collect(),
+                    total,
                 }
             })
             .collect()
@@ -834,6 +881,45 @@ mod tests {
         for op in BackendOp::ALL {
             assert_eq!(serde_json::to_string(&op).unwrap(), format!("\"{}\"", op.name()));
         }
+    }
+
+    #[test]
+    fn integrity_failures_and_totals_are_counted_per_backend() {
+        let t0 = Instant::now();
+        let s = BackendStats::new_at(t0);
+        s.record_at(t0, "a", BackendOp::Get, ms_(1), 10, Outcome::Ok);
+        s.record_at(t0, "a", BackendOp::Put, ms_(1), 10, Outcome::Error);
+        s.record_integrity_failures_at(t0, "a", 3);
+        s.record_integrity_failures_at(t0, "b", 0);
+        let later = t0 + Duration::from_secs(120);
+        s.record_integrity_failures_at(later, "a", 1);
+        let snap = s.snapshot_at(later);
+        assert_eq!(snap.len(), 1, "recording zero failures registers nothing");
+        assert_eq!(window(&snap[0], Window::OneMinute).integrity_failures, 1);
+        assert_eq!(window(&snap[0], Window::OneHour).integrity_failures, 4);
+        assert_eq!(
+            snap[0].total,
+            BackendTotal {
+                calls: 2,
+                errors: 1,
+                integrity_failures: 4
+            }
+        );
+        // Past the hour only the total remembers.
+        let snap = s.snapshot_at(t0 + Duration::from_secs(3 * 3600));
+        assert_eq!(window(&snap[0], Window::OneHour).integrity_failures, 0);
+        assert_eq!(snap[0].total.integrity_failures, 4);
+        let v = serde_json::to_value(&snap).unwrap();
+        assert_eq!(v[0]["total"]["calls"], 2);
+        assert_eq!(v[0]["windows"][0]["integrity_failures"], 0);
+        // JSON from before these fields still parses.
+        let mut old = v.clone();
+        old[0].as_object_mut().unwrap().remove("total");
+        for w in old[0]["windows"].as_array_mut().unwrap() {
+            w.as_object_mut().unwrap().remove("integrity_failures");
+        }
+        let back: Vec<BackendSnapshot> = serde_json::from_value(old).unwrap();
+        assert_eq!(back[0].total, BackendTotal::default());
     }
 
     #[test]

@@ -135,24 +135,25 @@ struct Slot<T> {
     data: T,
 }
 
-/// One hour of 5-second slots, indexed by epoch.
+/// `N` slots indexed by epoch: by default one hour of 5-second slots. A ring of coarser slots
+/// (the caller numbers its epochs, e.g. minutes) costs less where many owners are kept.
 #[derive(Debug)]
-pub struct SlotRing<T> {
+pub struct SlotRing<T, const N: usize = SLOTS> {
     slots: Vec<Slot<T>>,
 }
 
-impl<T: SlotData> Default for SlotRing<T> {
+impl<T: SlotData, const N: usize> Default for SlotRing<T, N> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: SlotData> SlotRing<T> {
-    /// A ring of [`SLOTS`] empty slots.
+impl<T: SlotData, const N: usize> SlotRing<T, N> {
+    /// A ring of `N` empty slots.
     #[must_use]
     pub fn new() -> Self {
         Self {
-            slots: (0..SLOTS)
+            slots: (0..N)
                 .map(|_| Slot {
                     epoch: NEVER,
                     data: T::default(),
@@ -164,7 +165,7 @@ impl<T: SlotData> SlotRing<T> {
     /// The slot of `epoch`, reset first if it still holds an older epoch; `None` when a newer
     /// epoch already took it over (a sample delayed by more than an hour is dropped).
     pub fn slot_mut(&mut self, epoch: u64) -> Option<&mut T> {
-        let slot = &mut self.slots[(epoch % SLOTS as u64) as usize];
+        let slot = &mut self.slots[(epoch % N as u64) as usize];
         if slot.epoch != epoch {
             if slot.epoch != NEVER && slot.epoch > epoch {
                 return None;
@@ -178,9 +179,9 @@ impl<T: SlotData> SlotRing<T> {
     /// The slots among the last `slots` epochs ending at `now_epoch` (included) that were
     /// written, each with its age in slots (0 = current), newest first.
     pub fn recent(&self, now_epoch: u64, slots: u64) -> impl Iterator<Item = (u64, &T)> + '_ {
-        (0..slots.min(SLOTS as u64)).filter_map(move |age| {
+        (0..slots.min(N as u64)).filter_map(move |age| {
             let epoch = now_epoch.checked_sub(age)?;
-            let slot = &self.slots[(epoch % SLOTS as u64) as usize];
+            let slot = &self.slots[(epoch % N as u64) as usize];
             (slot.epoch == epoch).then_some((age, &slot.data))
         })
     }
