@@ -70,6 +70,24 @@ impl Gateway {
             .map_err(gw("reading backend telemetry"))
     }
 
+    /// Every S3 principal's request counters (`GET /api/v1/telemetry/principals`).
+    pub async fn principal_telemetry(&self) -> Result<Value> {
+        self.client
+            .principal_telemetry()
+            .await
+            .map_err(gw("reading principal telemetry"))
+    }
+
+    /// The principals throttled now, as JSON (`GET /api/v1/principals/throttles`).
+    pub async fn principal_throttles(&self) -> Result<Value> {
+        let t = self
+            .client
+            .principal_throttles()
+            .await
+            .map_err(gw("reading principal throttles"))?;
+        Ok(serde_json::to_value(t).unwrap_or_default())
+    }
+
     /// Creates `bucket` with the gateway's default policy if it does not exist.
     pub async fn ensure_bucket(&self, bucket: &str) -> Result<()> {
         let path = control_api::routes::BUCKET_ADMIN.replace(control_api::routes::BUCKET, bucket);

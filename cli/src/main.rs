@@ -12,6 +12,7 @@ mod intent;
 mod remote;
 mod text;
 mod tier;
+mod trust;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -53,6 +54,10 @@ enum Command {
     Why(Box<decisions::WhyArgs>),
     /// Backends of a running gateway and the faults injected into them, through its admin API.
     Backend(Box<backend::BackendArgs>),
+    /// Trust scores of backends, principals and agents, or one with the evidence that moved it.
+    Trust(Box<trust::TrustArgs>),
+    /// The anomaly detector's verdicts (malfunction, attack, tampering), optionally followed.
+    Anomalies(Box<trust::AnomaliesArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -86,6 +91,14 @@ fn main() -> anyhow::Result<()> {
         Command::Agents(args) => {
             init_logging(None);
             agent::run(*args)
+        }
+        Command::Trust(args) => {
+            init_logging(None);
+            trust::run_trust(*args)
+        }
+        Command::Anomalies(args) => {
+            init_logging(None);
+            trust::run_anomalies(*args)
         }
         Command::Decisions(args) => {
             init_logging(None);

@@ -59,7 +59,7 @@ pub struct WhyArgs {
 
 /// The start of a window of the log.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Since {
+pub(crate) enum Since {
     /// So long before now.
     Ago(Duration),
     /// A Unix time, ms.
@@ -68,7 +68,7 @@ enum Since {
 
 impl Since {
     /// The Unix ms it stands for, `now_ms` being now.
-    fn to_ms(self, now_ms: i64) -> i64 {
+    pub(crate) fn to_ms(self, now_ms: i64) -> i64 {
         match self {
             Since::At(ms) => ms,
             Since::Ago(d) => now_ms.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
@@ -77,7 +77,7 @@ impl Since {
 }
 
 /// `15m`, `2h`, `1d`, `30s`, `500ms`: a duration ago; a plain number: a Unix time in ms.
-fn parse_since(s: &str) -> Result<Since, String> {
+pub(crate) fn parse_since(s: &str) -> Result<Since, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<i64>() {
         return if ms >= 0 {
@@ -104,7 +104,7 @@ fn parse_since(s: &str) -> Result<Since, String> {
         .ok_or_else(|| format!("{s:?}: too long"))
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
