@@ -13,7 +13,7 @@ use crate::limits::memory::MemoryBudget;
 use crate::limits::LimitsConfig;
 use crate::meta::{Catalog, RocksStore};
 use crate::s3::{
-    BucketExists, Gateway, GatewayHost, KnownBuckets, Observation, ObservedBody, StaticAuth, TaggingAccess,
+    BucketExists, Gateway, GatewayHost, KnownBuckets, Observation, ObservedBody, StaticAuth, TaggingAccess, Throttles,
 };
 use s3s::service::{S3Service, S3ServiceBuilder};
 use std::future::Future;
@@ -100,6 +100,8 @@ pub struct Server {
     service: S3Service,
     engine: Engine,
     limits: LimitsConfig,
+    /// The principals' throttles, set through the admin API.
+    throttles: Arc<Throttles>,
 }
 
 impl Server {
@@ -230,6 +232,7 @@ impl Server {
             .and_then(|_| workers.spawn(crate::engine::scrub::Scrubber::new(engine.clone(), config.scrub)))
             .and_then(|_| workers.spawn(crate::engine::migrate::Migrator::new(engine.clone())));
         spawned.map_err(|e| Error::Internal(format!("starting the background workers: {e}")))?;
+        let throttles = Arc::new(Throttles::new());
         Ok(Self {
             listener,
             admin_listener,
@@ -241,10 +244,12 @@ impl Server {
                     encrypted: encrypt,
                 },
                 config.allow_fault_injection,
+                throttles.clone(),
             ),
             service,
             engine,
             limits: config.limits.clone(),
+            throttles,
         })
     }
 
@@ -300,6 +305,7 @@ impl Server {
             s3: self.service.clone(),
             telemetry: self.engine.telemetry().clone(),
             exists: exists.clone(),
+            throttles: self.throttles.clone(),
             activity,
             body_timeout: self.limits.body_timeout,
         };
@@ -326,6 +332,7 @@ struct HttpService {
     s3: S3Service,
     telemetry: Arc<Telemetry>,
     exists: BucketExists,
+    throttles: Arc<Throttles>,
     /// The connection's, for its watchdog.
     activity: Arc<Activity>,
     body_timeout: Duration,
@@ -360,24 +367,20 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
         // Refused from the head alone, before s3s could read (and buffer) any of the body.
         if let Err(refusal) = crate::s3::screen(req.method(), req.uri(), req.headers()) {
             span.in_scope(|| tracing::info!(code = refusal.code().as_str(), "request refused before authentication"));
-            return Box::pin(async move {
-                let _working = working;
-                match refusal.to_http_response() {
-                    Ok(mut resp) => {
-                        if http1 {
-                            // The body is left unread: this connection cannot carry another
-                            // request.
-                            resp.headers_mut()
-                                .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-                        }
-                        Ok(obs.finish_with(resp))
-                    }
-                    Err(e) => {
-                        obs.finish_failed();
-                        Err(s3s::HttpError::new(Box::new(e)))
-                    }
-                }
-            });
+            return refuse(refusal, obs, http1, working);
+        }
+        // A throttled principal's request over its rate, refused as cheaply: the claim is not
+        // checked first, so forging requests under a key cannot get around its throttle.
+        if !self.throttles.admit(obs.principal()) {
+            obs.mark_throttled();
+            span.in_scope(|| tracing::debug!(principal = obs.principal(), "request throttled"));
+            let has_body = req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0")
+                || req.headers().contains_key(http::header::TRANSFER_ENCODING);
+            let refusal = s3s::s3_error!(SlowDown, "Please reduce your request rate.");
+            return refuse(refusal, obs, http1 && has_body, working);
         }
         let (mut parts, body) = req.into_parts();
         parts.extensions.insert(tag);
@@ -401,6 +404,32 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for HttpServi
             }
         })
     }
+}
+
+/// Answers `refusal` without reading the request body; on HTTP/1 with `close`, closes the
+/// connection after it (an unread body leaves the connection unable to carry another request).
+fn refuse(
+    refusal: s3s::S3Error,
+    obs: Observation,
+    close: bool,
+    working: crate::limits::connections::Working,
+) -> futures::future::BoxFuture<'static, Result<http::Response<ObservedBody<s3s::Body>>, s3s::HttpError>> {
+    Box::pin(async move {
+        let _working = working;
+        match refusal.to_http_response() {
+            Ok(mut resp) => {
+                if close {
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok(obs.finish_with(resp))
+            }
+            Err(e) => {
+                obs.finish_failed();
+                Err(s3s::HttpError::new(Box::new(e)))
+            }
+        }
+    })
 }
 
 /// Serves `router` on `listener` with the admin port's limits (connection cap, header, idle and

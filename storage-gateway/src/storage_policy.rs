@@ -17,6 +17,7 @@ use control_api::{
 use placement::{BackendSelector, BucketPolicy};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use telemetry::stats::principal::ADMIN_API;
 
 /// Shortest policy update token accepted: it is a credential.
 const MIN_TOKEN_LEN: usize = 8;
@@ -181,7 +182,13 @@ pub fn decide(
 ) -> Result<BucketRecord, Refusal> {
     let invalid = |m: String| Refusal::Invalid(m);
     if req.automatic {
-        authorize_automatic(bucket, cur, req)?;
+        if let Err(refusal) = authorize_automatic(bucket, cur, req) {
+            // Evidence for trust and anomaly detection: guessing a bucket's token is an attack
+            // on its placement. The admin API has no access key (one token for every caller),
+            // so the refusals are counted under the one principal `admin-api`.
+            engine.telemetry().token_failure(ADMIN_API);
+            return Err(refusal);
+        }
     }
     let mut new = cur.clone();
     // Intent first: redundancy decides m when only it is given.

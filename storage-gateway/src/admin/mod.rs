@@ -1,16 +1,18 @@
 //! The admin REST API (its own port, bearer-token authenticated): repair and health views for
 //! operators and tests, triggers for a heal or scrub pass now, the Prometheus `/metrics` page,
 //! the sliding-window telemetry the agents read, and buckets' storage policies with their
-//! migrations ([`policy`]), how GETs read ([`reads`]), and the backends with the faults injected into them at run time
-//! ([`backends`]). What each endpoint takes and answers is spelled once, in the
+//! migrations ([`policy`]), how GETs read ([`reads`]), the backends with the faults injected into them at run time
+//! ([`backends`]), and S3 principals' statistics and throttles ([`principals`]). What each endpoint takes and answers is spelled once, in the
 //! `control_api` crate.
 
 mod backends;
 mod policy;
+mod principals;
 mod reads;
 mod workers;
 
 use crate::engine::Engine;
+use crate::s3::Throttles;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -33,6 +35,8 @@ pub(crate) struct AdminState {
     defaults: BucketDefaults,
     /// Whether backends' faults may be changed at run time.
     allow_fault_injection: bool,
+    /// The S3 principals' throttles, enforced by the S3 front.
+    throttles: Arc<Throttles>,
 }
 
 /// What a bucket created through the admin API starts with (as one created over S3 without a
@@ -46,13 +50,21 @@ pub struct BucketDefaults {
 }
 
 /// The admin API's routes, all behind the bearer token; the faults endpoints answer 403
-/// unless `allow_fault_injection`.
-pub fn router(engine: Engine, token: &str, defaults: BucketDefaults, allow_fault_injection: bool) -> Router {
+/// unless `allow_fault_injection`; the principals' throttles set here are `throttles`, which
+/// the S3 front enforces.
+pub fn router(
+    engine: Engine,
+    token: &str,
+    defaults: BucketDefaults,
+    allow_fault_injection: bool,
+    throttles: Arc<Throttles>,
+) -> Router {
     let state = AdminState {
         engine,
         token: token.into(),
         defaults,
         allow_fault_injection,
+        throttles,
     };
     Router::new()
         .route(routes::REDUNDANCY, get(redundancy))
@@ -60,6 +72,12 @@ pub fn router(engine: Engine, token: &str, defaults: BucketDefaults, allow_fault
         .route(routes::SCRUB, post(scrub_now))
         .route(routes::BACKEND_TELEMETRY, get(backend_telemetry))
         .route(routes::BUCKET_TELEMETRY, get(bucket_telemetry))
+        .route(routes::PRINCIPAL_TELEMETRY, get(principals::telemetry))
+        .route(routes::PRINCIPAL_THROTTLES, get(principals::list))
+        .route(
+            routes::PRINCIPAL_THROTTLE,
+            axum::routing::put(principals::put).delete(principals::delete),
+        )
         .route(routes::METRICS, get(metrics))
         .route(routes::STORAGE_POLICY, get(policy::get_policy).put(policy::put_policy))
         .route(routes::STORAGE_POLICY_HISTORY, get(policy::history))

@@ -401,6 +401,8 @@ impl Engine {
                         self.integrity_counters()
                             .forged_shard_blocks
                             .fetch_add(faults.mac, Ordering::Relaxed);
+                        self.telemetry()
+                            .integrity_failures(&segment.backends[i], faults.checksum + faults.mac);
                         for (row, block) in out.iter_mut().zip(blocks) {
                             row[i] = block.ok();
                         }

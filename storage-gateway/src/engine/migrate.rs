@@ -836,9 +836,12 @@ impl Engine {
                         let window = layout.shard_window(first, last);
                         self.migrations().spend(window.end - window.start).await;
                         let bytes = src.read_range(&path, window).await?;
-                        let ok = layout
-                            .verify_window(first, last, &bytes, mv.idx, mac.as_ref())
-                            .is_some_and(|b| b.iter().all(std::result::Result::is_ok));
+                        let verified = layout.verify_window(first, last, &bytes, mv.idx, mac.as_ref());
+                        if let Some(blocks) = &verified {
+                            let f = crate::codec::Faults::of(blocks);
+                            self.telemetry().integrity_failures(&mv.from, f.checksum + f.mac);
+                        }
+                        let ok = verified.is_some_and(|b| b.iter().all(std::result::Result::is_ok));
                         if !ok {
                             let reason = "checksum or keyed MAC mismatch, or short shard (found while migrating)";
                             self.catalog().queue_repair(seg.set, mv.idx, &mv.from, reason)?;

@@ -244,6 +244,7 @@ async fn read_blocks(
         // Queued even when the read fails: what was found stays found.
         for (i, blocks) in forged {
             counters.forged_shard_blocks.fetch_add(blocks, Ordering::Relaxed);
+            engine.telemetry().integrity_failures(&cur.segment.backends[i], blocks);
             let reason =
                 format!("{blocks} blocks disagree with their authenticated decoding (rewritten with a valid checksum)");
             note_bad(engine, cur, i, &reason);
@@ -360,6 +361,9 @@ async fn gather(
                         .integrity_counters()
                         .forged_shard_blocks
                         .fetch_add(faults.mac, Ordering::Relaxed);
+                    engine
+                        .telemetry()
+                        .integrity_failures(&cur.segment.backends[i], faults.checksum + faults.mac);
                     match faults.reason() {
                         Some(reason) => {
                             got.errors.push(format!("shard {i}: {reason}"));

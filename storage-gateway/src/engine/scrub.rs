@@ -261,6 +261,7 @@ impl Engine {
             }
             c.corrupt_blocks.fetch_add(faults.checksum, Ordering::Relaxed);
             c.forged_blocks.fetch_add(faults.mac, Ordering::Relaxed);
+            self.telemetry().integrity_failures(id, faults.checksum + faults.mac);
             self.integrity_counters()
                 .forged_shard_blocks
                 .fetch_add(faults.mac, Ordering::Relaxed);

@@ -11,13 +11,16 @@ mod list;
 mod multipart;
 mod object;
 mod observe;
+pub mod principal;
 #[cfg(test)]
 mod props;
 mod sse;
+pub mod throttle;
 
 pub use auth::{screen, StaticAuth, MAX_PRESIGNED_EXPIRY_SECS};
 pub use host::GatewayHost;
 pub use observe::{BucketExists, KnownBuckets, Observation, ObservedBody, TaggingAccess, ANONYMOUS};
+pub use throttle::{ThrottleError, Throttles};
 
 use crate::engine::Engine;
 use crate::limits::memory::MemoryBudget;

@@ -6,6 +6,9 @@
 //! extensions, s3s's access hook ([`TaggingAccess`]) fills it in, and the response body records
 //! the request when its last byte is sent (or the client goes away): a GET's latency and bytes
 //! are those of the whole transfer, not of the headers.
+//!
+//! Every request is also counted for the principal it claims ([`super::principal`]), read
+//! from its head: requests whose signature fails are counted too, against the key they name.
 
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -17,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Instant;
-use telemetry::stats::{Access, Request};
+use telemetry::stats::principal::THROTTLED_OPERATION;
+use telemetry::stats::{Access, PrincipalRequest, Request};
 use telemetry::Telemetry;
 
 /// What s3s found a request to be.
@@ -145,6 +149,8 @@ pub struct Observation {
     /// framing and trailers on top of it).
     decoded_len: Option<u64>,
     span: tracing::Span,
+    /// The principal the request claims to be (see [`super::principal`]).
+    principal: String,
 }
 
 impl Observation {
@@ -162,6 +168,7 @@ impl Observation {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         let tag = RequestTag::default();
+        let principal = super::principal::principal(req.uri(), req.headers());
         let obs = Self {
             telemetry,
             exists,
@@ -170,8 +177,26 @@ impl Observation {
             bytes_in: Arc::default(),
             decoded_len,
             span,
+            principal,
         };
         (obs, tag)
+    }
+
+    /// The principal the request claims to be: its access key id, `anonymous` or `invalid`.
+    #[must_use]
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// Marks the request as refused by its principal's throttle before s3s saw it: recorded
+    /// as operation `throttled`, under no bucket.
+    pub fn mark_throttled(&self) {
+        self.span.record("s3.operation", THROTTLED_OPERATION);
+        *self.tag.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(Tag {
+            operation: THROTTLED_OPERATION.to_owned(),
+            bucket: String::new(),
+            key: None,
+        });
     }
 
     /// The request body, counting the bytes it delivers.
@@ -275,7 +300,8 @@ impl Pending {
         };
         // The declared length is the client's word: taken only once its signature held (s3s
         // then holds the body to it), else an anonymous header could inflate the counters.
-        let authenticated = !tag.operation.is_empty() && tag.operation != ANONYMOUS;
+        let authenticated =
+            !tag.operation.is_empty() && tag.operation != ANONYMOUS && tag.operation != THROTTLED_OPERATION;
         let counted = obs.bytes_in.load(Ordering::Relaxed);
         let bytes_in = obs.decoded_len.filter(|_| authenticated).unwrap_or(counted);
         let (access, object_size) = match operation {
@@ -293,6 +319,15 @@ impl Pending {
             | "DeleteObjects" => (Access::Write, None),
             _ => (Access::Other, None),
         };
+        obs.telemetry.principal_request(
+            &obs.principal,
+            &PrincipalRequest {
+                operation,
+                status,
+                bytes_in,
+                bytes_out,
+            },
+        );
         obs.telemetry.s3_request(&Request {
             bucket: &tag.bucket,
             operation,

@@ -26,8 +26,14 @@ pub const MAX_PRINCIPALS: usize = 4096;
 pub const MAX_NAME_LEN: usize = 128;
 /// The principal of requests without credentials.
 pub const ANONYMOUS: &str = "anonymous";
-/// The principal of requests whose claimed access key is not a valid name.
+/// The principal of requests whose claimed access key is not a valid name (or is one of the
+/// reserved names).
 pub const INVALID: &str = "invalid";
+/// The principal the admin API's own refusals are counted under: it has no access key, only
+/// the one admin token, so everything it is asked is asked by this one principal.
+pub const ADMIN_API: &str = "admin-api";
+/// Names no claimed access key is counted under, so no S3 client can pass for them.
+pub const RESERVED: [&str; 3] = [ANONYMOUS, INVALID, ADMIN_API];
 /// The operation label of requests refused by a principal's throttle before s3s saw them.
 pub const THROTTLED_OPERATION: &str = "throttled";
 
@@ -48,13 +54,13 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'=' | b'@' | b'-'))
 }
 
-/// The principal a claimed access key is counted under: itself when valid, [`INVALID`]
-/// otherwise, [`ANONYMOUS`] without one.
+/// The principal a claimed access key is counted under: itself when valid, [`INVALID`] when
+/// not (or when it is one of the [`RESERVED`] names), [`ANONYMOUS`] without one.
 #[must_use]
 pub fn principal_of(claimed: Option<&str>) -> &str {
     match claimed {
         None => ANONYMOUS,
-        Some(k) if is_valid_name(k) => k,
+        Some(k) if is_valid_name(k) && !RESERVED.contains(&k) => k,
         Some(_) => INVALID,
     }
 }
@@ -65,8 +71,9 @@ pub fn principal_of(claimed: Option<&str>) -> &str {
 pub struct PrincipalCounters {
     /// Requests.
     pub requests: u64,
-    /// Requests refused because their signature or access key did not check out (403s that
-    /// never reached an operation, and `InvalidAccessKeyId`).
+    /// Requests refused because their signature or access key did not check out: 403s of
+    /// requests that never reached an operation (`SignatureDoesNotMatch`, `InvalidAccessKeyId`,
+    /// expired presigned URLs).
     pub auth_failures: u64,
     /// Every 403.
     pub denied: u64,
@@ -104,8 +111,6 @@ pub struct PrincipalRequest<'a> {
     pub operation: &'a str,
     /// HTTP status of the response.
     pub status: u16,
-    /// S3 error code of the response, when known (`InvalidAccessKeyId`).
-    pub error_code: Option<&'a str>,
     /// Request body bytes received.
     pub bytes_in: u64,
     /// Response body bytes sent.
@@ -122,7 +127,7 @@ impl PrincipalCounters {
         let flag = |b: bool| u64::from(b);
         Self {
             requests: 1,
-            auth_failures: flag((status == 403 && unrouted) || r.error_code == Some("InvalidAccessKeyId")),
+            auth_failures: flag(status == 403 && unrouted),
             denied: flag(status == 403),
             client_errors: flag((400..500).contains(&status)),
             server_errors: flag((500..600).contains(&status) && !throttled),
@@ -383,7 +388,6 @@ mod tests {
         PrincipalCounters::of_request(&PrincipalRequest {
             operation,
             status,
-            error_code: None,
             bytes_in: 10,
             bytes_out: 100,
         })
@@ -406,6 +410,9 @@ mod tests {
         assert_eq!(principal_of(Some("AKIA1")), "AKIA1");
         assert_eq!(principal_of(Some("bad key")), INVALID);
         assert_eq!(principal_of(None), ANONYMOUS);
+        for reserved in RESERVED {
+            assert_eq!(principal_of(Some(reserved)), INVALID);
+        }
     }
 
     #[test]
@@ -420,14 +427,6 @@ mod tests {
         // Denied after routing (an anonymous request, an access rule): not an auth failure.
         let c = req("anonymous", 403);
         assert_eq!((c.auth_failures, c.denied), (0, 1));
-        let c = PrincipalCounters::of_request(&PrincipalRequest {
-            operation: "GetObject",
-            status: 403,
-            error_code: Some("InvalidAccessKeyId"),
-            bytes_in: 0,
-            bytes_out: 0,
-        });
-        assert_eq!(c.auth_failures, 1);
         let c = req("HeadObject", 404);
         assert_eq!((c.heads, c.not_found, c.client_errors), (1, 1, 1));
         assert_eq!(req("HeadBucket", 200).heads, 1);
