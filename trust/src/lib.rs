@@ -3,16 +3,23 @@
 //! - [`subject`]: the `kind:id` names of what is scored (backends, nodes, agents, principals).
 //! - [`identity`]: Ed25519 key pairs of agents and nodes, the registry of enrolled keys
 //!   (operator or trust on first use, revocation), signature checks and a replay guard.
+//! - [`evidence`]: what was observed about a subject and how much each kind weighs.
+//! - [`model`]: [`Reputation`], the Beta reputation with decay, capability and identity indexes
+//!   combined into a score with configurable weights.
 //! - [`files`]: owner-only files written atomically (keys, the identity registry).
 //!
 //! The model and its API are described in `docs/trust.md`. This crate depends on the wire
 //! types (`control-api`) and telemetry only: the agents consume it, never the reverse.
 
+pub mod evidence;
 pub mod files;
 pub mod identity;
+pub mod model;
 pub mod subject;
 
+pub use evidence::Evidence;
 pub use identity::{signed_bytes, Identities, IdentityError, KeyPair, PublicKey, ReplayGuard, Signature, VerifyError};
+pub use model::{IdentityLevel, ModelError, Reputation};
 pub use subject::{Subject, SubjectError, SubjectKind};
 
 /// Milliseconds since the Unix epoch, now.

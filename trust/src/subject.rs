@@ -101,6 +101,15 @@ pub fn validate_id(id: &str) -> Result<(), SubjectError> {
     Ok(())
 }
 
+/// The subject kind of an identity's holder.
+#[must_use]
+pub const fn kind_of(kind: control_api::trust::IdentityKind) -> SubjectKind {
+    match kind {
+        control_api::trust::IdentityKind::Agent => SubjectKind::Agent,
+        control_api::trust::IdentityKind::Node => SubjectKind::Node,
+    }
+}
+
 /// A validated subject name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Subject {
