@@ -15,7 +15,9 @@ use control_api::anomaly::AnomalyClass;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use trust::identity::Identities;
-use trust::{Evidence, EvidenceKind, Reputation, TelemetryEvidence};
+use control_api::trust::EvidenceKind;
+use trust::telemetry_evidence::TelemetryEvidence;
+use trust::{Evidence, Reputation, Subject, SubjectKind};
 
 /// Most principals the world carries to the policies per period: those under an open attack
 /// verdict or throttled, worst trust first (the rest need no decision).
@@ -60,7 +62,10 @@ impl Guard {
         let now = u64::try_from(world.now_ms).unwrap_or(0);
         self.judge(&backends, &principals, now);
         for b in &mut world.backends {
-            b.trust = self.reputation.score(&format!("backend:{}", b.id)).map(|s| s.score);
+            let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else { continue };
+            // Capability: the share of health probes that found it up.
+            self.reputation.set_capability(&subject, b.availability, None);
+            b.trust = self.reputation.score(&subject).map(|s| s.score);
         }
         world.principals = self.principals(&principals, &throttles);
         Ok(())
@@ -68,8 +73,9 @@ impl Guard {
 
     /// Evidence and detection over one period's telemetry.
     pub fn judge(&mut self, backends: &Value, principals: &Value, now_ms: u64) {
-        for e in self.evidence.extract(backends, principals, now_ms) {
-            self.reputation.record(e);
+        let evidence = self.evidence.extract(backends, principals, now_ms);
+        if let Err(e) = self.reputation.record_all(&evidence) {
+            tracing::warn!(error = %e, "trust: telemetry evidence refused");
         }
         let samples = self.features.extract(backends, principals, now_ms);
         for verdict in self.detector.observe(&samples) {
@@ -79,13 +85,15 @@ impl Guard {
                 AnomalyClass::Tampering => EvidenceKind::AnomalyTampering,
             };
             tracing::warn!(subject = %verdict.subject, class = ?verdict.class, summary = %verdict.summary, "anomaly detected");
-            self.reputation.record(Evidence {
-                subject: verdict.subject.clone(),
-                kind,
-                amount: 1.0,
-                at_ms: now_ms,
-                reason: format!("anomaly {}: {}", verdict.id, verdict.summary),
-            });
+            match verdict.subject.parse::<Subject>() {
+                Ok(subject) => {
+                    let reason = format!("anomaly {}: {}", verdict.id, verdict.summary);
+                    if let Err(e) = self.reputation.record(Evidence::new(subject, kind, 1.0, now_ms, reason)) {
+                        tracing::warn!(error = %e, "trust: anomaly evidence refused");
+                    }
+                }
+                Err(e) => tracing::warn!(subject = %verdict.subject, error = %e, "anomaly on a subject trust cannot name"),
+            }
             self.anomalies.push(verdict);
         }
     }
@@ -108,6 +116,7 @@ impl Guard {
         names.extend(throttled.keys().cloned());
         names.sort();
         names.dedup();
+        let names_now: std::collections::BTreeSet<String> = names.iter().cloned().collect();
         for id in names {
             let subject = format!("principal:{id}");
             let attack = (self.detector.in_anomaly(&subject) == Some(AnomalyClass::Attack)).then(|| {
@@ -132,15 +141,19 @@ impl Guard {
                 continue;
             }
             out.push(PrincipalView {
-                trust: self.reputation.score(&subject).map(|s| s.score),
+                trust: subject
+                    .parse::<Subject>()
+                    .ok()
+                    .and_then(|s| self.reputation.score(&s))
+                    .map(|s| s.score),
                 id,
                 attack,
                 calm_periods,
                 throttled,
             });
         }
-        // Forget principals neither attacking nor throttled once calm for long (bounded map).
-        self.calm.retain(|_, c| *c < 10_000);
+        // Only principals the gateway still counts (at most 4096) or throttles are remembered.
+        self.calm.retain(|id, _| names_now.contains(id));
         out.sort_by(|a, b| a.trust.unwrap_or(1.0).total_cmp(&b.trust.unwrap_or(1.0)));
         out.truncate(MAX_PRINCIPALS);
         out

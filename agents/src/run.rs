@@ -47,7 +47,7 @@ pub struct AgentsConfig {
     /// Settings of the node's policies.
     pub node_policies: crate::node_policies::NodeConfig,
     /// The trust model's weights and decay (changeable at run time: `PUT /api/v1/trust/config`).
-    pub trust: trust::TrustConfig,
+    pub trust: control_api::trust::TrustConfig,
     /// The anomaly detector's thresholds.
     pub anomaly: anomaly::DetectorConfig,
 }
@@ -98,13 +98,18 @@ fn guard(keys: &LinkKeys, cfg: &AgentsConfig) -> Guard {
 fn reporting(mut keys: LinkKeys, reputation: &trust::Reputation) -> LinkKeys {
     let reputation = reputation.clone();
     keys.on_refusal = Some(Arc::new(move |peer: &str, why: &str| {
-        reputation.record(trust::Evidence {
-            subject: format!("agent:{peer}"),
-            kind: trust::EvidenceKind::BadLinkSignature,
-            amount: 1.0,
-            at_ms: u64::try_from(crate::world::now_ms()).unwrap_or(0),
-            reason: format!("agent link: {why}"),
-        });
+        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, peer) else { return };
+        let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
+        let evidence = trust::Evidence::new(
+            subject,
+            control_api::trust::EvidenceKind::BadLinkSignature,
+            1.0,
+            at,
+            format!("agent link: {why}"),
+        );
+        if let Err(e) = reputation.record(evidence) {
+            tracing::warn!(error = %e, "trust: link evidence refused");
+        }
     }));
     keys
 }

@@ -87,6 +87,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         name,
         policies: agents::policies::BuiltinConfig::default(),
         node_policies: agents::node_policies::NodeConfig::default(),
+        trust: control_api::trust::TrustConfig::default(),
+        anomaly: anomaly::DetectorConfig::default(),
     };
     let tier = match args.tier {
         TierArg::Node => agents::run::Tier::Node,

@@ -43,6 +43,11 @@ pub struct AgentsFile {
     /// `[agents.node.reads]`: the node's read tuner.
     #[serde(default)]
     node: agents::node_policies::NodeConfig,
+    /// `[agents.trust]`: the trust model's indexes, weights and decay.
+    trust: Option<control_api::trust::TrustConfig>,
+    /// `[agents.anomaly]`: the anomaly detector's thresholds.
+    #[serde(default)]
+    anomaly: anomaly::DetectorConfig,
 }
 
 /// The agents' settings.
@@ -83,6 +88,10 @@ pub fn resolve(args: AgentsArgs, file: AgentsFile, data_dir: &std::path::Path) -
         bail!("agents.immediate_severity must be a number >= 0");
     }
     let dry_run = args.agents_dry_run || file.dry_run.unwrap_or(false);
+    let trust = file.trust.unwrap_or_default();
+    if let Err(e) = trust::model::validate(&trust) {
+        bail!("agents.trust: {e}");
+    }
     Ok(AgentSettings {
         enabled,
         config: agents::run::AgentsConfig {
@@ -102,6 +111,8 @@ pub fn resolve(args: AgentsArgs, file: AgentsFile, data_dir: &std::path::Path) -
             name: "local".into(),
             policies: file.policies,
             node_policies: file.node,
+            trust,
+            anomaly: file.anomaly,
         },
     })
 }
