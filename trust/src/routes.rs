@@ -75,14 +75,24 @@ fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(ErrorBody::new(message))).into_response()
 }
 
-/// A JSON body, or a JSON error naming what is wrong with it.
-fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, what: &str) -> Result<T, Response> {
-    let body = body.map_err(|e| fail(e.status(), format!("{what}: {}", e.body_text())))?;
-    serde_json::from_slice(&body).map_err(|e| fail(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+/// Refused input: its status and message, answered as [`ErrorBody`].
+struct Refused(StatusCode, String);
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        fail(self.0, self.1)
+    }
 }
 
-fn parse_subject(id: &str) -> Result<Subject, Response> {
-    id.parse::<Subject>().map_err(|e| fail(StatusCode::BAD_REQUEST, e))
+/// A JSON body, or a JSON error naming what is wrong with it.
+fn parse<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>, what: &str) -> Result<T, Refused> {
+    let body = body.map_err(|e| Refused(e.status(), format!("{what}: {}", e.body_text())))?;
+    serde_json::from_slice(&body).map_err(|e| Refused(StatusCode::BAD_REQUEST, format!("{what}: {e}")))
+}
+
+fn parse_subject(id: &str) -> Result<Subject, Refused> {
+    id.parse::<Subject>()
+        .map_err(|e| Refused(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 fn identity_error(e: IdentityError) -> Response {
@@ -128,7 +138,7 @@ async fn subjects(State(api): State<Api>, RawQuery(query): RawQuery) -> Response
 async fn subject(State(api): State<Api>, Path(id): Path<String>) -> Response {
     let s = match parse_subject(&id) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match api.reputation.score(&s) {
         Some(v) => Json(v).into_response(),
@@ -139,11 +149,11 @@ async fn subject(State(api): State<Api>, Path(id): Path<String>) -> Response {
 async fn feedback(State(api): State<Api>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let s = match parse_subject(&id) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let req: FeedbackRequest = match parse(body, "feedback") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     if !(req.weight.is_finite() && req.weight > 0.0 && req.weight <= MAX_FEEDBACK_WEIGHT) {
         return fail(
@@ -178,7 +188,7 @@ async fn config(State(api): State<Api>) -> Response {
 async fn set_config(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let c: TrustConfig = match parse(body, "trust config") {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match api.reputation.set_config(c) {
         Ok(()) => Json(api.reputation.config()).into_response(),
@@ -196,7 +206,7 @@ async fn list_identities(State(api): State<Api>) -> Response {
 async fn enrol(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: EnrolRequest = match parse(body, "enrolment") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let key = match PublicKey::from_base64(&req.public_key) {
         Ok(k) => k,
@@ -224,7 +234,7 @@ async fn identity(State(api): State<Api>, Path(id): Path<String>) -> Response {
 async fn revoke(State(api): State<Api>, Path(id): Path<String>, body: Result<Bytes, BytesRejection>) -> Response {
     let req: RevokeRequest = match parse(body, "revocation") {
         Ok(r) => r,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match api.identities.revoke(&id, &req.reason) {
         Ok(v) => {
