@@ -65,7 +65,9 @@ impl Guard {
             let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else { continue };
             // Capability: the share of health probes that found it up.
             self.reputation.set_capability(&subject, b.availability, None);
-            b.trust = self.reputation.score(&subject).map(|s| s.score);
+            let view = self.reputation.score(&subject);
+            b.trust = view.as_ref().map(|s| s.score);
+            b.trust_failures = view.map_or(0.0, |s| s.failures);
         }
         world.principals = self.principals(&principals, &throttles);
         Ok(())

@@ -38,6 +38,11 @@ pub struct BackendView {
     pub get_samples: u64,
     /// Trust score 0..=1 (`None`: no trust service).
     pub trust: Option<f64>,
+    /// The failure evidence behind that score (decayed, weighted): a backend is drained for low
+    /// trust only with evidence against it, never merely for being new (new subjects start
+    /// with a cautious score, which keeps them from receiving data but not from keeping it).
+    #[serde(default)]
+    pub trust_failures: f64,
 }
 
 impl BackendView {

@@ -7,6 +7,10 @@
 //! [`TrustConfig::readmit_after`] periods in a row: without the margin a backend hovering at
 //! the minimum would flap in and out, each time costing a migration.
 //!
+//! Only backends with failure evidence against them are drained: a new backend starts with a
+//! cautious score for want of evidence, which keeps it from receiving a bucket's data (the
+//! spares' admission) but is no reason to move data off it.
+//!
 //! Its drains are its own: the SLO keeper does not readmit a backend drained for trust because
 //! its latency is fine, and this keeper leaves the SLO keeper's drains alone.
 
@@ -23,6 +27,10 @@ use std::sync::Arc;
 
 /// The policy's name.
 pub const NAME: &str = "trust_keeper";
+
+/// Failure evidence a backend must carry before low trust drains it: a new backend's score
+/// starts low for want of evidence, which must not empty every bucket at start.
+const MIN_FAILURES: f64 = 1.0;
 
 /// Settings of the trust keeper.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,8 +108,9 @@ fn evaluate(config: &TrustConfig, shared: &SharedState, world: &World) -> Vec<Pl
         let violators: Vec<(String, f64)> = eligible
             .iter()
             .filter_map(|id| {
-                let t = world.backend(id)?.trust?;
-                (t < min).then(|| (id.clone(), t))
+                let b = world.backend(id)?;
+                let t = b.trust?;
+                (t < min && b.trust_failures >= MIN_FAILURES).then(|| (id.clone(), t))
             })
             .collect();
         let held = drained.entry(bucket.name.clone()).or_default();
@@ -303,6 +312,7 @@ mod tests {
             b.trust = Some(0.9);
         }
         backends[3].trust = Some(b3);
+        backends[3].trust_failures = 12.0;
         world(now, backends, vec![bucket("photos", 4, 2, eligible, intent())])
     }
 
@@ -356,9 +366,13 @@ mod tests {
         let mut w = world_at(2, &ALL, 0.1);
         w.buckets[0].intent.as_mut().unwrap().min_trust = None;
         assert!(run(&mut keeper, &w).is_empty());
-        // Unknown trust (no trust service) is not a reason to drain.
+        // Unknown trust (no trust service) is not a reason to drain, nor is low trust without
+        // evidence against the backend (a new one).
         let mut w = world_at(3, &ALL, 0.1);
         w.backends[3].trust = None;
+        assert!(run(&mut keeper, &w).is_empty());
+        let mut w = world_at(4, &ALL, 0.1);
+        w.backends[3].trust_failures = 0.0;
         assert!(run(&mut keeper, &w).is_empty());
     }
 }
