@@ -372,6 +372,52 @@ impl Otel {
         }
     }
 
+    /// Like [`Otel::observe_u64`], for fractional values (scores, ratios).
+    pub fn observe_f64<F>(
+        &self,
+        name: &'static str,
+        description: &'static str,
+        unit: &'static str,
+        kind: ObservableKind,
+        callback: F,
+    ) where
+        F: Fn(&mut dyn FnMut(f64, &[(&'static str, &str)])) + Send + Sync + 'static,
+    {
+        let Some(pipeline) = &self.inner.pipeline else { return };
+        let observe = move |instrument: &dyn AsyncInstrument<f64>| {
+            let mut attrs: Vec<KeyValue> = Vec::new();
+            callback(&mut |value, pairs| {
+                attrs.clear();
+                attrs.extend(
+                    pairs
+                        .iter()
+                        .map(|(key, value)| KeyValue::new(*key, (*value).to_owned())),
+                );
+                instrument.observe(value, &attrs);
+            });
+        };
+        match kind {
+            ObservableKind::Gauge => {
+                pipeline
+                    .meter
+                    .f64_observable_gauge(name)
+                    .with_description(description)
+                    .with_unit(unit)
+                    .with_callback(observe)
+                    .build();
+            }
+            ObservableKind::Counter => {
+                pipeline
+                    .meter
+                    .f64_observable_counter(name)
+                    .with_description(description)
+                    .with_unit(unit)
+                    .with_callback(observe)
+                    .build();
+            }
+        }
+    }
+
     /// Shuts down both providers, each after a final collection and OTLP export (the SDK's
     /// shutdown is the flush); blocks until they are done, at most about 5 s (the SDK's
     /// limit). Later records and scrapes are dropped.
@@ -608,6 +654,36 @@ mod tests {
             sample(&otel.prometheus_text(), "mlsysops_s3_request_body_bytes_total", &[]),
             Some(4096.0)
         );
+    }
+
+    #[test]
+    fn fractional_observables_are_exported_as_is() {
+        let otel = prometheus_only();
+        otel.observe_f64(
+            "mlsysops.trust.score",
+            "Trust score",
+            "",
+            ObservableKind::Gauge,
+            |observe| {
+                observe(0.25, &[("mlsysops.subject", "backend:b1")]);
+                observe(0.875, &[("mlsysops.subject", "backend:b2")]);
+            },
+        );
+        otel.observe_f64("mlsysops.seconds.spent", "", "s", ObservableKind::Counter, |observe| {
+            observe(1.5, &[])
+        });
+        let text = otel.prometheus_text();
+        let v = |name: &str, filter: &[(&str, &str)]| sample(&text, name, filter);
+        assert_eq!(
+            v("mlsysops_trust_score", &[("mlsysops_subject", "backend:b1")]),
+            Some(0.25),
+            "{text}"
+        );
+        assert_eq!(
+            v("mlsysops_trust_score", &[("mlsysops_subject", "backend:b2")]),
+            Some(0.875)
+        );
+        assert_eq!(v("mlsysops_seconds_spent_seconds_total", &[]), Some(1.5), "{text}");
     }
 
     #[test]

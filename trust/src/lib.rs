@@ -7,6 +7,7 @@
 //! - [`model`]: [`Reputation`], the Beta reputation with decay, capability and identity indexes
 //!   combined into a score with configurable weights.
 //! - [`routes`]: the REST API (`/api/v1/trust/*`, `/api/v1/identities*`) behind the admin token.
+//! - [`metrics`]: scores and indexes as OpenTelemetry gauges.
 //! - [`files`]: owner-only files written atomically (keys, the identity registry).
 //!
 //! The model and its API are described in `docs/trust.md`. This crate depends on the wire
@@ -15,6 +16,7 @@
 pub mod evidence;
 pub mod files;
 pub mod identity;
+pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod subject;
