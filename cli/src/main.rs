@@ -12,7 +12,7 @@ mod intent;
 mod remote;
 mod text;
 mod tier;
-mod trust;
+mod guard;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -55,9 +55,9 @@ enum Command {
     /// Backends of a running gateway and the faults injected into them, through its admin API.
     Backend(Box<backend::BackendArgs>),
     /// Trust scores of backends, principals and agents, or one with the evidence that moved it.
-    Trust(Box<trust::TrustArgs>),
+    Trust(Box<guard::TrustArgs>),
     /// The anomaly detector's verdicts (malfunction, attack, tampering), optionally followed.
-    Anomalies(Box<trust::AnomaliesArgs>),
+    Anomalies(Box<guard::AnomaliesArgs>),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -94,11 +94,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Trust(args) => {
             init_logging(None);
-            trust::run_trust(*args)
+            guard::run_trust(*args)
         }
         Command::Anomalies(args) => {
             init_logging(None);
-            trust::run_anomalies(*args)
+            guard::run_anomalies(*args)
         }
         Command::Decisions(args) => {
             init_logging(None);
@@ -165,6 +165,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             )
             .context("starting the agents")?;
             server = server.with_admin_routes(running.router());
+            trust::metrics::export(running.reputation(), &otel);
             Some(running)
         } else {
             tracing::info!("agents off: storage policies change only when an operator changes them");
