@@ -6,6 +6,8 @@
 //! - [`evidence`]: what was observed about a subject and how much each kind weighs.
 //! - [`model`]: [`Reputation`], the Beta reputation with decay, capability and identity indexes
 //!   combined into a score with configurable weights.
+//! - [`telemetry_evidence`]: evidence and capability from the gateway's backend and principal
+//!   telemetry (deltas of totals between reads).
 //! - [`routes`]: the REST API (`/api/v1/trust/*`, `/api/v1/identities*`) behind the admin token.
 //! - [`metrics`]: scores and indexes as OpenTelemetry gauges.
 //! - [`files`]: owner-only files written atomically (keys, the identity registry).
@@ -20,11 +22,13 @@ pub mod metrics;
 pub mod model;
 pub mod routes;
 pub mod subject;
+pub mod telemetry_evidence;
 
 pub use evidence::Evidence;
 pub use identity::{signed_bytes, Identities, IdentityError, KeyPair, PublicKey, ReplayGuard, Signature, VerifyError};
 pub use model::{IdentityLevel, ModelError, Reputation};
 pub use subject::{Subject, SubjectError, SubjectKind};
+pub use telemetry_evidence::TelemetryEvidence;
 
 /// Milliseconds since the Unix epoch, now.
 #[must_use]
