@@ -293,6 +293,7 @@ impl Observer {
                 suspect: e.suspect,
                 down_since_ms: down_since,
                 trust: None,
+                trust_failures: 0.0,
             });
         }
         let mut views = Vec::new();

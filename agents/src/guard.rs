@@ -12,10 +12,10 @@ use crate::gateway::Gateway;
 use crate::world::{PrincipalView, World};
 use anomaly::{Anomalies, Detector, DetectorConfig, Extractor};
 use control_api::anomaly::AnomalyClass;
+use control_api::trust::EvidenceKind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use trust::identity::Identities;
-use control_api::trust::EvidenceKind;
 use trust::telemetry_evidence::TelemetryEvidence;
 use trust::{Evidence, Reputation, Subject, SubjectKind};
 
@@ -62,9 +62,9 @@ impl Guard {
         let now = u64::try_from(world.now_ms).unwrap_or(0);
         self.judge(&backends, &principals, now);
         for b in &mut world.backends {
-            let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else { continue };
-            // Capability: the share of health probes that found it up.
-            self.reputation.set_capability(&subject, b.availability, None);
+            let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else {
+                continue;
+            };
             let view = self.reputation.score(&subject);
             b.trust = view.as_ref().map(|s| s.score);
             b.trust_failures = view.map_or(0.0, |s| s.failures);
@@ -75,8 +75,10 @@ impl Guard {
 
     /// Evidence and detection over one period's telemetry.
     pub fn judge(&mut self, backends: &Value, principals: &Value, now_ms: u64) {
-        let evidence = self.evidence.extract(backends, principals, now_ms);
-        if let Err(e) = self.reputation.record_all(&evidence) {
+        if let Err(e) = self
+            .evidence
+            .record_into(&self.reputation, backends, principals, now_ms)
+        {
             tracing::warn!(error = %e, "trust: telemetry evidence refused");
         }
         let samples = self.features.extract(backends, principals, now_ms);
@@ -90,11 +92,16 @@ impl Guard {
             match verdict.subject.parse::<Subject>() {
                 Ok(subject) => {
                     let reason = format!("anomaly {}: {}", verdict.id, verdict.summary);
-                    if let Err(e) = self.reputation.record(Evidence::new(subject, kind, 1.0, now_ms, reason)) {
+                    if let Err(e) = self
+                        .reputation
+                        .record(Evidence::new(subject, kind, 1.0, now_ms, reason))
+                    {
                         tracing::warn!(error = %e, "trust: anomaly evidence refused");
                     }
                 }
-                Err(e) => tracing::warn!(subject = %verdict.subject, error = %e, "anomaly on a subject trust cannot name"),
+                Err(e) => {
+                    tracing::warn!(subject = %verdict.subject, error = %e, "anomaly on a subject trust cannot name")
+                }
             }
             self.anomalies.push(verdict);
         }

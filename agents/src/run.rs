@@ -3,13 +3,10 @@
 
 use crate::decisions::DecisionLog;
 use crate::error::{Error, Result};
-use crate::guard::Guard;
 use crate::gateway::Gateway;
+use crate::guard::Guard;
 use crate::intents::Intents;
 use crate::link::{AgentId, LinkKeys, Session};
-use control_api::trust::IdentityKind;
-use control_api::trust::EnrolledBy;
-use trust::identity::{Identities, KeyPair};
 use crate::ml::Models;
 use crate::northbound::{self, Northbound};
 use crate::scheduler::SchedulerConfig;
@@ -19,6 +16,8 @@ use crate::tiers::continuum::Continuum;
 use crate::tiers::node::Node;
 use crate::tiers::{Shared, TierConfig};
 use axum::Router;
+use control_api::trust::EnrolledBy;
+use control_api::trust::IdentityKind;
 use control_api::AgentMode;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use trust::identity::{Identities, KeyPair};
 
 /// What the agents are started with.
 #[derive(Debug, Clone)]
@@ -76,7 +76,8 @@ pub const IDENTITIES_FILE: &str = "identities.json";
 /// This process's key (created on first start) and the registry of its peers' keys, from
 /// `dir`; `name` is enrolled as a node under its own key so the registry lists it.
 pub fn link_keys(dir: &std::path::Path, name: &str) -> Result<LinkKeys> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::Invalid(format!("creating the agents' directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Invalid(format!("creating the agents' directory {}: {e}", dir.display())))?;
     let key = KeyPair::load_or_create(&dir.join(KEY_FILE))?;
     let peers = Identities::open(&dir.join(IDENTITIES_FILE))?;
     if let Err(e) = peers.enrol(name, IdentityKind::Node, &key.public_key(), EnrolledBy::Operator, false) {
@@ -91,14 +92,21 @@ pub fn link_keys(dir: &std::path::Path, name: &str) -> Result<LinkKeys> {
 /// link become evidence against the agent refused.
 fn guard(keys: &LinkKeys, cfg: &AgentsConfig) -> Guard {
     let reputation = trust::Reputation::new(cfg.trust.clone());
-    Guard::new(reputation, keys.peers.clone(), anomaly::Anomalies::new(), cfg.anomaly.clone())
+    Guard::new(
+        reputation,
+        keys.peers.clone(),
+        anomaly::Anomalies::new(),
+        cfg.anomaly.clone(),
+    )
 }
 
 /// `keys` with a hook that records each refusal as evidence against the refused agent.
 fn reporting(mut keys: LinkKeys, reputation: &trust::Reputation) -> LinkKeys {
     let reputation = reputation.clone();
     keys.on_refusal = Some(Arc::new(move |peer: &str, why: &str| {
-        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, peer) else { return };
+        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, peer) else {
+            return;
+        };
         let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
         let evidence = trust::Evidence::new(
             subject,
@@ -156,7 +164,11 @@ impl InProcess {
             submit: continuum.submitter(),
             token: token.clone(),
         })
-        .merge(trust::routes::router(guard.reputation.clone(), guard.identities.clone(), token.clone()))
+        .merge(trust::routes::router(
+            guard.reputation.clone(),
+            guard.identities.clone(),
+            token.clone(),
+        ))
         .merge(anomaly::router(guard.anomalies.clone(), token));
         let (c_up, c_down) = crate::link::local_pair(id(&continuum_cfg, "continuum"), id(&cluster_cfg, "cluster"));
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
@@ -274,7 +286,15 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
     };
     let children = match s.link_listener {
         Some(l) => {
-            crate::link::serve(l, s.token.clone(), me.clone(), heartbeat, keys.clone(), shutdown.clone()).await?
+            crate::link::serve(
+                l,
+                s.token.clone(),
+                me.clone(),
+                heartbeat,
+                keys.clone(),
+                shutdown.clone(),
+            )
+            .await?
         }
         None => none(),
     };
@@ -317,7 +337,11 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 token: s.token.clone(),
             })
             // The continuum's registry and the evidence its link gathers against clusters.
-            .merge(trust::routes::router(guard.reputation.clone(), guard.identities.clone(), s.token.clone()));
+            .merge(trust::routes::router(
+                guard.reputation.clone(),
+                guard.identities.clone(),
+                s.token.clone(),
+            ));
             let api = tokio::spawn(serve_api(router));
             continuum.run(children, shutdown).await;
             let _ = api.await;

@@ -3,7 +3,6 @@
 
 use agents::link::grpc::pb;
 use agents::link::{self, AgentId, Event, LinkKeys, Session};
-use trust::identity::{Identities, KeyPair, PublicKey, ReplayGuard};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
+use trust::identity::{Identities, KeyPair, PublicKey, ReplayGuard};
 use uuid::Uuid;
 
 const TOKEN: &str = "s3cret-admin-token";
@@ -212,9 +212,16 @@ async fn heartbeats_keep_an_idle_session_open_and_never_reach_recv() {
 async fn wrong_or_missing_token_is_refused_and_yields_no_session() {
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
-        .await
-        .unwrap();
+    let mut served = link::serve(
+        l,
+        TOKEN.into(),
+        parent(),
+        Duration::from_secs(1),
+        parent_keys(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let mut dialled = link::dial(
         format!("http://{addr}"),
         "not-the-token".into(),
@@ -281,6 +288,8 @@ impl pb::agent_link_server::AgentLink for Refuser {
     }
 }
 
+static MUTE_KEY: std::sync::OnceLock<PublicKey> = std::sync::OnceLock::new();
+
 /// A parent that accepts the child, then never sends a thing (not even heartbeats).
 struct Mute;
 
@@ -295,7 +304,8 @@ impl pb::agent_link_server::AgentLink for Mute {
             heartbeat_secs: 1,
             parent_tier: "cluster".into(),
             heartbeat_ms: 200,
-            public_key: KeyPair::generate().public_key().0.to_vec(),
+            // The same key on every subscription: the child pins it.
+            public_key: MUTE_KEY.get_or_init(|| KeyPair::generate().public_key()).0.to_vec(),
         }))
     }
 
@@ -363,9 +373,16 @@ async fn parent_restart_ends_the_session_and_the_child_reconnects() {
 
     let l = TcpListener::bind(g.addr).await.expect("rebind the parent's address");
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
-        .await
-        .unwrap();
+    let mut served = link::serve(
+        l,
+        TOKEN.into(),
+        parent(),
+        Duration::from_secs(1),
+        parent_keys(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let mut down = next(&mut g.dialled).await;
     let mut up = next(&mut served).await;
     let seq = down.send(Event::TelemetrySummary, None, json!("after")).await.unwrap();
@@ -398,6 +415,7 @@ async fn parent_drops_a_silent_child_after_three_heartbeats() {
     let mut req = tonic::Request::new(pb::SubscribeReq {
         agent_id: "mute".into(),
         tier: "node".into(),
+        public_key: KeyPair::generate().public_key().0.to_vec(),
     });
     req.metadata_mut().insert("authorization", auth.clone());
     let ack = raw.subscribe(req).await.unwrap().into_inner();
@@ -473,26 +491,42 @@ async fn child_drops_a_silent_parent_after_three_heartbeats_and_redials() {
 async fn bad_envelopes_are_dropped_and_the_session_goes_on() {
     let (l, addr) = listener().await;
     let stop = CancellationToken::new();
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
-        .await
-        .unwrap();
+    let mut served = link::serve(
+        l,
+        TOKEN.into(),
+        parent(),
+        Duration::from_secs(1),
+        parent_keys(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let mut raw = pb::agent_link_client::AgentLinkClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
     let auth: tonic::metadata::MetadataValue<_> = format!("Bearer {TOKEN}").parse().unwrap();
+    let me = child_keys();
     let mut req = tonic::Request::new(pb::SubscribeReq {
         agent_id: "node-a".into(),
         tier: "node".into(),
+        public_key: me.key.public_key().0.to_vec(),
     });
     req.metadata_mut().insert("authorization", auth.clone());
     raw.subscribe(req).await.unwrap();
 
-    let env = |event: &str, sender: &str, plan: &str, json: &str, seq| pb::Envelope {
-        sender: sender.into(),
-        seq,
-        event: event.into(),
-        plan_uid: plan.into(),
-        json_payload: json.into(),
+    // Signed by node-a's key: each passes the signature check and fails on what it holds.
+    let env = |event: &str, sender: &str, plan: &str, json: &str, seq| {
+        link::grpc::sign(
+            pb::Envelope {
+                sender: sender.into(),
+                seq,
+                event: event.into(),
+                plan_uid: plan.into(),
+                json_payload: json.into(),
+                ..pb::Envelope::default()
+            },
+            &me,
+        )
     };
     let msgs = vec![
         env("no_such_event", "node-a", "", "{}", 1),
@@ -517,12 +551,27 @@ async fn bad_envelopes_are_dropped_and_the_session_goes_on() {
 async fn a_session_without_subscribing_or_with_an_empty_token_is_refused() {
     let stop = CancellationToken::new();
     let (l, _) = listener().await;
-    let err = link::serve(l, "".into(), parent(), Duration::from_secs(1), stop.clone()).await;
+    let err = link::serve(
+        l,
+        "".into(),
+        parent(),
+        Duration::from_secs(1),
+        parent_keys(),
+        stop.clone(),
+    )
+    .await;
     assert!(err.unwrap_err().to_string().contains("empty admin token"));
     let (l, addr) = listener().await;
-    let mut served = link::serve(l, TOKEN.into(), parent(), Duration::from_secs(1), parent_keys(), stop.clone())
-        .await
-        .unwrap();
+    let mut served = link::serve(
+        l,
+        TOKEN.into(),
+        parent(),
+        Duration::from_secs(1),
+        parent_keys(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     let mut raw = pb::agent_link_client::AgentLinkClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
@@ -666,7 +715,10 @@ async fn a_changed_key_and_a_revoked_agent_are_refused_and_a_revoked_session_clo
     // Revoked: its open session ends at its next message, and it cannot subscribe again.
     registry.revoke("node-a", "node decommissioned").unwrap();
     tx.send(signed(&key, 2, "2")).await.unwrap();
-    assert!(timeout(WAIT, up.recv()).await.unwrap().is_none(), "the session stayed open");
+    assert!(
+        timeout(WAIT, up.recv()).await.unwrap().is_none(),
+        "the session stayed open"
+    );
     let status = raw_child(addr, &key).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("revoked"), "{}", status.message());

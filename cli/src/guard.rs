@@ -130,7 +130,10 @@ async fn trust(client: Client, args: TrustArgs) -> anyhow::Result<()> {
 
 /// The subjects as a table, lowest score first (what needs a look comes first).
 fn format_subjects(page: &Value) -> String {
-    let mut subjects: Vec<&Value> = page["subjects"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let mut subjects: Vec<&Value> = page["subjects"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     if subjects.is_empty() {
         return "no trust subjects yet (the agents score backends, principals and agents as evidence comes in)\n"
             .to_owned();
@@ -149,13 +152,24 @@ fn format_subjects(page: &Value) -> String {
                 num(&s["indexes"]["behaviour"]),
                 num(&s["indexes"]["capability"]),
                 s["failures"].as_f64().map_or_else(|| "-".into(), |f| format!("{f:.0}")),
-                s["checksum_failures"].as_f64().map_or_else(|| "-".into(), |f| format!("{f:.0}")),
+                s["checksum_failures"]
+                    .as_f64()
+                    .map_or_else(|| "-".into(), |f| format!("{f:.0}")),
                 ms(&s["updated_ms"]),
             ]
         })
         .collect();
     columns(
-        &["SUBJECT", "SCORE", "IDENTITY", "BEHAVIOUR", "CAPABILITY", "FAILURES", "CHECKSUM", "UPDATED"],
+        &[
+            "SUBJECT",
+            "SCORE",
+            "IDENTITY",
+            "BEHAVIOUR",
+            "CAPABILITY",
+            "FAILURES",
+            "CHECKSUM",
+            "UPDATED",
+        ],
         &rows,
     )
 }
@@ -174,7 +188,10 @@ fn format_subject(s: &Value) -> String {
     rows.push(("alpha / beta", format!("{} / {}", num(&s["alpha"]), num(&s["beta"]))));
     rows.push(("updated", ms(&s["updated_ms"])));
     let mut out = pairs(&rows);
-    let evidence: Vec<&Value> = s["evidence"].as_array().map(|a| a.iter().rev().collect()).unwrap_or_default();
+    let evidence: Vec<&Value> = s["evidence"]
+        .as_array()
+        .map(|a| a.iter().rev().collect())
+        .unwrap_or_default();
     if !evidence.is_empty() {
         out.push_str("\nevidence (newest first):\n");
         let rows: Vec<Vec<String>> = evidence
@@ -281,7 +298,10 @@ fn anomaly_line(v: &Value) -> String {
 
 /// The verdicts as lines, newest first, each with the features that deviated most.
 fn format_anomalies(page: &Value) -> String {
-    let list: Vec<&Value> = page["anomalies"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let list: Vec<&Value> = page["anomalies"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
     if list.is_empty() {
         return "no anomalies\n".to_owned();
     }
@@ -302,16 +322,25 @@ mod tests {
         let text = format_subjects(&page);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("SUBJECT"), "{text}");
-        assert!(lines[1].starts_with("backend:b2") && lines[1].contains("0.21"), "{text}");
+        assert!(
+            lines[1].starts_with("backend:b2") && lines[1].contains("0.21"),
+            "{text}"
+        );
         let one = json!({"subject": "backend:b2", "score": 0.21, "indexes": {"behaviour": 0.1}, "alpha": 3.0, "beta": 40.0, "updated_ms": 0,
             "evidence": [{"at_ms": 0, "kind": "checksum_failure", "amount": 4.0, "score_before": 0.5, "score_after": 0.21, "reason": "4 shard blocks failed their checksum"}]});
         let text = format_subject(&one);
-        assert!(text.contains("checksum_failure") && text.contains("0.50 -> 0.21"), "{text}");
+        assert!(
+            text.contains("checksum_failure") && text.contains("0.50 -> 0.21"),
+            "{text}"
+        );
         assert_eq!(format_anomalies(&json!({"anomalies": []})), "no anomalies\n");
         let a = json!({"anomalies": [{"id": 1, "subject": "backend:b2", "class": "tampering", "score": 9.0, "at_ms": 0, "summary": "checksum failures",
             "deviations": [{"feature": "checksum_failures_per_s", "value": 4.0, "baseline": 0.0, "z": 40.0}]}]});
         let text = format_anomalies(&a);
-        assert!(text.contains("tampering") && text.contains("checksum_failures_per_s 4.00 (baseline 0.00, z 40.00)"), "{text}");
+        assert!(
+            text.contains("tampering") && text.contains("checksum_failures_per_s 4.00 (baseline 0.00, z 40.00)"),
+            "{text}"
+        );
         assert_eq!(encode("principal:AK/1"), "principal%3AAK%2F1");
     }
 }

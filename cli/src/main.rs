@@ -8,11 +8,11 @@ mod bench;
 mod bucket;
 mod config;
 mod decisions;
+mod guard;
 mod intent;
 mod remote;
 mod text;
 mod tier;
-mod guard;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};

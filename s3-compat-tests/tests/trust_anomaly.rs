@@ -69,7 +69,9 @@ async fn set_faults(srv: &TestServer, backend: &str, faults: Value) {
 }
 
 async fn eligible(srv: &TestServer, bucket: &str) -> Vec<String> {
-    let (_, p) = srv.admin("GET", &format!("/api/v1/buckets/{bucket}/storage-policy")).await;
+    let (_, p) = srv
+        .admin("GET", &format!("/api/v1/buckets/{bucket}/storage-policy"))
+        .await;
     serde_json::from_value(p["eligible"].clone()).unwrap_or_default()
 }
 
@@ -113,7 +115,10 @@ fn read_load(
                     match c.get_object().bucket(bucket).key(key).send().await {
                         Ok(o) => match o.body.collect().await {
                             Ok(b) if b.into_bytes().as_ref() == want.as_slice() => {}
-                            Ok(_) => failures.lock().unwrap().push(format!("{bucket}/{key}: different bytes")),
+                            Ok(_) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("{bucket}/{key}: different bytes")),
                             Err(e) => failures.lock().unwrap().push(format!("{bucket}/{key}: {e:?}")),
                         },
                         Err(e) => failures.lock().unwrap().push(format!("{bucket}/{key}: {e:?}")),
@@ -143,8 +148,18 @@ async fn a_bit_flipping_backend_loses_trust_is_drained_and_recovers_and_no_objec
         }
     }
     let objects = Arc::new(objects);
-    let (stop, reads, failures) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::default());
-    let load = read_load(&srv, objects.clone(), stop.clone(), reads.clone(), Arc::clone(&failures));
+    let (stop, reads, failures) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::default(),
+    );
+    let load = read_load(
+        &srv,
+        objects.clone(),
+        stop.clone(),
+        reads.clone(),
+        Arc::clone(&failures),
+    );
 
     // Every backend earns trust above the bucket's minimum from its good calls.
     let all = eligible(&srv, "guarded").await;
@@ -168,26 +183,34 @@ async fn a_bit_flipping_backend_loses_trust_is_drained_and_recovers_and_no_objec
     let injected = Instant::now();
     set_faults(&srv, &bad, json!({"bitflip_rate": 1.0, "seed": 7})).await;
 
-    let verdict = until(Duration::from_secs(60), "an integrity verdict on the flipping backend", || async {
-        let found = anomalies(&srv, &format!("?subject=backend:{bad}")).await;
-        found
-            .iter()
-            .find(|v| matches!(v["class"].as_str(), Some("tampering" | "malfunction")))
-            .cloned()
-            .ok_or_else(|| format!("{found:?}"))
-    })
+    let verdict = until(
+        Duration::from_secs(60),
+        "an integrity verdict on the flipping backend",
+        || async {
+            let found = anomalies(&srv, &format!("?subject=backend:{bad}")).await;
+            found
+                .iter()
+                .find(|v| matches!(v["class"].as_str(), Some("tampering" | "malfunction")))
+                .cloned()
+                .ok_or_else(|| format!("{found:?}"))
+        },
+    )
     .await;
     let detected = injected.elapsed();
     assert!(
         verdict["deviations"].to_string().contains("checksum"),
         "the explanation names the checksum failures: {verdict:#}"
     );
-    let low = until(Duration::from_secs(60), "the flipping backend's trust below 0.5", || async {
-        match trust_of(&srv, &format!("backend:{bad}")).await {
-            Some(t) if t < 0.5 => Ok(t),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    let low = until(
+        Duration::from_secs(60),
+        "the flipping backend's trust below 0.5",
+        || async {
+            match trust_of(&srv, &format!("backend:{bad}")).await {
+                Some(t) if t < 0.5 => Ok(t),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     for b in all.iter().filter(|b| **b != bad) {
         let t = trust_of(&srv, &format!("backend:{b}")).await.unwrap();
@@ -213,7 +236,10 @@ async fn a_bit_flipping_backend_loses_trust_is_drained_and_recovers_and_no_objec
         .cloned()
         .unwrap_or_else(|| panic!("no trust_keeper decision: {page:#}"));
     let reason = drain["explanation"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains(&format!("drains backend {bad}")) && reason.contains("min_trust 0.50"), "{reason}");
+    assert!(
+        reason.contains(&format!("drains backend {bad}")) && reason.contains("min_trust 0.50"),
+        "{reason}"
+    );
     srv.wait_migration_done("guarded", Duration::from_secs(60)).await;
     eprintln!("bit flips on {bad}: verdict after {detected:?}, drained after {drained:?}, trust {low:.2}");
 
@@ -231,7 +257,12 @@ async fn a_bit_flipping_backend_loses_trust_is_drained_and_recovers_and_no_objec
         h.await.unwrap();
     }
     let failures = failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{} failed reads of {}: {failures:?}", failures.len(), reads.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "{} failed reads of {}: {failures:?}",
+        failures.len(),
+        reads.load(Ordering::Relaxed)
+    );
     for (bucket, key, want) in objects.iter() {
         assert_eq!(&get_bytes(&c, bucket, key).await, want, "{bucket}/{key}");
     }
@@ -249,10 +280,19 @@ async fn a_slow_and_erratic_backend_is_a_malfunction_not_an_attack() {
         put_bytes(&c, "data", &key, &data).await;
         objects.push(("data".to_owned(), key, data));
     }
-    let (stop, reads, failures) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::default());
+    let (stop, reads, failures) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::default(),
+    );
     let load = read_load(&srv, Arc::new(objects), stop.clone(), reads, Arc::clone(&failures));
     tokio::time::sleep(Duration::from_secs(12)).await;
-    set_faults(&srv, "local1", json!({"latency_ms": 120.0, "jitter_ms": 150.0, "error_rate": 0.05, "seed": 3})).await;
+    set_faults(
+        &srv,
+        "local1",
+        json!({"latency_ms": 120.0, "jitter_ms": 150.0, "error_rate": 0.05, "seed": 3}),
+    )
+    .await;
     let verdict = until(Duration::from_secs(60), "a verdict on the slow backend", || async {
         let found = anomalies(&srv, "?subject=backend:local1").await;
         found.first().cloned().ok_or_else(|| "none yet".to_owned())
@@ -286,13 +326,20 @@ async fn forged_signatures_from_one_key_are_an_attack_that_gets_it_throttled_and
     for _ in 0..150 {
         let _ = forged.get_object().bucket("app").key("k").send().await;
     }
-    let verdict = until(Duration::from_secs(30), "an attack verdict on the forging key", || async {
-        let found = anomalies(&srv, "?class=attack").await;
-        found.first().cloned().ok_or_else(|| "none yet".to_owned())
-    })
+    let verdict = until(
+        Duration::from_secs(30),
+        "an attack verdict on the forging key",
+        || async {
+            let found = anomalies(&srv, "?class=attack").await;
+            found.first().cloned().ok_or_else(|| "none yet".to_owned())
+        },
+    )
     .await;
     assert_eq!(verdict["subject"], format!("principal:{ATTACKER}"), "{verdict:#}");
-    assert!(verdict["deviations"].to_string().contains("auth_failures"), "{verdict:#}");
+    assert!(
+        verdict["deviations"].to_string().contains("auth_failures"),
+        "{verdict:#}"
+    );
 
     // Throttled by the principal guard, with the verdict as its reason.
     let throttle = until(Duration::from_secs(30), "the attacker throttled", || async {
@@ -303,11 +350,17 @@ async fn forged_signatures_from_one_key_are_an_attack_that_gets_it_throttled_and
             .ok_or_else(|| t.to_string())
     })
     .await;
-    assert!(throttle["reason"].as_str().unwrap_or_default().contains("attack"), "{throttle:#}");
+    assert!(
+        throttle["reason"].as_str().unwrap_or_default().contains("attack"),
+        "{throttle:#}"
+    );
     let (_, page) = srv.admin("GET", "/api/v1/decisions?limit=100").await;
     assert!(
-        page["decisions"].as_array().unwrap().iter().any(|d| d["policy"] == "principal_guard"
-            && d["target"] == format!("principal/{ATTACKER}")),
+        page["decisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["policy"] == "principal_guard" && d["target"] == format!("principal/{ATTACKER}")),
         "{page:#}"
     );
     let mut slowed = 0;
@@ -325,9 +378,14 @@ async fn forged_signatures_from_one_key_are_an_attack_that_gets_it_throttled_and
     }
     let attacker = trust_of(&srv, &format!("principal:{ATTACKER}")).await.unwrap();
     let honest = trust_of(&srv, &format!("principal:{ACCESS_KEY}")).await.unwrap();
-    assert!(attacker < 0.3 && honest > attacker + 0.3, "attacker {attacker}, honest {honest}");
     assert!(
-        anomalies(&srv, &format!("?subject=principal:{ACCESS_KEY}")).await.is_empty(),
+        attacker < 0.3 && honest > attacker + 0.3,
+        "attacker {attacker}, honest {honest}"
+    );
+    assert!(
+        anomalies(&srv, &format!("?subject=principal:{ACCESS_KEY}"))
+            .await
+            .is_empty(),
         "the honest key was accused"
     );
 }

@@ -14,9 +14,8 @@
 //! (trust on first use, under the admin token) and pinned from then on.
 
 use super::{link_err, AgentId, Envelope, Event, LinkKeys, Session, CHANNEL_CAPACITY, MAX_MESSAGE_BYTES};
-use control_api::trust::IdentityKind;
-use trust::identity::{nonce, signed_bytes, PublicKey, Signature, VerifyError};
 use crate::error::Result;
+use control_api::trust::IdentityKind;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -32,6 +31,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status, Streaming};
+use trust::identity::{nonce, signed_bytes, PublicKey, Signature, VerifyError};
 use uuid::Uuid;
 
 /// The protobuf messages and the `AgentLink` client and server, generated from
@@ -236,7 +236,11 @@ impl Child {
         // was revoked here) is not talked to.
         check_id("parent_id", &ack.parent_id).map_err(|s| s.message().to_owned())?;
         let parent_key = public_key(&ack.public_key).map_err(|why| format!("subscribe: the parent's {why}"))?;
-        if let Err(e) = self.keys.peers.first_use(&ack.parent_id, IdentityKind::Agent, &parent_key) {
+        if let Err(e) = self
+            .keys
+            .peers
+            .first_use(&ack.parent_id, IdentityKind::Agent, &parent_key)
+        {
             let why = format!("parent {}: {e}", ack.parent_id);
             self.keys.refused(&ack.parent_id, &why);
             return Err(why);
@@ -266,7 +270,15 @@ impl Child {
             id: ack.parent_id,
             tier: ack.parent_tier,
         };
-        let session = spawn_session(&self.me.id, peer, incoming, wire_tx, period, self.keys.clone(), end.clone());
+        let session = spawn_session(
+            &self.me.id,
+            peer,
+            incoming,
+            wire_tx,
+            period,
+            self.keys.clone(),
+            end.clone(),
+        );
         // The connection lives as long as the session, not only as long as this call.
         let until = end.clone();
         tokio::spawn(async move {

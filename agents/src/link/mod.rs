@@ -14,8 +14,8 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use trust::identity::{Identities, KeyPair, ReplayGuard};
 use tokio_util::sync::DropGuard;
+use trust::identity::{Identities, KeyPair, ReplayGuard};
 use uuid::Uuid;
 
 /// The largest message either side sends or accepts.
