@@ -57,12 +57,12 @@ pub struct AnomaliesArgs {
 
 /// Runs `mlsysops trust`.
 pub fn run_trust(args: TrustArgs) -> anyhow::Result<()> {
-    crate::remote::run(&args.conn, |client| trust(client, args))
+    crate::remote::run(&args.conn, |client| trust(client, &args))
 }
 
 /// Runs `mlsysops anomalies`.
 pub fn run_anomalies(args: AnomaliesArgs) -> anyhow::Result<()> {
-    crate::remote::run(&args.conn, |client| anomalies(client, args))
+    crate::remote::run(&args.conn, |client| anomalies(client, &args))
 }
 
 /// GETs `path` (query included) as JSON; a non-2xx answer is an error with the API's message.
@@ -104,7 +104,7 @@ fn ms(v: &Value) -> String {
     time_ms(v.as_i64())
 }
 
-async fn trust(client: Client, args: TrustArgs) -> anyhow::Result<()> {
+async fn trust(client: Client, args: &TrustArgs) -> anyhow::Result<()> {
     if let Some(subject) = &args.subject {
         let path = routes::TRUST_SUBJECT.replace("{id}", &encode(subject));
         let view = get(&client, &path).await?;
@@ -211,7 +211,7 @@ fn format_subject(s: &Value) -> String {
     out
 }
 
-async fn anomalies(client: Client, args: AnomaliesArgs) -> anyhow::Result<()> {
+async fn anomalies(client: Client, args: &AnomaliesArgs) -> anyhow::Result<()> {
     let since = args.since.map(|s| s.to_ms(now_ms()));
     let query = |since: Option<i64>, limit: Option<usize>| {
         let mut q: Vec<String> = Vec::new();
@@ -253,7 +253,7 @@ async fn anomalies(client: Client, args: AnomaliesArgs) -> anyhow::Result<()> {
             .collect();
         fresh.sort_by_key(|v| (v["at_ms"].as_i64().unwrap_or(0), v["id"].as_u64().unwrap_or(0)));
         for v in fresh {
-            *newest = newest.max(v["at_ms"].as_i64());
+            *newest = (*newest).max(v["at_ms"].as_i64());
             if args.json {
                 println!("{}", serde_json::to_string(v)?);
             } else {

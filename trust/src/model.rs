@@ -216,15 +216,22 @@ fn score_of(kind: SubjectKind, st: &State, cfg: &TrustConfig, now_ms: u64) -> Sc
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    // An unmeasured capability is left out of the mean rather than counted as perfect: S3
+    // principals have none, and counting it as 1 would hold an attacker's score at 0.4 (the
+    // default weight) however bad its behaviour.
     let (mut sum, mut wsum) = (0.0, 0.0);
     for (name, w) in cfg.indexes.iter().zip(&cfg.weights) {
+        if name == "capability" && !capability_known {
+            continue;
+        }
         sum += w * indexes.get(name).copied().unwrap_or(0.0);
         wsum += w;
     }
     let score = if wsum > 0.0 {
         (identity * sum / wsum).clamp(0.0, 1.0)
     } else {
-        0.0
+        // Only capability configured, and it is unknown: behaviour is all there is.
+        (identity * behaviour).clamp(0.0, 1.0)
     };
     Scored {
         alpha,
