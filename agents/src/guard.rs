@@ -10,7 +10,7 @@
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::world::{PrincipalView, World};
-use anomaly::{Anomalies, Detector, DetectorConfig, Extractor};
+use anomaly::{Anomalies, Detector, DetectorConfig, Extractor, Verdict};
 use control_api::anomaly::AnomalyClass;
 use control_api::trust::EvidenceKind;
 use serde_json::Value;
@@ -54,13 +54,13 @@ impl Guard {
     }
 
     /// One period: reads the gateway's telemetry, updates trust and the detector, and writes
-    /// what the policies need into `world`.
-    pub async fn observe(&mut self, gateway: &Gateway, world: &mut World) -> Result<()> {
+    /// what the policies need into `world`; returns the period's new verdicts.
+    pub async fn observe(&mut self, gateway: &Gateway, world: &mut World) -> Result<Vec<Verdict>> {
         let backends = gateway.backend_telemetry().await?;
         let principals = gateway.principal_telemetry().await?;
         let throttles = gateway.principal_throttles().await?;
         let now = u64::try_from(world.now_ms).unwrap_or(0);
-        self.judge(&backends, &principals, now);
+        let verdicts = self.judge(&backends, &principals, now);
         for b in &mut world.backends {
             let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else {
                 continue;
@@ -70,11 +70,13 @@ impl Guard {
             b.trust_failures = view.map_or(0.0, |s| s.failures);
         }
         world.principals = self.principals(&principals, &throttles);
-        Ok(())
+        Ok(verdicts)
     }
 
-    /// Evidence and detection over one period's telemetry.
-    pub fn judge(&mut self, backends: &Value, principals: &Value, now_ms: u64) {
+    /// Evidence and detection over one period's telemetry; returns the new verdicts (also
+    /// stored).
+    pub fn judge(&mut self, backends: &Value, principals: &Value, now_ms: u64) -> Vec<Verdict> {
+        let mut out = Vec::new();
         if let Err(e) = self
             .evidence
             .record_into(&self.reputation, backends, principals, now_ms)
@@ -103,8 +105,10 @@ impl Guard {
                     tracing::warn!(subject = %verdict.subject, error = %e, "anomaly on a subject trust cannot name")
                 }
             }
-            self.anomalies.push(verdict);
+            self.anomalies.push(verdict.clone());
+            out.push(verdict);
         }
+        out
     }
 
     /// The principals a policy may act on: under an open attack verdict, or throttled now.

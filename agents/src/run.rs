@@ -328,7 +328,8 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
             let store = Store::open(&cfg.dir)?;
             let intents = Intents::new(store.clone());
             let log = DecisionLog::new(store);
-            let continuum = Continuum::new(&tc.id, intents.clone(), log.clone(), shared.clone());
+            let continuum = Continuum::new(&tc.id, intents.clone(), log.clone(), shared.clone())
+                .with_anomalies(guard.anomalies.clone());
             let router = northbound::router(Northbound {
                 intents,
                 log,
@@ -336,12 +337,14 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
                 submit: continuum.submitter(),
                 token: s.token.clone(),
             })
-            // The continuum's registry and the evidence its link gathers against clusters.
+            // The continuum's registry, the evidence its link gathers against clusters, and
+            // the anomalies the clusters report.
             .merge(trust::routes::router(
                 guard.reputation.clone(),
                 guard.identities.clone(),
                 s.token.clone(),
-            ));
+            ))
+            .merge(anomaly::router(guard.anomalies.clone(), s.token.clone()));
             let api = tokio::spawn(serve_api(router));
             continuum.run(children, shutdown).await;
             let _ = api.await;

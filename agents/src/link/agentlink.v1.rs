@@ -40,8 +40,8 @@ pub struct Envelope {
     #[prost(uint64, tag = "2")]
     pub seq: u64,
     /// The event's wire name: application_submitted, application_removed, plan_submitted,
-    /// plan_status_update, telemetry_summary, heartbeat, decision_recorded. Unknown events are
-    /// logged and dropped.
+    /// plan_status_update, telemetry_summary, heartbeat, decision_recorded, anomaly_detected.
+    /// Unknown events are logged and dropped.
     #[prost(string, tag = "3")]
     pub event: ::prost::alloc::string::String,
     /// The plan this is about, as a UUID string; empty for none.

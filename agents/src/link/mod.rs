@@ -43,11 +43,13 @@ pub enum Event {
     Heartbeat,
     /// A decision was recorded in the sender's decision log.
     DecisionRecorded,
+    /// The sender's anomaly detector returned a verdict (sent up, cluster -> continuum).
+    AnomalyDetected,
 }
 
 impl Event {
     /// Every event.
-    pub const ALL: [Event; 7] = [
+    pub const ALL: [Event; 8] = [
         Event::ApplicationSubmitted,
         Event::ApplicationRemoved,
         Event::PlanSubmitted,
@@ -55,6 +57,7 @@ impl Event {
         Event::TelemetrySummary,
         Event::Heartbeat,
         Event::DecisionRecorded,
+        Event::AnomalyDetected,
     ];
 
     /// The wire name.
@@ -67,6 +70,7 @@ impl Event {
             Event::TelemetrySummary => "telemetry_summary",
             Event::Heartbeat => "heartbeat",
             Event::DecisionRecorded => "decision_recorded",
+            Event::AnomalyDetected => "anomaly_detected",
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Cluster {
     backends: Option<(usize, usize)>,
     /// Trust and anomaly detection over its gateway (`None`: off).
     guard: Option<Guard>,
+    /// Verdicts of the last period, to send up.
+    verdicts: Vec<anomaly::Verdict>,
 }
 
 impl Cluster {
@@ -93,6 +95,7 @@ impl Cluster {
             nodes: BTreeMap::new(),
             backends: None,
             guard: None,
+            verdicts: Vec::new(),
         }
     }
 
@@ -179,6 +182,9 @@ impl Cluster {
                             summary["gdpr_backends"] = json!(gdpr);
                         }
                         let _ = p.send(Event::TelemetrySummary, None, summary).await;
+                        for v in std::mem::take(&mut self.verdicts) {
+                            let _ = p.send(Event::AnomalyDetected, None, serde_json::to_value(&v).unwrap_or_default()).await;
+                        }
                     }
                 }
             }
@@ -282,8 +288,11 @@ impl Cluster {
         if let Some(guard) = self.guard.as_mut() {
             // Without trust figures the trust keeper does nothing this period (unknown trust
             // drains nothing); the storage policies still run.
-            if let Err(e) = guard.observe(&self.gateway, &mut world).await {
-                tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: trust and anomaly watch failed this period");
+            match guard.observe(&self.gateway, &mut world).await {
+                Ok(verdicts) => self.verdicts = verdicts,
+                Err(e) => {
+                    tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: trust and anomaly watch failed this period");
+                }
             }
         }
         self.backends = Some((

@@ -63,6 +63,8 @@ pub struct Continuum {
     shared: Shared,
     submit_tx: mpsc::Sender<Submission>,
     submit_rx: mpsc::Receiver<Submission>,
+    /// Where the clusters' anomaly reports go (`None`: logged only).
+    anomalies: Option<anomaly::Anomalies>,
 }
 
 impl Continuum {
@@ -77,7 +79,15 @@ impl Continuum {
             shared,
             submit_tx,
             submit_rx,
+            anomalies: None,
         }
+    }
+
+    /// Keeps the anomalies the clusters report in `store`.
+    #[must_use]
+    pub fn with_anomalies(mut self, store: anomaly::Anomalies) -> Self {
+        self.anomalies = Some(store);
+        self
     }
 
     /// Where the northbound API sends new intents (already stored).
@@ -315,6 +325,22 @@ impl Continuum {
                 };
                 if let Err(e) = self.intents.settle(&ack.bucket, uid, ack.error) {
                     tracing::warn!(agent = %self.id, error = %e, "continuum agent: recording an acknowledgement");
+                }
+                None
+            }
+            Event::AnomalyDetected => {
+                match serde_json::from_value::<anomaly::Verdict>(env.payload) {
+                    Ok(v) => {
+                        tracing::warn!(agent = %self.id, from = %env.sender, subject = %v.subject, class = ?v.class, summary = %v.summary, "continuum agent: a cluster reports an anomaly");
+                        // Kept when this continuum has its own store (standalone); in-process
+                        // the cluster's store is already the one served.
+                        if let Some(store) = &self.anomalies {
+                            store.push(v);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(agent = %self.id, from = %env.sender, error = %e, "continuum agent: an unreadable anomaly report")
+                    }
                 }
                 None
             }
