@@ -69,7 +69,7 @@ impl Default for DetectorConfig {
             z_threshold: 6.0,
             explain_z: 3.0,
             kmeans_k: 3,
-            kmeans_min: 32,
+            kmeans_min: 64,
             kmeans_refit_every: 64,
             kmeans_threshold: 3.0,
             peers_min: 4,
@@ -232,7 +232,9 @@ impl Detector {
             let mut x = Array2::<f64>::zeros((rows.len(), feats.len()));
             for (r, row) in rows.iter().enumerate() {
                 for (j, f) in feats.iter().enumerate() {
-                    x[[r, j]] = stats[j].map_or(0.0, |st| clamp(st.z(*f, row[j])));
+                    if f.peer_comparable() {
+                        x[[r, j]] = stats[j].map_or(0.0, |st| clamp(st.z(*f, row[j])));
+                    }
                 }
             }
             let labels = match Dbscan::params(self.config.dbscan_min_points.max(2))
@@ -323,7 +325,7 @@ fn judge(c: &DetectorConfig, st: &Subject, kind: Kind, row: &[f64], peer: Option
         let stats = if warm {
             st.baseline.stats(j)
         } else {
-            peer.and_then(|p| p.stats[j])
+            peer.and_then(|p| p.stats[j]).filter(|_| f.peer_comparable())
         };
         let z = stats.map_or(0.0, |r| r.z(*f, t));
         normalised[j] = clamp(z);
@@ -482,6 +484,7 @@ fn refit(c: &DetectorConfig, st: &mut Subject) {
     }
     let data = DatasetBase::from(x.clone());
     let Ok(model) = KMeans::params_with_rng(c.kmeans_k.max(1), StdRng::seed_from_u64(c.seed))
+        .n_runs(1)
         .max_n_iterations(50)
         .tolerance(1e-4)
         .fit(&data)

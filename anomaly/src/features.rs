@@ -250,6 +250,14 @@ impl Feature {
         }
     }
 
+    /// Whether peers of the same kind are comparable on this feature. Principals differ in
+    /// volume by orders of magnitude (a backup job against a dashboard), so at cold start a new
+    /// key is compared with the others on what it fails and how its mix looks, not on how much.
+    #[must_use]
+    pub const fn peer_comparable(self) -> bool {
+        !matches!(self, Feature::RequestsPerS | Feature::BytesOutPerS | Feature::PutsPerS)
+    }
+
     /// Integrity and authentication features are never noise: one window confirms them.
     #[must_use]
     pub const fn confirms_at_once(self) -> bool {
