@@ -242,16 +242,16 @@ async fn anomalies(client: Client, args: &AnomaliesArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let mut newest = since;
     let mut show = |page: &Value, newest: &mut Option<i64>| -> anyhow::Result<()> {
         let mut fresh: Vec<&Value> = page["anomalies"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|v| v["id"].as_u64().is_some_and(|id| seen.insert(id)))
+            .filter(|v| seen.insert(v["id"].to_string()))
             .collect();
-        fresh.sort_by_key(|v| (v["at_ms"].as_i64().unwrap_or(0), v["id"].as_u64().unwrap_or(0)));
+        fresh.sort_by_key(|v| (v["at_ms"].as_i64().unwrap_or(0), v["id"].to_string()));
         for v in fresh {
             *newest = (*newest).max(v["at_ms"].as_i64());
             if args.json {
