@@ -19,6 +19,9 @@ use trust::identity::Identities;
 use trust::telemetry_evidence::TelemetryEvidence;
 use trust::{Evidence, Reputation, Subject, SubjectKind};
 
+/// GETs a backend's window needs before its measured bandwidth is held against its declared one.
+const MIN_BANDWIDTH_SAMPLES: u64 = 20;
+
 /// Most principals the world carries to the policies per period: those under an open attack
 /// verdict or throttled, worst trust first (the rest need no decision).
 const MAX_PRINCIPALS: usize = 256;
@@ -60,11 +63,21 @@ impl Guard {
         let principals = gateway.principal_telemetry().await?;
         let throttles = gateway.principal_throttles().await?;
         let now = u64::try_from(world.now_ms).unwrap_or(0);
+        // Enrolments on first use by the link reach the identity index here.
+        self.reputation.sync_identities(&self.identities);
         let verdicts = self.judge(&backends, &principals, now);
         for b in &mut world.backends {
             let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else {
                 continue;
             };
+            // Capability against the declared bandwidth, once enough GETs measured it (the
+            // telemetry evidence set availability alone).
+            if let (Some(declared), Some(measured)) = (b.labels.bandwidth_mib_s, b.bandwidth_mib_s) {
+                if declared > 0.0 && b.get_samples >= MIN_BANDWIDTH_SAMPLES {
+                    self.reputation
+                        .set_capability(&subject, b.availability, Some(measured / declared));
+                }
+            }
             let view = self.reputation.score(&subject);
             b.trust = view.as_ref().map(|s| s.score);
             b.trust_failures = view.map_or(0.0, |s| s.failures);

@@ -210,6 +210,7 @@ fn multicloud_sim(data_dir: &Path) -> Vec<BackendSpec> {
                 gdpr: region == "eu",
                 cost_per_gib_month: cost,
                 egress_per_gib: egress,
+                bandwidth_mib_s: Some(mib_s),
             };
             spec.faults = Some(storage_gateway::backend::FaultSpec {
                 latency_ms,

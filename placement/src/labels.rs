@@ -27,6 +27,10 @@ pub struct BackendLabels {
     /// Egress price, for cost-aware reads.
     #[serde(default)]
     pub egress_per_gib: f64,
+    /// Declared GET bandwidth, MiB/s: the capability trust measures the backend against
+    /// (`None`: not declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mib_s: Option<f64>,
 }
 
 impl BackendLabels {
@@ -39,6 +43,7 @@ impl BackendLabels {
             "gdpr" => self.gdpr.to_string(),
             "cost_per_gib_month" => self.cost_per_gib_month.to_string(),
             "egress_per_gib" => self.egress_per_gib.to_string(),
+            "bandwidth_mib_s" => self.bandwidth_mib_s?.to_string(),
             _ => return None,
         })
     }
@@ -48,7 +53,7 @@ impl BackendLabels {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
     /// A term names a label that does not exist.
-    #[error("backend selector {selector:?}: unknown label {label:?} (known: provider, region, gdpr, cost_per_gib_month, egress_per_gib)")]
+    #[error("backend selector {selector:?}: unknown label {label:?} (known: provider, region, gdpr, cost_per_gib_month, egress_per_gib, bandwidth_mib_s)")]
     UnknownLabel {
         /// The selector as written.
         selector: String,

@@ -395,6 +395,35 @@ async fn forged_signatures_from_one_key_are_an_attack_that_gets_it_throttled_and
             .is_empty(),
         "the honest key was accused"
     );
+
+    // A burst of storage-policy changes with a guessed policy_update_token: an attack too, on
+    // the admin API's principal (it has no access key).
+    intent(
+        &srv,
+        "tokened",
+        json!({"redundancy": "one", "policy_update_token": "the-real-token-1"}),
+    )
+    .await;
+    for i in 0..60 {
+        let (status, body) = srv
+            .admin_json(
+                "PUT",
+                "/api/v1/buckets/tokened/storage-policy",
+                json!({"preset": "ec-2-1", "automatic": true, "policy_update_token": format!("guess-{i:04}"), "reason": "x"}),
+            )
+            .await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let verdict = until(Duration::from_secs(30), "an attack verdict on admin-api", || async {
+        let found = anomalies(&srv, "?subject=principal:admin-api").await;
+        found.first().cloned().ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(verdict["class"], "attack", "{verdict:#}");
+    assert!(
+        verdict["deviations"].to_string().contains("token_failures"),
+        "{verdict:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
