@@ -20,6 +20,9 @@ use serde_json::json;
 /// The policy's name.
 pub const NAME: &str = "principal_guard";
 
+/// How the reasons of the throttles this guard sets begin: it lifts only those.
+pub const MARK: &str = "principal_guard: ";
+
 /// Settings of the principal guard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -82,7 +85,7 @@ fn evaluate(config: &PrincipalGuardConfig, world: &World) -> Vec<Plan> {
         let (command, trigger, reason, options, severity) = match (&p.attack, &p.throttled) {
             (Some(attack), None) => {
                 let reason = format!(
-                    "Principal {}: classified as attacking ({attack}); throttled to {} request(s)/s (burst {}), the rest answered 503 SlowDown, for at most {} s unless renewed.",
+                    "{MARK}Principal {}: classified as attacking ({attack}); throttled to {} request(s)/s (burst {}), the rest answered 503 SlowDown, for at most {} s unless renewed.",
                     p.id, config.requests_per_s, config.burst, config.ttl_s
                 );
                 let command = json!({"principal": p.id, "throttle": {
@@ -105,7 +108,8 @@ fn evaluate(config: &PrincipalGuardConfig, world: &World) -> Vec<Plan> {
                 ];
                 (command, format!("anomaly: {attack}"), reason, options, 20.0)
             }
-            (None, Some(_)) if p.calm_periods >= config.lift_after => {
+            // Only a throttle this guard set: an operator's stays until the operator lifts it.
+            (None, Some(why)) if p.calm_periods >= config.lift_after && why.starts_with(MARK) => {
                 let reason = format!(
                     "Principal {}: no attack seen for {} periods (trust {}); throttle lifted.",
                     p.id,
@@ -213,7 +217,7 @@ mod tests {
         );
         // Throttled already: nothing more while the attack goes on, nor before it has been calm.
         let throttled = PrincipalView {
-            throttled: Some("x".into()),
+            throttled: Some(p.command["throttle"]["reason"].as_str().unwrap().to_owned()),
             ..attacker.clone()
         };
         assert!(run(&mut guard, &with(throttled.clone())).is_empty());
@@ -227,11 +231,18 @@ mod tests {
             &mut guard,
             &with(PrincipalView {
                 calm_periods: 30,
-                ..calm
+                ..calm.clone()
             }),
         );
         assert_eq!(plans.len(), 1);
         assert!(plans[0].command["throttle"].is_null());
+        // An operator's throttle is never lifted by the guard, however calm the principal.
+        let operators = PrincipalView {
+            calm_periods: 1000,
+            throttled: Some("noisy batch job, ask ops".into()),
+            ..calm
+        };
+        assert!(run(&mut guard, &with(operators)).is_empty());
         // A principal nobody accuses is left alone.
         assert!(run(
             &mut guard,
