@@ -1,0 +1,4 @@
+//! Kubernetes: where the agents place containers next to their data. [`extender`] answers
+//! kube-scheduler's extender calls (`filter`, `prioritize`) from placement's container scoring.
+
+pub mod extender;
