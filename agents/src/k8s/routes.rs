@@ -33,26 +33,25 @@ pub fn router(known: Known) -> Router {
         .with_state(known)
 }
 
-fn args(body: &[u8]) -> Result<ExtenderArgs, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            Json(ErrorBody::new(format!("body is not an ExtenderArgs: {e}"))),
-        )
-            .into_response()
-    })
+/// The request, or the 400 that refuses it.
+fn args(body: &[u8]) -> Result<ExtenderArgs, String> {
+    serde_json::from_slice(body).map_err(|e| format!("body is not an ExtenderArgs: {e}"))
+}
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(ErrorBody::new(message))).into_response()
 }
 
 async fn filter_verb(State(known): State<Known>, body: Bytes) -> Response {
     match args(&body) {
         Ok(a) => Json(filter(&a, known.as_ref())).into_response(),
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
 
 async fn prioritize_verb(State(known): State<Known>, body: Bytes) -> Response {
     match args(&body) {
         Ok(a) => Json(prioritize(&a, known.as_ref())).into_response(),
-        Err(r) => r,
+        Err(m) => bad_request(m),
     }
 }
