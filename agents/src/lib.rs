@@ -29,6 +29,7 @@ pub mod framework;
 pub mod gateway;
 pub mod guard;
 pub mod intents;
+pub mod k8s;
 pub mod link;
 pub mod mechanisms;
 pub mod ml;
