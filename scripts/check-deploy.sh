@@ -59,7 +59,9 @@ ensure_tools() {
         "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQS[@]}"
         printf '%s\n' "$want" >"$stamp"
     fi
-    command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+        apt_install prometheus
+    fi
     command -v curl >/dev/null 2>&1 || apt_install curl
     info "hadolint $("$VENV/bin/hadolint" --version | grep -o '[0-9][0-9.]*' | head -1)," \
         "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1)," \
