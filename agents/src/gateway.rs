@@ -346,6 +346,8 @@ impl Observer {
             backends,
             buckets: views,
             principals: Vec::new(),
+            nodes: Vec::new(),
+            components: Vec::new(),
         })
     }
 }

@@ -27,6 +27,10 @@ pub struct StoredIntent {
     /// The cluster agent the continuum gave the bucket to (kept: its data lives there).
     #[serde(default)]
     pub cluster: Option<String>,
+    /// The app component that declares the bucket (`None`: an operator's intent); the cluster
+    /// places that component's containers near the bucket's data.
+    #[serde(default)]
+    pub component: Option<String>,
 }
 
 impl StoredIntent {

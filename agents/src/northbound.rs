@@ -143,7 +143,13 @@ fn check_intent(field: &str, i: &BucketIntent) -> Result<(), Error> {
 }
 
 impl Northbound {
-    async fn submit(&self, bucket: &str, mut intent: BucketIntent, source: String) -> Result<StoredIntent, Error> {
+    async fn submit(
+        &self,
+        bucket: &str,
+        mut intent: BucketIntent,
+        source: String,
+        component: Option<String>,
+    ) -> Result<StoredIntent, Error> {
         if intent.policy_update_token.is_none() {
             // Keep the token the agents already hold, so a restated intent does not rotate it.
             intent.policy_update_token = self
@@ -163,6 +169,7 @@ impl Northbound {
             error: None,
             plan_uid: uuid::Uuid::now_v7(),
             cluster,
+            component,
         };
         self.intents.put(&stored)?;
         self.submit
@@ -204,7 +211,8 @@ async fn deploy_app(State(st): State<Northbound>, headers: HeaderMap, body: Byte
     };
     st.intents.put_app(&stored)?;
     for b in app.buckets {
-        st.submit(&b.bucket, b.intent, format!("app:{}", app.name)).await?;
+        st.submit(&b.bucket, b.intent, format!("app:{}", app.name), Some(b.component))
+            .await?;
     }
     tracing::info!(app = %app.name, buckets = ?stored.buckets, "northbound: app deployed");
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
@@ -260,7 +268,7 @@ async fn put_intent(State(st): State<Northbound>, Path(bucket): Path<String>, bo
         Error::Invalid(format!("intent of bucket {bucket}: {at}{}", e.into_inner()))
     })?;
     check_intent("", &intent)?;
-    let stored = st.submit(&bucket, intent, "operator".into()).await?;
+    let stored = st.submit(&bucket, intent, "operator".into(), None).await?;
     Ok(Json(stored.view()).into_response())
 }
 

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::gateway::Gateway;
 use crate::guard::Guard;
 use crate::intents::Intents;
+use crate::k8s::knowledge::Containers;
 use crate::link::{AgentId, LinkKeys, Session};
 use crate::ml::Models;
 use crate::northbound::{self, Northbound};
@@ -53,6 +54,11 @@ pub struct AgentsConfig {
 }
 
 impl AgentsConfig {
+    /// The machine its node agent reports for.
+    fn machine(&self) -> &str {
+        self.node_policies.machine.as_deref().unwrap_or(&self.name)
+    }
+
     fn tier(&self, tier: &str) -> TierConfig {
         TierConfig {
             id: format!("{}-{tier}", self.name),
@@ -138,6 +144,12 @@ fn none() -> mpsc::Receiver<Session> {
 pub struct InProcess {
     router: Router,
     reputation: trust::Reputation,
+    containers: Containers,
+    /// Where sessions of node agents in other processes join the in-process cluster agent.
+    nodes: mpsc::Sender<Session>,
+    keys: LinkKeys,
+    cluster_id: AgentId,
+    token: Arc<str>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -157,6 +169,7 @@ impl InProcess {
         let keys = link_keys(&cfg.dir, &cfg.name)?;
         let guard = guard(&keys, cfg);
         let reputation = guard.reputation.clone();
+        let keys = reporting(keys, &reputation);
         let router = northbound::router(Northbound {
             intents,
             log,
@@ -169,9 +182,10 @@ impl InProcess {
             guard.identities.clone(),
             token.clone(),
         ))
-        .merge(anomaly::router(guard.anomalies.clone(), token));
+        .merge(anomaly::router(guard.anomalies.clone(), token.clone()));
         let (c_up, c_down) = crate::link::local_pair(id(&continuum_cfg, "continuum"), id(&cluster_cfg, "cluster"));
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
+        let cluster_id = id(&cluster_cfg, "cluster");
         // The node's decisions land in the same store (one RocksDB per process), so the
         // continuum's log shows them as soon as they are made.
         let node_policies = crate::node_policies::builtin(&node_cfg.id, cfg.node_policies.clone());
@@ -182,7 +196,8 @@ impl InProcess {
             shared.clone(),
             node_policies,
             cfg.scheduler.clone(),
-        );
+        )
+        .on_machine(cfg.machine(), cfg.node_policies.labels.clone());
         let cluster = Cluster::new(
             cluster_cfg,
             gateway,
@@ -193,19 +208,73 @@ impl InProcess {
             Models::default(),
         )
         .with_guard(guard);
+        let containers = cluster.containers();
+        // The local node agent's session first; remote node agents' join later
+        // ([`Self::accept_nodes`]).
+        let (nodes, children) = mpsc::channel(16);
+        let _ = nodes.try_send(n_up);
         let shutdown = CancellationToken::new();
         let tasks = vec![
             tokio::spawn(continuum.run(once(c_up), shutdown.clone())),
-            tokio::spawn(cluster.run(once(c_down), once(n_up), shutdown.clone())),
+            tokio::spawn(cluster.run(once(c_down), children, shutdown.clone())),
             tokio::spawn(node.run(once(n_down), shutdown.clone())),
         ];
         tracing::info!(period = ?cfg.period, mode = ?cfg.mode, dry_run = cfg.dry_run, "agents started in-process (node, cluster, continuum)");
         Ok(Self {
             router,
             reputation,
+            containers,
+            nodes,
+            keys,
+            cluster_id,
+            token,
             shutdown,
             tasks,
         })
+    }
+
+    /// Lets node agents of other processes (other machines' gateways) join the in-process
+    /// cluster agent over the gRPC link on `listener`: their machines become candidates for
+    /// the app components the cluster places.
+    pub async fn accept_nodes(&mut self, listener: tokio::net::TcpListener) -> Result<()> {
+        let mut sessions = crate::link::serve(
+            listener,
+            self.token.clone(),
+            self.cluster_id.clone(),
+            Duration::from_secs(2),
+            self.keys.clone(),
+            self.shutdown.clone(),
+        )
+        .await?;
+        let nodes = self.nodes.clone();
+        self.tasks.push(tokio::spawn(async move {
+            while let Some(s) = sessions.recv().await {
+                if nodes.send(s).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// The kube-scheduler extender's routes (`filter`, `prioritize`), unauthenticated: serve
+    /// them on a listener of their own that only the cluster reaches.
+    pub fn extender(&self) -> Router {
+        crate::k8s::routes::router(Arc::new(self.containers.clone()))
+    }
+
+    /// Runs the nodeAffinity controller for `MLSysOpsApp` resources through `client` until
+    /// the agents stop.
+    pub fn start_controller(&mut self, client: kube::Client, config: crate::k8s::controller::ControllerConfig) {
+        let controller =
+            crate::k8s::controller::AffinityController::new(client, Arc::new(self.containers.clone()), config);
+        self.tasks.push(tokio::spawn(controller.run(self.shutdown.clone())));
+    }
+
+    /// Components, nodes and placements as the cluster agent sees them.
+    #[must_use]
+    pub fn containers(&self) -> &Containers {
+        &self.containers
     }
 
     /// The northbound API's routes.
@@ -305,6 +374,7 @@ pub async fn standalone(cfg: &AgentsConfig, s: Standalone, shutdown: Cancellatio
             let store = Store::open(&cfg.dir)?;
             let policies = crate::node_policies::builtin(&tc.id, cfg.node_policies.clone());
             Node::new(tc, gateway, store, shared, policies, cfg.scheduler.clone())
+                .on_machine(cfg.machine(), cfg.node_policies.labels.clone())
                 .run(parents, shutdown)
                 .await;
         }

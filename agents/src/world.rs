@@ -118,6 +118,25 @@ pub struct World {
     /// S3 principals the trust and anomaly services judged (empty without them).
     #[serde(default)]
     pub principals: Vec<PrincipalView>,
+    /// The nodes whose node agents report how they reach the backends (empty: none do).
+    #[serde(default)]
+    pub nodes: Vec<placement::containers::Node>,
+    /// App components and the buckets they read (from app descriptors).
+    #[serde(default)]
+    pub components: Vec<ComponentView>,
+}
+
+/// One app component (a container) as the agents see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ComponentView {
+    /// Its app.
+    pub app: String,
+    /// The component (`metadata.name` in the descriptor).
+    pub component: String,
+    /// The buckets it declares.
+    pub buckets: Vec<String>,
+    /// The node it is placed on now (`None`: not placed yet).
+    pub preferred: Option<String>,
 }
 
 /// One S3 principal (access key) as the agents see it.

@@ -85,6 +85,7 @@ impl Rig {
             error: None,
             plan_uid: uuid::Uuid::now_v7(),
             cluster,
+            component: None,
         };
         self.intents.put(&i).unwrap();
         self.submit.send(Submission::Intent(Box::new(i.clone()))).await.unwrap();

@@ -154,6 +154,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             tracing::info!(%endpoint, interval = ?settings.otlp_interval, "exporting metrics and traces over OTLP");
         }
         let mut server = Server::start(&config).await.context("starting the gateway")?;
+        let extender_stop = tokio_util::sync::CancellationToken::new();
         // The agents drive the gateway through its own admin API, as a separate agent would.
         let agents = if agent_settings.enabled {
             let client = control_api::Client::at(server.admin_addr()?, Some(config.admin.token.clone()))
@@ -164,8 +165,34 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
                 config.admin.token.as_str().into(),
             )
             .context("starting the agents")?;
+            let mut running = running;
             server = server.with_admin_routes(running.router());
             trust::metrics::export(running.reputation(), &otel);
+            if let Some(addr) = agent_settings.link_listen {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding agents.link_listen {addr}"))?;
+                let bound = l.local_addr()?;
+                running.accept_nodes(l).await.context("serving the agent link")?;
+                println!("agent link: http://{bound}");
+            }
+            if let Some(addr) = agent_settings.extender_listen {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding agents.kubernetes.extender_listen {addr}"))?;
+                println!("scheduler extender: http://{}{}", l.local_addr()?, agents::k8s::routes::PREFIX);
+                let (router, limits, stop) = (running.extender(), config.limits.clone(), extender_stop.clone());
+                tokio::spawn(async move {
+                    storage_gateway::server::serve_router(l, router, &limits, stop.cancelled_owned()).await;
+                });
+            }
+            if let Some(c) = agent_settings.controller.clone() {
+                let client = agents::k8s::controller::default_client()
+                    .await
+                    .context("agents.kubernetes.controller")?;
+                tracing::info!(namespace = %c.namespace, "nodeAffinity controller started");
+                running.start_controller(client, c);
+            }
             Some(running)
         } else {
             tracing::info!("agents off: storage policies change only when an operator changes them");
@@ -187,6 +214,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
         tracing::info!(%addr, data_dir = %config.data_dir.display(), backends = config.backends.len(), policy = %config.default_policy, durability = %config.durability, "serving S3");
         server.serve(shutdown_signal()).await?;
+        extender_stop.cancel();
         if let Some(a) = agents {
             a.stop().await;
         }

@@ -7,9 +7,12 @@
 //!
 //! **Score** (0..=1), per bucket, weighted by the bucket's read rate:
 //! - the backends the bucket may use whose trust meets its minimum (`E`);
-//! - `lat(n)`: the k-th smallest of rtt(n, e) + p95(e) over `E`, since a GET needs k shards and
-//!   waits for the k-th;
-//! - `bw(n)`: the summed bandwidth from n to those k backends;
+//! - `lat(n)`: when n's gateway hedges reads, the k-th smallest of rtt(n, e) + p95(e) over `E`
+//!   (a hedged GET needs any k shards and waits for the k-th); when it reads data shards first,
+//!   the largest, since every object's k data shards are spread over all of `E` and the p95 GET
+//!   waits for the slowest backend;
+//! - `bw(n)`: the summed bandwidth from n to those k backends (data-first: k times the slowest
+//!   link's);
 //! - `0.4 · min(1, max_latency / lat) + 0.3 · min(1, bw / min_download)`, with a reference of
 //!   50 ms and 100 MiB/s where the bucket states no target.
 //!
@@ -54,6 +57,10 @@ pub struct Node {
     /// Measured bandwidth to each backend, MiB/s.
     #[serde(default)]
     pub bandwidth_mib_s: BTreeMap<String, f64>,
+    /// Whether the gateway this node reads through hedges reads (any k shards) rather than
+    /// reading data shards first.
+    #[serde(default)]
+    pub hedged: bool,
 }
 
 /// A backend as placement knows it.
@@ -233,8 +240,13 @@ fn reach(node: &Node, bucket: &BucketNeed, backends: &BTreeMap<String, Backend>)
             misses,
         );
     }
-    let latency = paths[k - 1].0.max(0.001);
-    let bandwidth: f64 = paths[..k].iter().map(|p| p.1).sum();
+    let (latency, bandwidth) = if node.hedged {
+        (paths[k - 1].0, paths[..k].iter().map(|p| p.1).sum::<f64>())
+    } else {
+        let slowest_link = paths.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+        (paths[paths.len() - 1].0, k as f64 * slowest_link)
+    };
+    let latency = latency.max(0.001);
     let lat_target = bucket.max_latency_ms.unwrap_or(REFERENCE_LATENCY_MS);
     let bw_target = bucket.min_download_mib_s.unwrap_or(REFERENCE_BANDWIDTH_MIB_S);
     if let Some(max) = bucket.max_latency_ms.filter(|m| latency > *m) {
@@ -324,6 +336,7 @@ mod tests {
             cpu_millis: 4000,
             rtt_ms: rtt.iter().map(|(b, r)| ((*b).to_owned(), *r)).collect(),
             bandwidth_mib_s: rtt.iter().map(|(b, r)| ((*b).to_owned(), 1000.0 / r)).collect(),
+            hedged: true,
             ..Node::default()
         }
     }
@@ -409,6 +422,23 @@ mod tests {
             "{:?}",
             ranked[2].misses
         );
+    }
+
+    #[test]
+    fn without_hedging_one_slow_backend_slows_every_node_that_reaches_it() {
+        let mut a = node("a", &[("eu1", 2.0), ("eu2", 3.0), ("eu3", 300.0)], true);
+        let mut b = node("b", &[("eu1", 20.0), ("eu2", 20.0), ("eu3", 20.0)], true);
+        a.hedged = false;
+        b.hedged = false;
+        let ranked = score(&component(true), &[&a, &b], &backends());
+        assert_eq!(ranked[0].node, "b", "{ranked:#?}");
+        assert_eq!(ranked[0].reach[0].latency_ms, Some(30.0));
+        assert_eq!(ranked[1].reach[0].latency_ms, Some(310.0));
+        assert!(ranked[1].misses[0].contains("max_latency 40 ms, reached 310.0 ms"));
+        // Hedged, node a reads around its slow backend and ranks first again.
+        a.hedged = true;
+        let ranked = score(&component(true), &[&a, &b], &backends());
+        assert_eq!(ranked[0].node, "a", "{ranked:#?}");
     }
 
     #[test]

@@ -176,6 +176,14 @@ pub enum ControllerError {
     BadAnnotation(String, serde_json::Error),
 }
 
+/// A client from the pod's service account, or from `KUBECONFIG` outside a cluster.
+pub async fn default_client() -> Result<Client, ControllerError> {
+    Client::try_default().await.map_err(|source| ControllerError::Kube {
+        what: "connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)".into(),
+        source,
+    })
+}
+
 /// What the controller wrote into a Deployment's affinity, kept in its [`PLACED_BY`] annotation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Written {

@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct NodeConfig {
     /// The read tuner.
     pub reads: reads::ReadTunerConfig,
+    /// The name of the machine the node agent reports for (a Kubernetes node's name, as
+    /// kube-scheduler names it; default: the agents' name).
+    pub machine: Option<String>,
+    /// That machine's labels (`gdpr = "true"`), which containers are placed by.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The node policies of agent `agent`.

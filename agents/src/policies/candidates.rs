@@ -737,6 +737,8 @@ pub(crate) mod testkit {
             backends,
             buckets,
             principals: Vec::new(),
+            nodes: Vec::new(),
+            components: Vec::new(),
         }
     }
 

@@ -9,7 +9,9 @@
 //! - [`reprotect::Reprotect`]: rebuilds elsewhere the shards of a backend down too long;
 //! - [`trust::TrustKeeper`]: drains backends whose trust fell below a bucket's `min_trust`;
 //! - [`principals::PrincipalGuard`]: throttles S3 principals classified as attacking (through
-//!   the `principal_throttle` mechanism, the one policy that drives another).
+//!   the `principal_throttle` mechanism);
+//! - [`containers::ContainerPlacer`]: places app components (containers) on the node that
+//!   reaches their buckets' data fastest (through the `container_placement` mechanism).
 //!
 //! Their plans' `command` is a `control_api::StoragePolicyRequest` (JSON) with only the fields
 //! that change (`k`, `m`, `backends` as a list of ids, `encryption`) and `reason`; the mechanism
@@ -18,6 +20,7 @@
 //! leaves hot buckets to hot/cold.
 
 pub mod candidates;
+pub mod containers;
 pub mod cost;
 pub mod hotcold;
 pub mod principals;
@@ -44,9 +47,11 @@ pub struct BuiltinConfig {
     pub trust: trust::TrustConfig,
     /// The principal guard.
     pub principals: principals::PrincipalGuardConfig,
+    /// The container placer.
+    pub containers: containers::ContainerConfig,
 }
 
-/// The six built-in policies, the five on storage sharing their state.
+/// The seven built-in policies, the five on storage sharing their state.
 #[must_use]
 pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
     let shared = candidates::SharedState::default();
@@ -57,6 +62,7 @@ pub fn builtin(config: BuiltinConfig) -> Vec<Box<dyn Policy>> {
         Box::new(hotcold::HotCold::with_shared(config.hotcold, shared.clone())),
         Box::new(cost::CostOptimiser::with_shared(config.cost, shared)),
         Box::new(principals::PrincipalGuard::new(config.principals)),
+        Box::new(containers::ContainerPlacer::new(config.containers)),
     ]
 }
 
@@ -65,7 +71,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn builtin_gives_six_named_policies_and_only_reprotect_is_core() {
+    fn builtin_gives_seven_named_policies_and_only_reprotect_is_core() {
         let policies = builtin(BuiltinConfig::default());
         let manifests: Vec<_> = policies.iter().map(|p| p.manifest()).collect();
         let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
@@ -77,15 +83,16 @@ mod tests {
                 "slo_keeper",
                 "hot_cold",
                 "cost_optimiser",
-                "principal_guard"
+                "principal_guard",
+                "container_placement"
             ]
         );
         for m in &manifests {
             assert_eq!(m.core, m.name == "reprotect", "{}", m.name);
-            let mechanism = if m.name == "principal_guard" {
-                "principal_throttle"
-            } else {
-                "storage_policy"
+            let mechanism = match m.name.as_str() {
+                "principal_guard" => "principal_throttle",
+                "container_placement" => "container_placement",
+                _ => "storage_policy",
             };
             assert_eq!(m.mechanisms, [mechanism]);
         }

@@ -135,6 +135,8 @@ fn world(bucket: &str, migration: Option<(u64, MigrationState)>, p95: &[(&str, f
             migration,
         }],
         principals: Vec::new(),
+        nodes: Vec::new(),
+        components: Vec::new(),
     }
 }
 

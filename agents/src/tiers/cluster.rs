@@ -11,6 +11,9 @@ use crate::framework::{Ctx, Mechanism, Policy};
 use crate::gateway::{Gateway, Observer};
 use crate::guard::Guard;
 use crate::intents::{Intents, StoredIntent};
+use crate::k8s::knowledge::Containers;
+use crate::policies::containers;
+use crate::world::{ComponentView, World};
 use crate::link::{Envelope, Event, Session};
 use crate::ml::Models;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -56,6 +59,40 @@ pub struct Cluster {
     guard: Option<Guard>,
     /// Verdicts of the last period, to send up.
     verdicts: Vec<anomaly::Verdict>,
+    /// Components, nodes and placements, shared with the extender and the controller.
+    containers: Containers,
+    /// Each machine its node agents report for: when it last reported, Unix ms, and how it
+    /// reaches the backends.
+    machines: BTreeMap<String, (i64, placement::containers::Node)>,
+}
+
+/// Machines reported by node agents, at most (a bound on what a misbehaving child can grow).
+const MAX_MACHINES: usize = 4096;
+
+/// A machine as a node agent's summary describes it (`None`: the summary has no machine).
+fn machine_of(summary: &serde_json::Value) -> Option<placement::containers::Node> {
+    let m = &summary["machine"];
+    let name = m["name"].as_str().filter(|n| !n.is_empty() && n.len() <= 253)?;
+    let rtt = m["gateway_rtt_ms"].as_f64()?;
+    let mut node = placement::containers::Node {
+        name: name.to_owned(),
+        labels: serde_json::from_value(m["labels"].clone()).unwrap_or_default(),
+        hedged: m["hedged"].as_bool().unwrap_or(false),
+        ..placement::containers::Node::default()
+    };
+    for b in summary["backends"].as_array().into_iter().flatten() {
+        let (Some(id), Some(p95)) = (b["backend"].as_str(), b["get_p95_ms"].as_f64()) else {
+            continue;
+        };
+        if b["availability"].as_f64().is_some_and(|a| a < 0.5) {
+            continue;
+        }
+        node.rtt_ms.insert(id.to_owned(), rtt + p95);
+        if let Some(bw) = b["bandwidth_mib_s"].as_f64() {
+            node.bandwidth_mib_s.insert(id.to_owned(), bw);
+        }
+    }
+    Some(node)
 }
 
 impl Cluster {
@@ -79,6 +116,9 @@ impl Cluster {
         mechanisms.insert(th.name().to_owned(), Arc::new(th));
         let pt = crate::mechanisms::PrincipalThrottleMechanism::new(gateway.clone());
         mechanisms.insert(pt.name().to_owned(), Arc::new(pt));
+        let containers = Containers::default();
+        let cp = crate::mechanisms::ContainerPlacementMechanism::new(containers.clone());
+        mechanisms.insert(cp.name().to_owned(), Arc::new(cp));
         Self {
             scheduler: Scheduler::new(&cfg.id, scheduler, log.clone()),
             cfg,
@@ -96,7 +136,15 @@ impl Cluster {
             backends: None,
             guard: None,
             verdicts: Vec::new(),
+            containers,
+            machines: BTreeMap::new(),
         }
+    }
+
+    /// Components, nodes and placements, for the extender and the controller.
+    #[must_use]
+    pub fn containers(&self) -> Containers {
+        self.containers.clone()
     }
 
     /// Watches trust and anomalies with `guard`: backends get trust scores, principals under
@@ -194,6 +242,11 @@ impl Cluster {
     /// Takes one message of a node agent whose session is `remote` (another process).
     fn on_node_message(&mut self, remote: bool, env: Envelope) {
         if env.event == Event::TelemetrySummary {
+            if let Some(node) = machine_of(&env.payload) {
+                if self.machines.len() < MAX_MACHINES || self.machines.contains_key(&node.name) {
+                    self.machines.insert(node.name.clone(), (crate::world::now_ms(), node));
+                }
+            }
             if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
                 for mut a in agents {
                     a.remote = remote;
@@ -295,6 +348,7 @@ impl Cluster {
                 }
             }
         }
+        self.place_containers(&mut world)?;
         self.backends = Some((
             world.backends.len(),
             world.backends.iter().filter(|b| b.labels.gdpr).count(),
@@ -311,6 +365,40 @@ impl Cluster {
         };
         let plans = super::plans_of(&mut self.policies, &cx, self.period, &self.cfg.id).await;
         self.scheduler.run_period(plans, &world, &self.mechanisms).await
+    }
+
+    /// Fills the world's nodes (machines reported within three periods) and app components
+    /// (from the intents of app buckets), and shares the picture with the extender.
+    fn place_containers(&mut self, world: &mut World) -> Result<()> {
+        let fresh = i64::try_from(self.cfg.period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
+        let now = world.now_ms;
+        self.machines.retain(|_, (at, _)| now - *at <= fresh.max(30_000));
+        world.nodes = self.machines.values().map(|(_, n)| n.clone()).collect();
+        let mut components: BTreeMap<(String, String), ComponentView> = BTreeMap::new();
+        for i in self.intents.all()? {
+            let (Some(app), Some(component)) = (i.source.strip_prefix("app:"), i.component.as_ref()) else {
+                continue;
+            };
+            components
+                .entry((app.to_owned(), component.clone()))
+                .or_insert_with(|| ComponentView {
+                    app: app.to_owned(),
+                    component: component.clone(),
+                    buckets: Vec::new(),
+                    preferred: self.containers.preferred(app, component).map(|p| p.node),
+                })
+                .buckets
+                .push(i.bucket);
+        }
+        world.components = components.into_values().collect();
+        let needs = world
+            .components
+            .iter()
+            .map(|c| ((c.app.clone(), c.component.clone()), containers::needs(world, c)))
+            .collect();
+        let nodes = world.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
+        self.containers.refresh(needs, nodes, containers::backends(world));
+        Ok(())
     }
 
     /// The decision log (shared with the in-process continuum).

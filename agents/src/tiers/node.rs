@@ -36,6 +36,10 @@ pub struct Node {
     scheduler: Scheduler,
     observer: Observer,
     period: u64,
+    /// The name of the machine it runs on (a Kubernetes node's name) and that machine's labels,
+    /// which the cluster places containers by.
+    machine: String,
+    labels: BTreeMap<String, String>,
 }
 
 impl Node {
@@ -56,6 +60,7 @@ impl Node {
         mechanisms.insert(throttle.name().to_owned(), Arc::new(throttle));
         Self {
             scheduler: Scheduler::new(&cfg.id, scheduler, DecisionLog::new(store)),
+            machine: cfg.id.clone(),
             cfg,
             gateway,
             shared,
@@ -63,7 +68,17 @@ impl Node {
             mechanisms,
             observer: Observer::new(),
             period: 0,
+            labels: BTreeMap::new(),
         }
+    }
+
+    /// Reports itself as machine `name` (a Kubernetes node's name) with `labels` (such as
+    /// `gdpr = "true"`); without it, its agent id names the machine.
+    #[must_use]
+    pub fn on_machine(mut self, name: &str, labels: BTreeMap<String, String>) -> Self {
+        name.clone_into(&mut self.machine);
+        self.labels = labels;
+        self
     }
 
     /// Runs until `shutdown`, with sessions to its cluster agent from `parents`.
@@ -147,8 +162,23 @@ impl Node {
     }
 
     /// What the node tells its cluster: per backend p95 GET, bandwidth, error rate (over the
-    /// window the world's figures are over); the throttle and read settings.
+    /// window the world's figures are over); the throttle and read settings; and, for
+    /// placing containers, its machine, labels, round trip to its gateway and whether that
+    /// gateway hedges reads.
     async fn summary(&self, world: &World) -> Value {
+        // The round trip of the cheapest admin call: what a container on this machine adds
+        // to every backend's latency by reading through this gateway.
+        let started = Instant::now();
+        let reads = self
+            .gateway
+            .client()
+            .send(control_api::Method::GET, control_api::routes::READS, None)
+            .await;
+        let gateway_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (gateway_rtt_ms, hedged) = match reads {
+            Ok((status, v)) if status.is_success() => (Some(gateway_rtt_ms), v["hedging"].as_bool()),
+            _ => (None, None),
+        };
         let backends: Vec<Value> = world
             .backends
             .iter()
@@ -167,7 +197,16 @@ impl Node {
         for (name, m) in &self.mechanisms {
             knobs.insert(name.clone(), m.get_state().await);
         }
-        json!({"backends": backends, "knobs": knobs})
+        json!({
+            "backends": backends,
+            "knobs": knobs,
+            "machine": {
+                "name": self.machine,
+                "labels": self.labels,
+                "gateway_rtt_ms": gateway_rtt_ms,
+                "hedged": hedged,
+            },
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 use anyhow::bail;
 use clap::Args;
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Flags of the in-process agents.
@@ -48,6 +49,26 @@ pub struct AgentsFile {
     /// `[agents.anomaly]`: the anomaly detector's thresholds.
     #[serde(default)]
     anomaly: anomaly::DetectorConfig,
+    /// Where node agents of other machines join the in-process cluster agent (gRPC link).
+    link_listen: Option<SocketAddr>,
+    /// `[agents.kubernetes]`: the scheduler extender and the nodeAffinity controller.
+    #[serde(default)]
+    kubernetes: KubernetesFile,
+}
+
+/// `[agents.kubernetes]` in the TOML file.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesFile {
+    /// Where the kube-scheduler extender listens (unauthenticated; off when unset).
+    extender_listen: Option<SocketAddr>,
+    /// Run the nodeAffinity controller for `MLSysOpsApp` resources.
+    #[serde(default)]
+    controller: bool,
+    /// The namespace the controller watches [default: `default`].
+    namespace: Option<String>,
+    /// Seconds between reconciles of an unchanged app [default: 60].
+    requeue_secs: Option<f64>,
 }
 
 /// The agents' settings.
@@ -57,6 +78,12 @@ pub struct AgentSettings {
     pub enabled: bool,
     /// Their configuration.
     pub config: agents::run::AgentsConfig,
+    /// Where node agents of other machines join the in-process cluster agent.
+    pub link_listen: Option<SocketAddr>,
+    /// Where the kube-scheduler extender listens.
+    pub extender_listen: Option<SocketAddr>,
+    /// The nodeAffinity controller's settings, when it runs.
+    pub controller: Option<agents::k8s::controller::ControllerConfig>,
 }
 
 /// Flags over the file over the defaults; the store lives in `data_dir/agents`.
@@ -92,8 +119,32 @@ pub fn resolve(args: AgentsArgs, file: AgentsFile, data_dir: &std::path::Path) -
     if let Err(e) = trust::model::validate(&trust) {
         bail!("agents.trust: {e}");
     }
+    let k8s = file.kubernetes;
+    let controller = if k8s.controller {
+        let namespace = k8s.namespace.unwrap_or_else(|| "default".into());
+        if namespace.is_empty() || namespace.len() > 63 {
+            bail!("agents.kubernetes.namespace: {namespace:?} is not a namespace name");
+        }
+        Some(agents::k8s::controller::ControllerConfig {
+            namespace,
+            requeue: secs(k8s.requeue_secs, "kubernetes.requeue_secs", 60.0)?,
+            ..agents::k8s::controller::ControllerConfig::default()
+        })
+    } else {
+        None
+    };
+    let mut node = file.node;
+    // The Kubernetes downward API gives a pod its node's name as an environment variable.
+    if let Ok(machine) = std::env::var("MLSYSOPS_NODE_NAME") {
+        if !machine.is_empty() {
+            node.machine = Some(machine);
+        }
+    }
     Ok(AgentSettings {
         enabled,
+        link_listen: file.link_listen,
+        extender_listen: k8s.extender_listen,
+        controller,
         config: agents::run::AgentsConfig {
             dir: data_dir.join("agents"),
             period,
@@ -110,7 +161,7 @@ pub fn resolve(args: AgentsArgs, file: AgentsFile, data_dir: &std::path::Path) -
             },
             name: "local".into(),
             policies: file.policies,
-            node_policies: file.node,
+            node_policies: node,
             trust,
             anomaly: file.anomaly,
         },

@@ -28,6 +28,8 @@ fn world(backends: &[(&str, f64, u64, f64)]) -> World {
             .collect(),
         buckets: Vec::new(),
         principals: Vec::new(),
+        nodes: Vec::new(),
+        components: Vec::new(),
     }
 }
 
