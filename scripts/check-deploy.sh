@@ -34,6 +34,18 @@ PY_REQS=(
 )
 START=$SECONDS
 WORK="$(mktemp -d)"
+# Checks passed, for the closing line `check-deploy: N passed, 0 failed` (scripts/test.sh sums it).
+PASSED=0
+pass() {
+    PASSED=$((PASSED + 1))
+    info "$*"
+}
+# count_ok PATTERN FILE: adds the lines of FILE matching PATTERN (one passed check each).
+count_ok() {
+    local n
+    n="$(grep -c -- "$1" "$2" || true)"
+    PASSED=$((PASSED + n))
+}
 PIDS=()
 cleanup() {
     local p
@@ -71,22 +83,24 @@ ensure_tools() {
 check_dockerfile() {
     section "Dockerfile"
     "$VENV/bin/hadolint" deploy/Dockerfile
-    info "hadolint deploy/Dockerfile: clean"
+    pass "hadolint deploy/Dockerfile: clean"
     local pat
     for pat in target/ .git/; do
         grep -qx "$pat" .dockerignore || die ".dockerignore does not exclude $pat"
     done
-    info ".dockerignore excludes target/ and .git/"
+    pass ".dockerignore excludes target/ and .git/"
 }
 
 check_compose() {
     section "compose"
     "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+    pass "deploy/compose/compose.yaml: valid per the compose-spec schema"
 }
 
 check_kubernetes() {
     section "kubernetes manifests (Kubernetes $("$VENV/bin/kubernetes-validate" --version 2>&1 | tail -1) schemas, strict)"
-    "$VENV/bin/kubernetes-validate" --strict --no-warn deploy/kubernetes/*.yaml
+    "$VENV/bin/kubernetes-validate" --strict --no-warn deploy/kubernetes/*.yaml 2>&1 | tee "$WORK/k8s-validate.log"
+    count_ok ' passed for resource ' "$WORK/k8s-validate.log"
 }
 
 check_prometheus() {
@@ -97,16 +111,17 @@ check_prometheus() {
     for f in deploy/prometheus/*.yml; do
         sed -E "s#credentials_file: .*#credentials_file: $WORK/token#" "$f" >"$WORK/$(basename "$f")"
         promtool check config "$WORK/$(basename "$f")" >/dev/null
-        info "promtool check config $f: valid"
+        pass "promtool check config $f: valid"
     done
     "$VENV/bin/python" scripts/check-deploy.py promql-rules "$ROOT" "$WORK/dashboard-rules.yml"
     promtool check rules "$WORK/dashboard-rules.yml" >/dev/null
-    info "promtool check rules: every dashboard expression parses as PromQL"
+    pass "promtool check rules: every dashboard expression parses as PromQL"
 }
 
 check_static() {
     section "cross-references, CRD example, scheduler config, dashboard vs docs/metrics.md"
-    "$VENV/bin/python" scripts/check-deploy.py static "$ROOT"
+    "$VENV/bin/python" scripts/check-deploy.py static "$ROOT" | tee "$WORK/static.log"
+    count_ok '^  ok   ' "$WORK/static.log"
 }
 
 find_binary() {
@@ -144,7 +159,7 @@ start_gateway() {
         if grep -q '^admin endpoint: ' "$dir/stdout" 2>/dev/null; then
             ADMIN="$(sed -n 's#^admin endpoint: http://##p' "$dir/stdout")"
             S3="$(sed -n 's#^S3 endpoint: http://##p' "$dir/stdout")"
-            info "$name: gateway serving (S3 $S3, admin $ADMIN) on $config"
+            pass "$name: gateway serving (S3 $S3, admin $ADMIN) on $config"
             return 0
         fi
         kill -0 "$GW_PID" 2>/dev/null || { cat "$dir/stderr" >&2; die "$name: the gateway exited on $config"; }
@@ -183,7 +198,7 @@ check_live() {
     local code
     code="$(curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/metrics")"
     [[ "$code" == 401 ]] || die "/metrics without a token answered $code, not 401"
-    info "/metrics without the token: 401"
+    pass "/metrics without the token: 401"
 
     # The Dockerfile's HEALTHCHECK command, port moved to this gateway's S3 port: passes here,
     # fails on a closed port.
@@ -195,7 +210,7 @@ check_live() {
     closed="$(free_port)"
     mapfile -t HC < <("$VENV/bin/python" -c 'import json, sys; [print(a.replace("127.0.0.1/9000", sys.argv[2])) for a in json.loads(sys.argv[1])]' "$hc" "127.0.0.1/$closed")
     if "${HC[@]}" 2>/dev/null; then die "HEALTHCHECK passed against a closed port"; fi
-    info "HEALTHCHECK: passes on the serving S3 port, fails on a closed one"
+    pass "HEALTHCHECK: passes on the serving S3 port, fails on a closed one"
 
     # Prometheus on deploy/prometheus/prometheus.yml: target and token file moved to this host,
     # scrape interval shortened.
@@ -223,7 +238,7 @@ check_live() {
         sleep 0.5
     done
     [[ "$healthy" == 6 ]] || die "Prometheus has $healthy mlsysops_backend_healthy series, want 6 (one per [[backend]])"
-    info "Prometheus scraped /metrics with the bearer token: up=1, mlsysops_backend_healthy for 6 backends"
+    pass "Prometheus scraped /metrics with the bearer token: up=1, mlsysops_backend_healthy for 6 backends"
 
     # Every dashboard expression runs on this Prometheus (no data needed, no error allowed).
     local n=0 expr
@@ -231,7 +246,7 @@ check_live() {
         prom_query "$expr" | grep -q '"status":"success"' || die "dashboard expr failed on Prometheus: $expr"
         n=$((n + 1))
     done < <("$VENV/bin/python" scripts/check-deploy.py dashboard-exprs "$ROOT")
-    info "all $n dashboard expressions evaluate on Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
+    pass "all $n dashboard expressions evaluate on Prometheus $(prometheus --version 2>&1 | head -1 | awk '{print $3}')"
     stop_gateway
 }
 
@@ -244,3 +259,4 @@ check_prometheus
 check_static
 check_live
 section "deploy checks passed in $((SECONDS - T0)) s (tools: $((T0 - START)) s)"
+echo "check-deploy: $PASSED passed, 0 failed"
