@@ -4,7 +4,7 @@ inside its venv (PyYAML, jsonschema). Each check prints what it looked at; any f
 collected and the script exits 1 listing them all.
 
   check-deploy.py static ROOT              cross-references, CRD example, scheduler config,
-                                           Grafana exprs against docs/metrics.md
+                                           Grafana exprs against docs/metrics.md, image tags
   check-deploy.py promql-rules ROOT OUT    the dashboard's exprs as a rules file for promtool
   check-deploy.py dashboard-exprs ROOT     the dashboard's exprs, one per line, variables
                                            substituted (for queries against a live Prometheus)
@@ -510,6 +510,118 @@ def check_grafana(root: Path) -> None:
     ok(f"dashboard: {len(dash['panels'])} panels, {len(exprs)} exprs; every metric and label documented")
 
 
+# ---- images -----------------------------------------------------------------------------------
+
+IMAGE_LINE = re.compile(r"""^\s*(?:-\s*)?image:\s*["']?([^"'\s#]+)""")
+FROM_LINE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+ENV_IMAGE_LINE = re.compile(r"^\s*([A-Z_]*IMAGE)=(\S*)")
+VAR_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}$")
+
+
+def image_problem(ref: str) -> str | None:
+    """Why an image reference does not name one release (None: it does). A digest pins it; else
+    the last path component needs a tag other than `latest` (no tag means `latest`)."""
+    if "@sha256:" in ref:
+        return None
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "no tag (pulls :latest)"
+    if last.split(":", 1)[1] in ("", "latest"):
+        return "tag :latest"
+    return None
+
+
+def scan_images(deploy: Path) -> tuple[list[str], list[str]]:
+    """Every image reference in deploy/ (compose and Kubernetes `image:`, Dockerfile `FROM`,
+    `*_IMAGE=` in .env.example, `${VAR:-default}` defaults): (references seen, problems)."""
+    seen: list[str] = []
+    problems: list[str] = []
+    env: dict[str, str] = {}
+    for f in sorted(deploy.rglob(".env*")):
+        for line in f.read_text().splitlines():
+            m = ENV_IMAGE_LINE.match(line)
+            if m:
+                env[m.group(1)] = m.group(2)
+
+    def judge(where: str, ref: str) -> None:
+        m = VAR_REF.match(ref)
+        if m:
+            var, default = m.group(1), m.group(2)
+            if default is None:
+                if var not in env:
+                    problems.append(f"{where}: image ${{{var}}} has no default and no {var}= in .env.example")
+                return
+            ref = default
+        seen.append(ref)
+        why = image_problem(ref)
+        if why:
+            problems.append(f"{where}: image {ref}: {why}")
+
+    for f in sorted(p for p in deploy.rglob("*") if p.is_file() and p.suffix != ".md"):
+        rel = f.relative_to(deploy.parent)
+        text = f.read_text(errors="replace")
+        stages: set[str] = set()
+        for n, line in enumerate(text.splitlines(), 1):
+            where = f"{rel}:{n}"
+            if f.name.startswith("Dockerfile"):
+                m = FROM_LINE.match(line)
+                if m:
+                    if m.group(1).lower() not in stages and m.group(1) != "scratch":
+                        judge(where, m.group(1))
+                    if m.group(2):
+                        stages.add(m.group(2).lower())
+                continue
+            m = IMAGE_LINE.match(line) or ENV_IMAGE_LINE.match(line)
+            if m:
+                judge(where, m.group(m.lastindex))
+            elif re.search(r"[\w/.-]:latest\b", line) and not line.lstrip().startswith("#"):
+                problems.append(f"{where}: :latest in {line.strip()!r}")
+    return seen, problems
+
+
+def image_selftest() -> None:
+    """The scan must be able to fail: a synthetic deploy/ of wrong references is refused line by
+    line, and pinned ones pass."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "deploy"
+        (d / "compose").mkdir(parents=True)
+        (d / "kubernetes").mkdir()
+        (d / "compose/.env.example").write_text("A_IMAGE=minio/minio\nB_IMAGE=minio/mc:RELEASE.2025-04-16T18-13-26Z\n")
+        (d / "compose/compose.yaml").write_text(
+            "services:\n"
+            "  a:\n    image: ${A_IMAGE:-minio/minio:latest}\n"      # bad default
+            "  b:\n    image: ${B_IMAGE:-minio/mc:RELEASE.2025-04-16T18-13-26Z}\n"
+            "  c:\n    image: ${C_IMAGE}\n"                          # no default, not in .env
+            "  d:\n    image: 'localhost:5000/tool'\n"               # registry port, no tag
+            "  e:\n    image: prom/prometheus@sha256:0123abcd\n"
+            "  f:\n    command: [\"pull\", \"busybox:latest\"]\n"       # :latest anywhere
+        )
+        (d / "kubernetes/x.yaml").write_text(
+            "spec:\n  containers:\n    - image: \"nginx:latest\"\n    - name: y\n      image: registry.k8s.io/pause:3.10\n"
+        )
+        (d / "Dockerfile").write_text("FROM rust:1-bookworm AS build\nFROM build AS test\nFROM debian\n")
+        seen, problems = scan_images(d)
+        want = ["compose/.env.example:1", "compose.yaml:3", "compose.yaml:7", "compose.yaml:9",
+                "compose.yaml:13", "kubernetes/x.yaml:3", "deploy/Dockerfile:3"]
+        missed = [w for w in want if not any(w in p for p in problems)]
+        if missed or len(problems) != len(want):
+            fail(f"image check self-test: wanted findings at {want}, got {problems}")
+        else:
+            pinned = [r for r in seen if image_problem(r) is None]
+            ok(f"image check self-test: {len(want)} wrong references refused, {len(pinned)} pinned ones passed")
+
+
+def check_images(root: Path) -> None:
+    image_selftest()
+    seen, problems = scan_images(root / "deploy")
+    for p in problems:
+        fail(p)
+    if not problems:
+        ok(f"deploy/: {len(seen)} image references, each pinned to a release (no :latest, no bare name)")
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -524,6 +636,8 @@ def main() -> int:
         check_compose(root)
         print("-- grafana")
         check_grafana(root)
+        print("-- images")
+        check_images(root)
         if FAILURES:
             print(f"\n{len(FAILURES)} failed:")
             for f in FAILURES:

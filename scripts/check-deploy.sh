@@ -64,6 +64,7 @@ ensure_tools() {
     local stamp="$VENV/.mlsysops-reqs" want
     want="$(printf '%s\n' "${PY_REQS[@]}")"
     if [[ ! -x "$VENV/bin/python" ]] || [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+        command -v python3 >/dev/null 2>&1 || apt_install python3
         python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null ||
             die "python3 >= 3.11 needed (tomllib); found $(python3 --version 2>&1)"
         python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$VENV"; }
