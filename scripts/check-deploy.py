@@ -298,25 +298,11 @@ def check_k8s_refs(objs) -> None:
             fail(f"StatefulSet volume ConfigMap {name} is not defined")
     if find(objs, "Service", sts["spec"]["serviceName"], ns) is None:
         fail(f"StatefulSet serviceName {sts['spec']['serviceName']} is not a Service")
-    sa = pod.get("serviceAccountName")
-    bound = [
-        o for _, o in objs
-        if o.get("kind") == "ClusterRoleBinding"
-        and any(s.get("name") == sa and s.get("namespace") == ns for s in o.get("subjects", []))
-    ]
-    if find(objs, "ServiceAccount", sa, ns) is None or not bound:
-        fail(f"StatefulSet serviceAccountName {sa} is not a ServiceAccount bound by a ClusterRoleBinding")
-    else:
-        role = find(objs, "ClusterRole", bound[0]["roleRef"]["name"])
-        rules = {(g, r): set(rule["verbs"]) for rule in role["rules"]
-                 for g in rule["apiGroups"] for r in rule["resources"]}
-        need = {("mlsysops.eu", "mlsysopsapps"): {"get", "list", "watch"},
-                ("apps", "deployments"): {"get", "list", "watch", "patch"},
-                ("", "nodes"): {"get", "list", "watch"}, ("", "pods"): {"get", "list", "watch"}}
-        for key, verbs in need.items():
-            if not verbs <= rules.get(key, set()):
-                fail(f"ClusterRole {role['metadata']['name']} lacks {sorted(verbs)} on {key}")
-        ok(f"ServiceAccount {sa} -> ClusterRole {role['metadata']['name']}: the controller's verbs")
+    cm = find(objs, "ConfigMap", "mlsysops-config", ns)
+    toml_cfg = tomllib.loads(cm["data"]["mlsysops.toml"])
+    kube_cfg = toml_cfg.get("agents", {}).get("kubernetes", {})
+    check_rbac(objs, pod.get("serviceAccountName"), ns, kube_cfg)
+    check_listeners(objs, c, toml_cfg)
     # Service selectors pick the gateway's pods; target ports are its named ports.
     labels = sts["spec"]["template"]["metadata"]["labels"]
     port_names = {p["name"] for p in c["ports"]}
@@ -338,7 +324,6 @@ def check_k8s_refs(objs) -> None:
             fail(f"StatefulSet: no {probe}")
     ok("StatefulSet: Secret, ConfigMap, Services, probes, non-root, /data on a claim")
     # The ConfigMap's TOML, and the Secret holds every variable it names.
-    cm = find(objs, "ConfigMap", "mlsysops-config", ns)
     _, env_names = check_gateway_toml("ConfigMap mlsysops-config", cm["data"]["mlsysops.toml"])
     secret = find(objs, "Secret", "mlsysops-credentials", ns)
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
@@ -347,6 +332,137 @@ def check_k8s_refs(objs) -> None:
         fail(f"Secret mlsysops-credentials lacks {sorted(missing)}")
     else:
         ok("Secret mlsysops-credentials holds every key the ConfigMap and the gateway read")
+
+
+# What agents/src/k8s/controller.rs does with the API, per (apiGroup, resource): the watcher
+# lists and watches apps, status goes in a merge patch on the subresource, each Deployment is
+# read then merge-patched (list/watch for a Deployment cache).
+CONTROLLER_VERBS = {
+    ("mlsysops.eu", "mlsysopsapps"): {"list", "watch"},
+    ("mlsysops.eu", "mlsysopsapps/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+}
+
+
+def check_rbac(objs, sa: str, ns: str, kube_cfg: dict) -> None:
+    """The gateway's service account holds the controller's verbs in the namespace it watches."""
+    if find(objs, "ServiceAccount", sa, ns) is None:
+        fail(f"StatefulSet serviceAccountName {sa} is not a ServiceAccount in {ns}")
+        return
+    if not kube_cfg.get("controller"):
+        ok("[agents.kubernetes] controller is off: no RBAC needed")
+        return
+    watched = kube_cfg.get("namespace")
+    if not watched:
+        fail("[agents.kubernetes] controller = true without namespace")
+        return
+    binds = [
+        o for _, o in objs
+        if o.get("kind") in ("ClusterRoleBinding", "RoleBinding")
+        and any(s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace") == ns
+                for s in o.get("subjects", []))
+        and (o["kind"] == "ClusterRoleBinding" or o["metadata"].get("namespace") == watched)
+    ]
+    rules: dict[tuple[str, str], set[str]] = {}
+    for b in binds:
+        ref = b["roleRef"]
+        role = find(objs, ref["kind"], ref["name"], None if ref["kind"] == "ClusterRole" else watched)
+        if role is None:
+            fail(f"{b['kind']} {b['metadata']['name']} refers to {ref['kind']} {ref['name']}, not defined here")
+            continue
+        for rule in role.get("rules", []):
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    rules.setdefault((g, r), set()).update(rule["verbs"])
+    missing = {k: sorted(v - rules.get(k, set())) for k, v in CONTROLLER_VERBS.items() if v - rules.get(k, set())}
+    if missing:
+        fail(f"ServiceAccount {ns}/{sa} lacks, in namespace {watched} (the controller's), {missing}")
+    else:
+        ok(f"ServiceAccount {ns}/{sa} holds the controller's verbs in namespace {watched} "
+           f"({', '.join(b['kind'] + ' ' + b['metadata']['name'] for b in binds)})")
+    extra = set(rules) - set(CONTROLLER_VERBS)
+    if extra:
+        fail(f"the controller's roles grant {sorted(extra)}, which controller.rs does not use")
+
+
+def listen_port(toml_cfg: dict, table: str, key: str) -> int | None:
+    t = toml_cfg
+    for part in table.split("."):
+        t = t.get(part, {})
+    v = t.get(key)
+    return int(v.rsplit(":", 1)[1]) if v else None
+
+
+def check_listeners(objs, container: dict, toml_cfg: dict) -> None:
+    """The link and extender listeners of the TOML are container ports, Service ports, and the
+    unauthenticated extender is reachable only from the scheduler (NetworkPolicy)."""
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for name, table, key, svc_name in (
+        ("link", "agents", "link_listen", "mlsysops-link"),
+        ("extender", "agents.kubernetes", "extender_listen", "mlsysops-scheduler-extender"),
+    ):
+        port = listen_port(toml_cfg, table, key)
+        if port is None:
+            fail(f"ConfigMap TOML: no [{table}] {key}")
+            continue
+        svc = find(objs, "Service", svc_name, "mlsysops")
+        if ports.get(name) != port:
+            fail(f"[{table}] {key} listens on {port}, the container port {name} is {ports.get(name)}")
+        elif svc is None or not any(p.get("targetPort") == name for p in svc["spec"]["ports"]):
+            fail(f"no Service {svc_name} with targetPort {name}")
+        else:
+            ok(f"[{table}] {key} :{port} = container port {name} = Service {svc_name}")
+    pols = [o for _, o in objs if o.get("kind") == "NetworkPolicy"]
+    if not pols:
+        fail("no NetworkPolicy restricting the unauthenticated extender port")
+        return
+    for pol in pols:
+        open_ports: set = set()
+        restricted: set = set()
+        for rule in pol["spec"].get("ingress", []):
+            names = {p.get("port") for p in rule.get("ports", [])}
+            (restricted if rule.get("from") else open_ports).update(names or {"*"})
+        if "extender" in open_ports or "*" in open_ports or ports.get("extender") in open_ports:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: the extender port is open to everyone")
+        elif "extender" not in restricted:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: admits nobody to the extender port")
+        elif {"s3", "admin", "link"} - open_ports:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: shuts out {sorted({'s3', 'admin', 'link'} - open_ports)}")
+        else:
+            ok(f"NetworkPolicy {pol['metadata']['name']}: extender only from {len(restricted)} port rule(s) with a source; s3, admin, link open")
+
+
+# A status as controller.rs writes it (MLSysOpsAppStatus, ComponentStatus, PreferredNode;
+# `error` only when set): the CRD's status schema must admit it, or the API server refuses the
+# controller's status patch.
+CONTROLLER_STATUS = {
+    "components": [
+        {"name": "trainer", "deployment": "trainer", "required": ["node-a", "node-b"],
+         "preferred": [{"node": "node-a", "weight": 100}, {"node": "node-b", "weight": 40}],
+         "reason": "closest to patient-scans' fastest backends"},
+        {"name": "thumbnailer", "deployment": "thumbs", "required": [], "preferred": [],
+         "reason": "no placement known; deployment left as it is", "error": "patching deployment thumbs: 403"},
+    ]
+}
+
+
+def check_crd_status(objs) -> None:
+    crd = find(objs, "CustomResourceDefinition", "mlsysopsapps.mlsysops.eu")
+    if crd is None:
+        return
+    for v in crd["spec"]["versions"]:
+        if "status" not in v.get("subresources", {}):
+            fail(f"CRD version {v['name']}: no status subresource (the controller patches /status)")
+        schema = closed(openapi_to_jsonschema(v["schema"]["openAPIV3Schema"]["properties"]["status"]))
+        validator = jsonschema.Draft7Validator(schema)
+        errors = list(validator.iter_errors(CONTROLLER_STATUS))
+        for e in errors:
+            fail(f"CRD {v['name']} status schema refuses the controller's status: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+        bad = {"components": 2}
+        if not errors and not list(validator.iter_errors(bad)):
+            fail(f"CRD {v['name']} status schema admits components: 2 (the check cannot fail)")
+        elif not errors:
+            ok(f"CRD {v['name']}: the status controller.rs writes is admitted, a wrong one is not")
 
 
 # ---- compose ----------------------------------------------------------------------------------
@@ -631,6 +747,7 @@ def main() -> int:
         print("-- kubernetes: cross-references, CRD example, scheduler configuration")
         check_k8s_refs(objs)
         check_crd_example(root, objs)
+        check_crd_status(objs)
         check_scheduler_config(objs)
         print("-- compose")
         check_compose(root)

@@ -8,8 +8,11 @@
 #     openAPIV3Schema, the KubeSchedulerConfiguration's fields, references between objects;
 #   - both Prometheus configs (promtool check config) and the dashboard's PromQL
 #     (promtool check rules); every dashboard metric and label listed in docs/metrics.md;
+#   - every image in deploy/ pinned to a release (no :latest, no bare name);
 #   - live, when a built `mlsysops` binary is found: the gateway started on
-#     deploy/compose/mlsysops.toml and on the Kubernetes ConfigMap's TOML (the real parser),
+#     deploy/compose/mlsysops.toml and on the Kubernetes ConfigMap's TOML (the real parser;
+#     agent listeners moved to free loopback ports), its link listener, the scheduler extender
+#     answering filter/prioritize without a token on its own listener,
 #     the Dockerfile's HEALTHCHECK command against it, and a real Prometheus scraping its
 #     /metrics with the bearer token from deploy/prometheus/prometheus.yml, queried through its
 #     HTTP API for a gateway series and for every dashboard expression.
@@ -174,6 +177,48 @@ stop_gateway() {
     wait "$GW_PID" 2>/dev/null || true
 }
 
+# relocate IN OUT: a copy of the gateway TOML IN whose agent listeners ([agents] link_listen,
+# [agents.kubernetes] extender_listen) are on free loopback ports (set in LINK_PORT, EXT_PORT),
+# and without the Kubernetes controller (no API server here to reach).
+relocate() {
+    LINK_PORT="$(free_port)"
+    EXT_PORT="$(free_port)"
+    sed -E -e "s#^( *link_listen *= *)\"[^\"]*\"#\1\"127.0.0.1:$LINK_PORT\"#" \
+        -e "s#^( *extender_listen *= *)\"[^\"]*\"#\1\"127.0.0.1:$EXT_PORT\"#" \
+        -e "s#^( *controller *= *)true#\1false#" "$1" >"$2"
+}
+
+# wait_port PORT WHAT: until 127.0.0.1:PORT accepts connections (10 s at most).
+wait_port() {
+    local i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$2: nothing accepts connections on 127.0.0.1:$1"
+}
+
+# The extender as kube-scheduler calls it: no token, ExtenderArgs with NodeNames. A pod without
+# the mlsysops.eu labels passes filter untouched and scores 0; a body that is no ExtenderArgs
+# answers 400.
+check_extender() {
+    local url="http://127.0.0.1:$EXT_PORT/api/v1/scheduler" args code
+    args='{"Pod":{"metadata":{"name":"web-0","namespace":"default"}},"NodeNames":["node-a","node-b"]}'
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$args" "$url/filter" >"$WORK/filter.json" ||
+        die "extender filter without a token failed on $url (is [agents.kubernetes] extender_listen served?)"
+    "$VENV/bin/python" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r.get("NodeNames") == ["node-a", "node-b"] and not r.get("FailedNodes"), r' \
+        "$WORK/filter.json" || die "extender filter: an unlabelled pod did not pass untouched: $(cat "$WORK/filter.json")"
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$args" "$url/prioritize" >"$WORK/prioritize.json" ||
+        die "extender prioritize without a token failed on $url"
+    "$VENV/bin/python" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert sorted((h["Host"], h["Score"]) for h in r) == [("node-a", 0), ("node-b", 0)], r' \
+        "$WORK/prioritize.json" || die "extender prioritize: want node-a and node-b at 0, got $(cat "$WORK/prioritize.json")"
+    code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -d '{"Pod": 7}' "$url/filter")"
+    [[ "$code" == 400 ]] || die "extender filter on a malformed ExtenderArgs answered $code, not 400"
+    pass "extender on its own listener, no token: filter passes an unlabelled pod, prioritize scores 0, malformed args 400"
+}
+
 prom_query() { # prom_query PROMQL -> the JSON answer
     curl -sf --get --data-urlencode "query=$1" "http://127.0.0.1:$PROM_PORT/api/v1/query"
 }
@@ -188,13 +233,22 @@ check_live() {
     TOKEN="check-deploy-admin-token-$RANDOM$RANDOM"
     info "binary: $BIN"
 
-    # The Kubernetes ConfigMap's TOML through the real parser (unknown keys are an error there).
+    # The Kubernetes ConfigMap's TOML through the real parser (unknown keys are an error there),
+    # its listeners moved to free loopback ports.
     "$VENV/bin/python" -c 'import sys, yaml; d = next(x for x in yaml.safe_load_all(open(sys.argv[1])) if x); print(d["data"]["mlsysops.toml"])' \
-        deploy/kubernetes/31-configmap.yaml >"$WORK/k8s.toml"
+        deploy/kubernetes/31-configmap.yaml >"$WORK/k8s-configmap.toml"
+    relocate "$WORK/k8s-configmap.toml" "$WORK/k8s.toml"
     start_gateway kubernetes "$WORK/k8s.toml"
+    wait_port "$LINK_PORT" "[agents] link_listen of the ConfigMap's TOML"
+    wait_port "$EXT_PORT" "[agents.kubernetes] extender_listen of the ConfigMap's TOML"
+    pass "kubernetes: the agents' link listener and the scheduler extender accept connections"
+    check_extender
     stop_gateway
 
-    start_gateway compose deploy/compose/mlsysops.toml
+    relocate deploy/compose/mlsysops.toml "$WORK/compose.toml"
+    start_gateway compose "$WORK/compose.toml"
+    wait_port "$LINK_PORT" "[agents] link_listen of deploy/compose/mlsysops.toml"
+    pass "compose: the agents' link listener accepts connections"
     # The admin port refuses /metrics without the token.
     local code
     code="$(curl -s -o /dev/null -w '%{http_code}' "http://$ADMIN/metrics")"
