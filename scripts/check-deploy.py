@@ -4,7 +4,7 @@ inside its venv (PyYAML, jsonschema). Each check prints what it looked at; any f
 collected and the script exits 1 listing them all.
 
   check-deploy.py static ROOT              cross-references, CRD example, scheduler config,
-                                           Grafana exprs against docs/metrics.md
+                                           Grafana exprs against docs/metrics.md, image tags
   check-deploy.py promql-rules ROOT OUT    the dashboard's exprs as a rules file for promtool
   check-deploy.py dashboard-exprs ROOT     the dashboard's exprs, one per line, variables
                                            substituted (for queries against a live Prometheus)
@@ -298,25 +298,11 @@ def check_k8s_refs(objs) -> None:
             fail(f"StatefulSet volume ConfigMap {name} is not defined")
     if find(objs, "Service", sts["spec"]["serviceName"], ns) is None:
         fail(f"StatefulSet serviceName {sts['spec']['serviceName']} is not a Service")
-    sa = pod.get("serviceAccountName")
-    bound = [
-        o for _, o in objs
-        if o.get("kind") == "ClusterRoleBinding"
-        and any(s.get("name") == sa and s.get("namespace") == ns for s in o.get("subjects", []))
-    ]
-    if find(objs, "ServiceAccount", sa, ns) is None or not bound:
-        fail(f"StatefulSet serviceAccountName {sa} is not a ServiceAccount bound by a ClusterRoleBinding")
-    else:
-        role = find(objs, "ClusterRole", bound[0]["roleRef"]["name"])
-        rules = {(g, r): set(rule["verbs"]) for rule in role["rules"]
-                 for g in rule["apiGroups"] for r in rule["resources"]}
-        need = {("mlsysops.eu", "mlsysopsapps"): {"get", "list", "watch"},
-                ("apps", "deployments"): {"get", "list", "watch", "patch"},
-                ("", "nodes"): {"get", "list", "watch"}, ("", "pods"): {"get", "list", "watch"}}
-        for key, verbs in need.items():
-            if not verbs <= rules.get(key, set()):
-                fail(f"ClusterRole {role['metadata']['name']} lacks {sorted(verbs)} on {key}")
-        ok(f"ServiceAccount {sa} -> ClusterRole {role['metadata']['name']}: the controller's verbs")
+    cm = find(objs, "ConfigMap", "mlsysops-config", ns)
+    toml_cfg = tomllib.loads(cm["data"]["mlsysops.toml"])
+    kube_cfg = toml_cfg.get("agents", {}).get("kubernetes", {})
+    check_rbac(objs, pod.get("serviceAccountName"), ns, kube_cfg)
+    check_listeners(objs, c, toml_cfg)
     # Service selectors pick the gateway's pods; target ports are its named ports.
     labels = sts["spec"]["template"]["metadata"]["labels"]
     port_names = {p["name"] for p in c["ports"]}
@@ -338,7 +324,6 @@ def check_k8s_refs(objs) -> None:
             fail(f"StatefulSet: no {probe}")
     ok("StatefulSet: Secret, ConfigMap, Services, probes, non-root, /data on a claim")
     # The ConfigMap's TOML, and the Secret holds every variable it names.
-    cm = find(objs, "ConfigMap", "mlsysops-config", ns)
     _, env_names = check_gateway_toml("ConfigMap mlsysops-config", cm["data"]["mlsysops.toml"])
     secret = find(objs, "Secret", "mlsysops-credentials", ns)
     keys = set(secret.get("stringData", {})) | set(secret.get("data", {}))
@@ -347,6 +332,137 @@ def check_k8s_refs(objs) -> None:
         fail(f"Secret mlsysops-credentials lacks {sorted(missing)}")
     else:
         ok("Secret mlsysops-credentials holds every key the ConfigMap and the gateway read")
+
+
+# What agents/src/k8s/controller.rs does with the API, per (apiGroup, resource): the watcher
+# lists and watches apps, status goes in a merge patch on the subresource, each Deployment is
+# read then merge-patched (list/watch for a Deployment cache).
+CONTROLLER_VERBS = {
+    ("mlsysops.eu", "mlsysopsapps"): {"list", "watch"},
+    ("mlsysops.eu", "mlsysopsapps/status"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+}
+
+
+def check_rbac(objs, sa: str, ns: str, kube_cfg: dict) -> None:
+    """The gateway's service account holds the controller's verbs in the namespace it watches."""
+    if find(objs, "ServiceAccount", sa, ns) is None:
+        fail(f"StatefulSet serviceAccountName {sa} is not a ServiceAccount in {ns}")
+        return
+    if not kube_cfg.get("controller"):
+        ok("[agents.kubernetes] controller is off: no RBAC needed")
+        return
+    watched = kube_cfg.get("namespace")
+    if not watched:
+        fail("[agents.kubernetes] controller = true without namespace")
+        return
+    binds = [
+        o for _, o in objs
+        if o.get("kind") in ("ClusterRoleBinding", "RoleBinding")
+        and any(s.get("kind") == "ServiceAccount" and s.get("name") == sa and s.get("namespace") == ns
+                for s in o.get("subjects", []))
+        and (o["kind"] == "ClusterRoleBinding" or o["metadata"].get("namespace") == watched)
+    ]
+    rules: dict[tuple[str, str], set[str]] = {}
+    for b in binds:
+        ref = b["roleRef"]
+        role = find(objs, ref["kind"], ref["name"], None if ref["kind"] == "ClusterRole" else watched)
+        if role is None:
+            fail(f"{b['kind']} {b['metadata']['name']} refers to {ref['kind']} {ref['name']}, not defined here")
+            continue
+        for rule in role.get("rules", []):
+            for g in rule["apiGroups"]:
+                for r in rule["resources"]:
+                    rules.setdefault((g, r), set()).update(rule["verbs"])
+    missing = {k: sorted(v - rules.get(k, set())) for k, v in CONTROLLER_VERBS.items() if v - rules.get(k, set())}
+    if missing:
+        fail(f"ServiceAccount {ns}/{sa} lacks, in namespace {watched} (the controller's), {missing}")
+    else:
+        ok(f"ServiceAccount {ns}/{sa} holds the controller's verbs in namespace {watched} "
+           f"({', '.join(b['kind'] + ' ' + b['metadata']['name'] for b in binds)})")
+    extra = set(rules) - set(CONTROLLER_VERBS)
+    if extra:
+        fail(f"the controller's roles grant {sorted(extra)}, which controller.rs does not use")
+
+
+def listen_port(toml_cfg: dict, table: str, key: str) -> int | None:
+    t = toml_cfg
+    for part in table.split("."):
+        t = t.get(part, {})
+    v = t.get(key)
+    return int(v.rsplit(":", 1)[1]) if v else None
+
+
+def check_listeners(objs, container: dict, toml_cfg: dict) -> None:
+    """The link and extender listeners of the TOML are container ports, Service ports, and the
+    unauthenticated extender is reachable only from the scheduler (NetworkPolicy)."""
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for name, table, key, svc_name in (
+        ("link", "agents", "link_listen", "mlsysops-link"),
+        ("extender", "agents.kubernetes", "extender_listen", "mlsysops-scheduler-extender"),
+    ):
+        port = listen_port(toml_cfg, table, key)
+        if port is None:
+            fail(f"ConfigMap TOML: no [{table}] {key}")
+            continue
+        svc = find(objs, "Service", svc_name, "mlsysops")
+        if ports.get(name) != port:
+            fail(f"[{table}] {key} listens on {port}, the container port {name} is {ports.get(name)}")
+        elif svc is None or not any(p.get("targetPort") == name for p in svc["spec"]["ports"]):
+            fail(f"no Service {svc_name} with targetPort {name}")
+        else:
+            ok(f"[{table}] {key} :{port} = container port {name} = Service {svc_name}")
+    pols = [o for _, o in objs if o.get("kind") == "NetworkPolicy"]
+    if not pols:
+        fail("no NetworkPolicy restricting the unauthenticated extender port")
+        return
+    for pol in pols:
+        open_ports: set = set()
+        restricted: set = set()
+        for rule in pol["spec"].get("ingress", []):
+            names = {p.get("port") for p in rule.get("ports", [])}
+            (restricted if rule.get("from") else open_ports).update(names or {"*"})
+        if "extender" in open_ports or "*" in open_ports or ports.get("extender") in open_ports:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: the extender port is open to everyone")
+        elif "extender" not in restricted:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: admits nobody to the extender port")
+        elif {"s3", "admin", "link"} - open_ports:
+            fail(f"NetworkPolicy {pol['metadata']['name']}: shuts out {sorted({'s3', 'admin', 'link'} - open_ports)}")
+        else:
+            ok(f"NetworkPolicy {pol['metadata']['name']}: extender only from {len(restricted)} port rule(s) with a source; s3, admin, link open")
+
+
+# A status as controller.rs writes it (MLSysOpsAppStatus, ComponentStatus, PreferredNode;
+# `error` only when set): the CRD's status schema must admit it, or the API server refuses the
+# controller's status patch.
+CONTROLLER_STATUS = {
+    "components": [
+        {"name": "trainer", "deployment": "trainer", "required": ["node-a", "node-b"],
+         "preferred": [{"node": "node-a", "weight": 100}, {"node": "node-b", "weight": 40}],
+         "reason": "closest to patient-scans' fastest backends"},
+        {"name": "thumbnailer", "deployment": "thumbs", "required": [], "preferred": [],
+         "reason": "no placement known; deployment left as it is", "error": "patching deployment thumbs: 403"},
+    ]
+}
+
+
+def check_crd_status(objs) -> None:
+    crd = find(objs, "CustomResourceDefinition", "mlsysopsapps.mlsysops.eu")
+    if crd is None:
+        return
+    for v in crd["spec"]["versions"]:
+        if "status" not in v.get("subresources", {}):
+            fail(f"CRD version {v['name']}: no status subresource (the controller patches /status)")
+        schema = closed(openapi_to_jsonschema(v["schema"]["openAPIV3Schema"]["properties"]["status"]))
+        validator = jsonschema.Draft7Validator(schema)
+        errors = list(validator.iter_errors(CONTROLLER_STATUS))
+        for e in errors:
+            fail(f"CRD {v['name']} status schema refuses the controller's status: {'/'.join(map(str, e.absolute_path))}: {e.message}")
+        bad = {"components": 2}
+        if not errors and not list(validator.iter_errors(bad)):
+            fail(f"CRD {v['name']} status schema admits components: 2 (the check cannot fail)")
+        elif not errors:
+            ok(f"CRD {v['name']}: the status controller.rs writes is admitted, a wrong one is not")
 
 
 # ---- compose ----------------------------------------------------------------------------------
@@ -510,6 +626,118 @@ def check_grafana(root: Path) -> None:
     ok(f"dashboard: {len(dash['panels'])} panels, {len(exprs)} exprs; every metric and label documented")
 
 
+# ---- images -----------------------------------------------------------------------------------
+
+IMAGE_LINE = re.compile(r"""^\s*(?:-\s*)?image:\s*["']?([^"'\s#]+)""")
+FROM_LINE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+ENV_IMAGE_LINE = re.compile(r"^\s*([A-Z_]*IMAGE)=(\S*)")
+VAR_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}$")
+
+
+def image_problem(ref: str) -> str | None:
+    """Why an image reference does not name one release (None: it does). A digest pins it; else
+    the last path component needs a tag other than `latest` (no tag means `latest`)."""
+    if "@sha256:" in ref:
+        return None
+    last = ref.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return "no tag (pulls :latest)"
+    if last.split(":", 1)[1] in ("", "latest"):
+        return "tag :latest"
+    return None
+
+
+def scan_images(deploy: Path) -> tuple[list[str], list[str]]:
+    """Every image reference in deploy/ (compose and Kubernetes `image:`, Dockerfile `FROM`,
+    `*_IMAGE=` in .env.example, `${VAR:-default}` defaults): (references seen, problems)."""
+    seen: list[str] = []
+    problems: list[str] = []
+    env: dict[str, str] = {}
+    for f in sorted(deploy.rglob(".env*")):
+        for line in f.read_text().splitlines():
+            m = ENV_IMAGE_LINE.match(line)
+            if m:
+                env[m.group(1)] = m.group(2)
+
+    def judge(where: str, ref: str) -> None:
+        m = VAR_REF.match(ref)
+        if m:
+            var, default = m.group(1), m.group(2)
+            if default is None:
+                if var not in env:
+                    problems.append(f"{where}: image ${{{var}}} has no default and no {var}= in .env.example")
+                return
+            ref = default
+        seen.append(ref)
+        why = image_problem(ref)
+        if why:
+            problems.append(f"{where}: image {ref}: {why}")
+
+    for f in sorted(p for p in deploy.rglob("*") if p.is_file() and p.suffix != ".md"):
+        rel = f.relative_to(deploy.parent)
+        text = f.read_text(errors="replace")
+        stages: set[str] = set()
+        for n, line in enumerate(text.splitlines(), 1):
+            where = f"{rel}:{n}"
+            if f.name.startswith("Dockerfile"):
+                m = FROM_LINE.match(line)
+                if m:
+                    if m.group(1).lower() not in stages and m.group(1) != "scratch":
+                        judge(where, m.group(1))
+                    if m.group(2):
+                        stages.add(m.group(2).lower())
+                continue
+            m = IMAGE_LINE.match(line) or ENV_IMAGE_LINE.match(line)
+            if m:
+                judge(where, m.group(m.lastindex))
+            elif re.search(r"[\w/.-]:latest\b", line) and not line.lstrip().startswith("#"):
+                problems.append(f"{where}: :latest in {line.strip()!r}")
+    return seen, problems
+
+
+def image_selftest() -> None:
+    """The scan must be able to fail: a synthetic deploy/ of wrong references is refused line by
+    line, and pinned ones pass."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "deploy"
+        (d / "compose").mkdir(parents=True)
+        (d / "kubernetes").mkdir()
+        (d / "compose/.env.example").write_text("A_IMAGE=minio/minio\nB_IMAGE=minio/mc:RELEASE.2025-04-16T18-13-26Z\n")
+        (d / "compose/compose.yaml").write_text(
+            "services:\n"
+            "  a:\n    image: ${A_IMAGE:-minio/minio:latest}\n"      # bad default
+            "  b:\n    image: ${B_IMAGE:-minio/mc:RELEASE.2025-04-16T18-13-26Z}\n"
+            "  c:\n    image: ${C_IMAGE}\n"                          # no default, not in .env
+            "  d:\n    image: 'localhost:5000/tool'\n"               # registry port, no tag
+            "  e:\n    image: prom/prometheus@sha256:0123abcd\n"
+            "  f:\n    command: [\"pull\", \"busybox:latest\"]\n"       # :latest anywhere
+        )
+        (d / "kubernetes/x.yaml").write_text(
+            "spec:\n  containers:\n    - image: \"nginx:latest\"\n    - name: y\n      image: registry.k8s.io/pause:3.10\n"
+        )
+        (d / "Dockerfile").write_text("FROM rust:1-bookworm AS build\nFROM build AS test\nFROM debian\n")
+        seen, problems = scan_images(d)
+        want = ["compose/.env.example:1", "compose.yaml:3", "compose.yaml:7", "compose.yaml:9",
+                "compose.yaml:13", "kubernetes/x.yaml:3", "deploy/Dockerfile:3"]
+        missed = [w for w in want if not any(w in p for p in problems)]
+        if missed or len(problems) != len(want):
+            fail(f"image check self-test: wanted findings at {want}, got {problems}")
+        else:
+            pinned = [r for r in seen if image_problem(r) is None]
+            ok(f"image check self-test: {len(want)} wrong references refused, {len(pinned)} pinned ones passed")
+
+
+def check_images(root: Path) -> None:
+    image_selftest()
+    seen, problems = scan_images(root / "deploy")
+    for p in problems:
+        fail(p)
+    if not problems:
+        ok(f"deploy/: {len(seen)} image references, each pinned to a release (no :latest, no bare name)")
+
+
 # ---- main -------------------------------------------------------------------------------------
 
 def main() -> int:
@@ -519,11 +747,14 @@ def main() -> int:
         print("-- kubernetes: cross-references, CRD example, scheduler configuration")
         check_k8s_refs(objs)
         check_crd_example(root, objs)
+        check_crd_status(objs)
         check_scheduler_config(objs)
         print("-- compose")
         check_compose(root)
         print("-- grafana")
         check_grafana(root)
+        print("-- images")
+        check_images(root)
         if FAILURES:
             print(f"\n{len(FAILURES)} failed:")
             for f in FAILURES:

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Full check: system deps, fmt, clippy, debug build, cargo test, real clients.
+# Full check: system deps, fmt, clippy, debug build, cargo test, real clients, deploy/.
 #
 #   ./scripts/test.sh
 #
 # Env: SKIP_REAL_CLIENTS=1 skips the real-client checks (aws cli, rclone,
 # s3cmd against a running server). CI=true turns off incremental builds.
+# The deploy/ checks (scripts/check-deploy.sh) always run, their live part on
+# target/debug/mlsysops; they install their own tools (a venv, Debian's prometheus).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -62,6 +64,12 @@ else
     client_passed=$(sed -n 's/^real-clients: \([0-9]*\) passed.*/\1/p' "$test_log" | tail -n 1)
 fi
 
+stage "deploy/: manifests, compose, dashboard, live Prometheus scrape of target/debug/mlsysops"
+CHECK_DEPLOY_LIVE=required MLSYSOPS_BIN="$ROOT/target/debug/mlsysops" \
+    "$ROOT/scripts/check-deploy.sh" 2>&1 | tee "$test_log"
+deploy_passed=$(sed -n 's/^check-deploy: \([0-9]*\) passed.*/\1/p' "$test_log" | tail -n 1)
+[[ -n "$deploy_passed" ]] || die "check-deploy.sh printed no 'check-deploy: N passed' line"
+
 section "all checks passed in $((SECONDS - started))s"
-echo "cargo test: $rust_passed passed; real clients: ${client_passed:-0} passed"
-echo "all: $((rust_passed + ${client_passed:-0})) passed, 0 failed"
+echo "cargo test: $rust_passed passed; real clients: ${client_passed:-0} passed; deploy: $deploy_passed passed"
+echo "all: $((rust_passed + ${client_passed:-0} + deploy_passed)) passed, 0 failed"
