@@ -213,7 +213,7 @@ fn world(t: u32) -> World {
             ),
         ],
         buckets: vec![],
-        principals: vec![],
+        ..World::default()
     }
 }
 

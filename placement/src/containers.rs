@@ -14,7 +14,8 @@
 //! - `bw(n)`: the summed bandwidth from n to those k backends (data-first: k times the slowest
 //!   link's);
 //! - `0.4 · min(1, max_latency / lat) + 0.3 · min(1, bw / min_download)`, with a reference of
-//!   50 ms and 100 MiB/s where the bucket states no target.
+//!   50 ms and 100 MiB/s where the bucket states no target; where bandwidth is not measured
+//!   (small GETs and audits do not measure it), latency alone stands for both.
 //!
 //! Then `+ 0.2 · trust(n) + 0.1 · headroom(n)`. A node that cannot reach k backends of a bucket
 //! scores 0 on it, and [`NodeScore::misses`] names the targets the node misses, so a caller can
@@ -136,8 +137,12 @@ pub struct Reach {
     /// The k-th smallest rtt + p95 over the trusted eligible backends, ms (`None`: fewer than
     /// k reachable).
     pub latency_ms: Option<f64>,
-    /// Summed bandwidth to those k backends, MiB/s.
-    pub bandwidth_mib_s: f64,
+    /// The backend whose path sets that latency (the k-th, or the slowest).
+    #[serde(default)]
+    pub via: Option<String>,
+    /// Summed bandwidth to those k backends, MiB/s (`None`: not measured, and left out of the
+    /// score rather than counted as nothing).
+    pub bandwidth_mib_s: Option<f64>,
     /// The bucket's part of the score, 0..=1 of its 0.7.
     pub score: f64,
 }
@@ -208,7 +213,7 @@ pub fn filter<'a>(component: &Component, nodes: &'a [Node]) -> (Vec<&'a Node>, V
 /// How `node` reaches `bucket` over `backends`.
 fn reach(node: &Node, bucket: &BucketNeed, backends: &BTreeMap<String, Backend>) -> (Reach, Vec<String>) {
     let min = bucket.min_trust.unwrap_or(0.0);
-    let mut paths: Vec<(f64, f64)> = bucket
+    let mut paths: Vec<(f64, Option<f64>, &str)> = bucket
         .eligible
         .iter()
         .filter_map(|id| {
@@ -217,8 +222,8 @@ fn reach(node: &Node, bucket: &BucketNeed, backends: &BTreeMap<String, Backend>)
                 return None;
             }
             let rtt = node.rtt_ms.get(id)?;
-            let bw = node.bandwidth_mib_s.get(id).copied().unwrap_or(0.0);
-            Some((rtt + b.p95_ms, bw))
+            let bw = node.bandwidth_mib_s.get(id).copied();
+            Some((rtt + b.p95_ms, bw, id.as_str()))
         })
         .collect();
     paths.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -234,19 +239,25 @@ fn reach(node: &Node, bucket: &BucketNeed, backends: &BTreeMap<String, Backend>)
             Reach {
                 bucket: bucket.bucket.clone(),
                 latency_ms: None,
-                bandwidth_mib_s: 0.0,
+                via: None,
+                bandwidth_mib_s: None,
                 score: 0.0,
             },
             misses,
         );
     }
+    // Bandwidth counts only where measured on every path it needs.
     let (latency, bandwidth) = if node.hedged {
-        (paths[k - 1].0, paths[..k].iter().map(|p| p.1).sum::<f64>())
+        (paths[k - 1], paths[..k].iter().map(|p| p.1).sum::<Option<f64>>())
     } else {
-        let slowest_link = paths.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-        (paths[paths.len() - 1].0, k as f64 * slowest_link)
+        let slowest_link = paths
+            .iter()
+            .map(|p| p.1)
+            .try_fold(f64::INFINITY, |acc, bw| bw.map(|b| acc.min(b)));
+        (paths[paths.len() - 1], slowest_link.map(|b| k as f64 * b))
     };
-    let latency = latency.max(0.001);
+    let via = latency.2.to_owned();
+    let latency = latency.0.max(0.001);
     let lat_target = bucket.max_latency_ms.unwrap_or(REFERENCE_LATENCY_MS);
     let bw_target = bucket.min_download_mib_s.unwrap_or(REFERENCE_BANDWIDTH_MIB_S);
     if let Some(max) = bucket.max_latency_ms.filter(|m| latency > *m) {
@@ -255,19 +266,26 @@ fn reach(node: &Node, bucket: &BucketNeed, backends: &BTreeMap<String, Backend>)
             bucket.bucket
         ));
     }
-    if let Some(min) = bucket.min_download_mib_s.filter(|m| bandwidth < *m) {
-        misses.push(format!(
-            "{}: min_download_speed {min} MiB/s, reached {bandwidth:.1} MiB/s",
-            bucket.bucket
-        ));
+    if let (Some(min), Some(bw)) = (bucket.min_download_mib_s, bandwidth) {
+        if bw < min {
+            misses.push(format!(
+                "{}: min_download_speed {min} MiB/s, reached {bw:.1} MiB/s",
+                bucket.bucket
+            ));
+        }
     }
-    let part = WEIGHTS[0] * (lat_target / latency).min(1.0) + WEIGHTS[1] * (bandwidth / bw_target.max(0.001)).min(1.0);
+    let lat_part = WEIGHTS[0] * (lat_target / latency).min(1.0);
+    let score = match bandwidth {
+        Some(bw) => (lat_part + WEIGHTS[1] * (bw / bw_target.max(0.001)).min(1.0)) / (WEIGHTS[0] + WEIGHTS[1]),
+        None => lat_part / WEIGHTS[0],
+    };
     (
         Reach {
             bucket: bucket.bucket.clone(),
             latency_ms: Some(latency),
+            via: Some(via),
             bandwidth_mib_s: bandwidth,
-            score: part / (WEIGHTS[0] + WEIGHTS[1]),
+            score,
         },
         misses,
     )

@@ -8,6 +8,7 @@
 //! - [`process`]: the server process (options, start, stop, kill, restart, its dirs and log);
 //! - [`client`]: aws-sdk-s3 clients of a server (path style, virtual-host style);
 //! - [`admin`]: the admin API and the `mlsysops admin` CLI;
+//! - [`agent`]: `mlsysops agent` processes;
 //! - [`layout`]: backend dirs and the shard sets on them;
 //! - [`metrics`]: the Prometheus page;
 //! - [`raw_http`]: requests sent without the SDK;
@@ -22,6 +23,7 @@
 //! Everything the tests use is re-exported here, for `use s3_compat_tests::*;`.
 
 pub mod admin;
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod data;

@@ -3,66 +3,14 @@
 //! decision made by the cluster reaches the continuum's log, killing the cluster agent leaves
 //! S3 serving, and a restarted cluster agent resumes without applying anything twice.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use control_api::{BucketIntent, Client, Redundancy};
+use s3_compat_tests::agent::AgentProcess as Agent;
 use s3_compat_tests::process::ADMIN_TOKEN;
 use s3_compat_tests::*;
 use serde_json::json;
-
-/// One `mlsysops agent` process; killed when dropped.
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    /// Starts `mlsysops agent <args>`, logging to `log` (appended), and waits for the lines
-    /// naming the addresses it listens on (`agent link: `, `northbound API: `).
-    fn start(args: &[String], log: &Path, expect: &[&str]) -> (Agent, Vec<String>) {
-        let err = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("agent log");
-        let mut child = Command::new(binary_path())
-            .arg("agent")
-            .args(args)
-            .env("MLSYSOPS_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(err)
-            .spawn()
-            .expect("spawn mlsysops agent");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let mut found = Vec::new();
-        for prefix in expect {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("agent exited before printing {prefix:?}: {}", read(log)))
-                .expect("agent stdout");
-            let addr = line
-                .strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"));
-            found.push(addr.to_owned());
-        }
-        (Agent { child }, found)
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()

@@ -67,7 +67,8 @@ impl Mechanism for ContainerPlacementMechanism {
         }
         Ok(Applied::Done {
             epoch: None,
-            undo: before.map(|b| json!({"app": app, "component": component, "node": b.node, "runners_up": b.runners_up})),
+            undo: before
+                .map(|b| json!({"app": app, "component": component, "node": b.node, "runners_up": b.runners_up})),
         })
     }
 

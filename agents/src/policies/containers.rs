@@ -116,7 +116,13 @@ fn describe(s: &NodeScore) -> String {
         .reach
         .iter()
         .map(|r| match r.latency_ms {
-            Some(ms) => format!("{} in {ms:.1} ms at {:.0} MiB/s", r.bucket, r.bandwidth_mib_s),
+            Some(ms) => {
+                let via = r.via.as_deref().map(|v| format!(" (through {v})")).unwrap_or_default();
+                match r.bandwidth_mib_s {
+                    Some(bw) => format!("{} in {ms:.1} ms{via} at {bw:.0} MiB/s", r.bucket),
+                    None => format!("{} in {ms:.1} ms{via}", r.bucket),
+                }
+            }
             None => format!("{} not at all", r.bucket),
         })
         .collect();
@@ -172,6 +178,11 @@ fn evaluate(config: &ContainerConfig, reported: &mut BTreeMap<String, String>, w
             }
             continue;
         };
+        if view.preferred.is_none() && best.reach.iter().any(|r| r.latency_ms.is_none()) {
+            // Not even the best node reports reaching every bucket's data yet (node agents
+            // report after their first period): placing now would be a guess.
+            continue;
+        }
         let moving = match (&view.preferred, current) {
             (None, _) | (Some(_), None) => true,
             (Some(p), Some(cur)) => &best.node != p && best.score >= cur.score + config.margin,
@@ -380,22 +391,31 @@ mod tests {
     fn a_backend_slow_from_the_placed_node_moves_the_component_with_the_reason() {
         let mut p = ContainerPlacer::new(ContainerConfig::default());
         let fast = [("b1", 5.0), ("b2", 6.0), ("b3", 7.0)];
-        let plans = run(&mut p, &world_of(1, vec![node("a", &fast), node("b", &fast)], None, None));
+        let plans = run(
+            &mut p,
+            &world_of(1, vec![node("a", &fast), node("b", &fast)], None, None),
+        );
         assert_eq!(plans.len(), 1);
         assert_eq!(plans[0].command["node"], "a", "ties go by name");
         assert!(plans[0].explanation.reason.contains("placed on a"));
         // Placed on a, nothing changed: no plan.
-        let plans = run(&mut p, &world_of(2, vec![node("a", &fast), node("b", &fast)], Some("a"), None));
+        let plans = run(
+            &mut p,
+            &world_of(2, vec![node("a", &fast), node("b", &fast)], Some("a"), None),
+        );
         assert!(plans.is_empty(), "{plans:#?}");
         // b1 is slow from a (its gateway reads data shards first): b is now clearly better.
         let slow = [("b1", 400.0), ("b2", 6.0), ("b3", 7.0)];
-        let plans = run(&mut p, &world_of(3, vec![node("a", &slow), node("b", &fast)], Some("a"), None));
+        let plans = run(
+            &mut p,
+            &world_of(3, vec![node("a", &slow), node("b", &fast)], Some("a"), None),
+        );
         assert_eq!(plans.len(), 1, "{plans:#?}");
         assert_eq!(plans[0].command["node"], "b");
         assert_eq!(plans[0].target, "app/photo/infer");
         let reason = &plans[0].explanation.reason;
         assert!(reason.contains("moved from a to b"), "{reason}");
-        assert!(reason.contains("photos in 400.0 ms"), "{reason}");
+        assert!(reason.contains("photos in 400.0 ms (through b1)"), "{reason}");
     }
 
     #[test]

@@ -12,12 +12,12 @@ use crate::gateway::{Gateway, Observer};
 use crate::guard::Guard;
 use crate::intents::{Intents, StoredIntent};
 use crate::k8s::knowledge::Containers;
-use crate::policies::containers;
-use crate::world::{ComponentView, World};
 use crate::link::{Envelope, Event, Session};
 use crate::ml::Models;
+use crate::policies::containers;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::Store;
+use crate::world::{ComponentView, World};
 use control_api::{AgentMode, LocationRestrictions, StoragePolicyRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -61,9 +61,9 @@ pub struct Cluster {
     verdicts: Vec<anomaly::Verdict>,
     /// Components, nodes and placements, shared with the extender and the controller.
     containers: Containers,
-    /// Each machine its node agents report for: when it last reported, Unix ms, and how it
-    /// reaches the backends.
-    machines: BTreeMap<String, (i64, placement::containers::Node)>,
+    /// Each machine its node agents report for: when it last reported (Unix ms), the node
+    /// agent reporting it, and how it reaches the backends.
+    machines: BTreeMap<String, (i64, String, placement::containers::Node)>,
 }
 
 /// Machines reported by node agents, at most (a bound on what a misbehaving child can grow).
@@ -242,9 +242,14 @@ impl Cluster {
     /// Takes one message of a node agent whose session is `remote` (another process).
     fn on_node_message(&mut self, remote: bool, env: Envelope) {
         if env.event == Event::TelemetrySummary {
+            let agent = env.payload["agents"][0]["id"].as_str().unwrap_or_default().to_owned();
+            if remote {
+                self.verified(&agent);
+            }
             if let Some(node) = machine_of(&env.payload) {
                 if self.machines.len() < MAX_MACHINES || self.machines.contains_key(&node.name) {
-                    self.machines.insert(node.name.clone(), (crate::world::now_ms(), node));
+                    self.machines
+                        .insert(node.name.clone(), (crate::world::now_ms(), agent, node));
                 }
             }
             if let Ok(agents) = serde_json::from_value::<Vec<control_api::AgentStatus>>(env.payload["agents"].clone()) {
@@ -254,6 +259,26 @@ impl Cluster {
                     self.nodes.insert(a.id.clone(), a);
                 }
             }
+        }
+    }
+
+    /// A signed summary from `agent` passed the link's checks: evidence for it, as bad
+    /// signatures are evidence against it (its machine is as trusted as it is).
+    fn verified(&self, agent: &str) {
+        let Some(guard) = &self.guard else { return };
+        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, agent) else {
+            return;
+        };
+        let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
+        let evidence = trust::Evidence::new(
+            subject,
+            control_api::trust::EvidenceKind::Success,
+            1.0,
+            at,
+            "a signed summary over the agent link",
+        );
+        if let Err(e) = guard.reputation.record(evidence) {
+            tracing::warn!(agent = %self.cfg.id, error = %e, "trust: link evidence refused");
         }
     }
 
@@ -372,8 +397,21 @@ impl Cluster {
     fn place_containers(&mut self, world: &mut World) -> Result<()> {
         let fresh = i64::try_from(self.cfg.period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
         let now = world.now_ms;
-        self.machines.retain(|_, (at, _)| now - *at <= fresh.max(30_000));
-        world.nodes = self.machines.values().map(|(_, n)| n.clone()).collect();
+        self.machines.retain(|_, (at, _, _)| now - *at <= fresh.max(30_000));
+        // A machine is as trusted as the node agent that speaks for it.
+        let trust_of = |agent: &str| {
+            let guard = self.guard.as_ref()?;
+            let subject = trust::Subject::new(trust::SubjectKind::Agent, agent).ok()?;
+            guard.reputation.score(&subject).map(|v| v.score)
+        };
+        world.nodes = self
+            .machines
+            .values()
+            .map(|(_, agent, n)| placement::containers::Node {
+                trust: trust_of(agent),
+                ..n.clone()
+            })
+            .collect();
         let mut components: BTreeMap<(String, String), ComponentView> = BTreeMap::new();
         for i in self.intents.all()? {
             let (Some(app), Some(component)) = (i.source.strip_prefix("app:"), i.component.as_ref()) else {
