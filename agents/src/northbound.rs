@@ -186,37 +186,67 @@ impl Northbound {
 async fn deploy_app(State(st): State<Northbound>, headers: HeaderMap, body: Bytes) -> Answer<Response> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let app = descriptor::parse(&body, ct)?;
-    for (i, b) in app.buckets.iter().enumerate() {
-        check_intent(&format!("bucket {} ({i}): ", b.bucket), &b.intent)?;
-        if let Some(other) = st.intents.get(&b.bucket)? {
-            let ours = format!("app:{}", app.name);
-            if other.source.starts_with("app:") && other.source != ours {
-                return Err(Error::Invalid(format!(
-                    "bucket {} is already managed by {}; remove that app first",
-                    b.bucket, other.source
-                ))
-                .into());
-            }
-        }
-    }
-    let existed = st.intents.has_app(&app.name)?;
     let descriptor_json: serde_json::Value = serde_json::from_slice(&body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let stored = StoredApp {
-        name: app.name.clone(),
-        deployed_ms: now_ms(),
-        components: app.components.clone(),
-        buckets: app.buckets.iter().map(|b| b.bucket.clone()).collect(),
-        descriptor: descriptor_json,
-    };
-    st.intents.put_app(&stored)?;
-    for b in app.buckets {
-        st.submit(&b.bucket, b.intent, format!("app:{}", app.name), Some(b.component))
-            .await?;
-    }
-    tracing::info!(app = %app.name, buckets = ?stored.buckets, "northbound: app deployed");
+    let (existed, view) = st.deploy(app, descriptor_json).await?;
     let status = if existed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(st.intents.app_view(&stored)?)).into_response())
+    Ok((status, Json(view)).into_response())
+}
+
+impl Northbound {
+    /// Deploys `app` (read from `descriptor`, kept as given): its buckets' intents go to the
+    /// agents. Answers whether it existed before, and its view.
+    pub async fn deploy(
+        &self,
+        app: descriptor::App,
+        descriptor: serde_json::Value,
+    ) -> Result<(bool, control_api::AppView), Error> {
+        let st = self;
+        for (i, b) in app.buckets.iter().enumerate() {
+            check_intent(&format!("bucket {} ({i}): ", b.bucket), &b.intent)?;
+            if let Some(other) = st.intents.get(&b.bucket)? {
+                let ours = format!("app:{}", app.name);
+                if other.source.starts_with("app:") && other.source != ours {
+                    return Err(Error::Invalid(format!(
+                        "bucket {} is already managed by {}; remove that app first",
+                        b.bucket, other.source
+                    )));
+                }
+            }
+        }
+        let existed = st.intents.has_app(&app.name)?;
+        let stored = StoredApp {
+            name: app.name.clone(),
+            deployed_ms: now_ms(),
+            components: app.components.clone(),
+            buckets: app.buckets.iter().map(|b| b.bucket.clone()).collect(),
+            descriptor,
+        };
+        st.intents.put_app(&stored)?;
+        for b in app.buckets {
+            st.submit(&b.bucket, b.intent, format!("app:{}", app.name), Some(b.component))
+                .await?;
+        }
+        tracing::info!(app = %app.name, buckets = ?stored.buckets, "northbound: app deployed");
+        Ok((existed, st.intents.app_view(&stored)?))
+    }
+
+    /// Removes app `name`: the agents stop managing its buckets; the buckets and their data
+    /// stay.
+    pub async fn remove(&self, name: &str) -> Result<control_api::AppView, Error> {
+        let st = self;
+        let app = st.intents.app(name)?;
+        let view = st.intents.app_view(&app)?;
+        for b in &app.buckets {
+            if st.intents.get(b)?.is_some_and(|i| i.source == format!("app:{name}")) {
+                st.intents.remove(b)?;
+                let _ = st.submit.send(Submission::Removed(b.clone())).await;
+            }
+        }
+        st.intents.remove_app(name)?;
+        tracing::info!(app = %name, "northbound: app removed; its buckets and their data stay");
+        Ok(view)
+    }
 }
 
 async fn list_apps(State(st): State<Northbound>) -> Answer<Response> {
@@ -235,17 +265,7 @@ async fn get_app(State(st): State<Northbound>, Path(name): Path<String>) -> Answ
 }
 
 async fn remove_app(State(st): State<Northbound>, Path(name): Path<String>) -> Answer<Response> {
-    let app = st.intents.app(&name)?;
-    let view = st.intents.app_view(&app)?;
-    for b in &app.buckets {
-        if st.intents.get(b)?.is_some_and(|i| i.source == format!("app:{name}")) {
-            st.intents.remove(b)?;
-            let _ = st.submit.send(Submission::Removed(b.clone())).await;
-        }
-    }
-    st.intents.remove_app(&name)?;
-    tracing::info!(app = %name, "northbound: app removed; its buckets and their data stay");
-    Ok(Json(view).into_response())
+    Ok(Json(st.remove(&name).await?).into_response())
 }
 
 async fn get_intent(State(st): State<Northbound>, Path(bucket): Path<String>) -> Answer<Response> {

@@ -145,6 +145,7 @@ pub struct InProcess {
     router: Router,
     reputation: trust::Reputation,
     containers: Containers,
+    north: Northbound,
     /// Where sessions of node agents in other processes join the in-process cluster agent.
     nodes: mpsc::Sender<Session>,
     keys: LinkKeys,
@@ -170,19 +171,20 @@ impl InProcess {
         let guard = guard(&keys, cfg);
         let reputation = guard.reputation.clone();
         let keys = reporting(keys, &reputation);
-        let router = northbound::router(Northbound {
+        let north = Northbound {
             intents,
             log,
             shared: shared.clone(),
             submit: continuum.submitter(),
             token: token.clone(),
-        })
-        .merge(trust::routes::router(
-            guard.reputation.clone(),
-            guard.identities.clone(),
-            token.clone(),
-        ))
-        .merge(anomaly::router(guard.anomalies.clone(), token.clone()));
+        };
+        let router = northbound::router(north.clone())
+            .merge(trust::routes::router(
+                guard.reputation.clone(),
+                guard.identities.clone(),
+                token.clone(),
+            ))
+            .merge(anomaly::router(guard.anomalies.clone(), token.clone()));
         let (c_up, c_down) = crate::link::local_pair(id(&continuum_cfg, "continuum"), id(&cluster_cfg, "cluster"));
         let (n_up, n_down) = crate::link::local_pair(id(&cluster_cfg, "cluster"), id(&node_cfg, "node"));
         let cluster_id = id(&cluster_cfg, "cluster");
@@ -224,6 +226,7 @@ impl InProcess {
             router,
             reputation,
             containers,
+            north,
             nodes,
             keys,
             cluster_id,
@@ -267,7 +270,8 @@ impl InProcess {
     /// the agents stop.
     pub fn start_controller(&mut self, client: kube::Client, config: crate::k8s::controller::ControllerConfig) {
         let controller =
-            crate::k8s::controller::AffinityController::new(client, Arc::new(self.containers.clone()), config);
+            crate::k8s::controller::AffinityController::new(client, Arc::new(self.containers.clone()), config)
+                .with_declarer(Arc::new(Declare(self.north.clone())));
         self.tasks.push(tokio::spawn(controller.run(self.shutdown.clone())));
     }
 
@@ -294,6 +298,28 @@ impl InProcess {
         for t in self.tasks {
             let _ = t.await;
         }
+    }
+}
+
+/// The controller's apps deployed through the northbound API, as an operator's would be.
+struct Declare(Northbound);
+
+#[async_trait::async_trait]
+impl crate::k8s::controller::Declarer for Declare {
+    async fn declare(&self, app: &str, descriptor: serde_json::Value) -> std::result::Result<(), String> {
+        let parsed = crate::descriptor::from_value(&descriptor).map_err(|e| e.to_string())?;
+        if parsed.name != app {
+            return Err(format!("the descriptor names app {:?}, not {app:?}", parsed.name));
+        }
+        self.0
+            .deploy(parsed, descriptor)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    async fn withdraw(&self, app: &str) -> std::result::Result<(), String> {
+        self.0.remove(app).await.map(|_| ()).map_err(|e| e.to_string())
     }
 }
 

@@ -5,7 +5,7 @@ mod support {
     pub mod fake_apiserver;
 }
 
-use agents::k8s::controller::{AffinityController, ControllerConfig, Placement, Placer, PLACED_BY};
+use agents::k8s::controller::{AffinityController, ControllerConfig, Declarer, Placement, Placer, PLACED_BY};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,8 +50,34 @@ struct Harness {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A declarer recording what it was given, refusing apps named `refused`.
+#[derive(Default)]
+struct TestDeclarer {
+    calls: Mutex<Vec<(String, Option<Value>)>>,
+}
+
+#[async_trait::async_trait]
+impl Declarer for TestDeclarer {
+    async fn declare(&self, app: &str, descriptor: Value) -> Result<(), String> {
+        self.calls.lock().unwrap().push((app.into(), Some(descriptor)));
+        if app == "refused" {
+            return Err("bucket photos is already managed by app:other; remove that app first".into());
+        }
+        Ok(())
+    }
+
+    async fn withdraw(&self, app: &str) -> Result<(), String> {
+        self.calls.lock().unwrap().push((app.into(), None));
+        Ok(())
+    }
+}
+
 impl Harness {
     async fn start(deployments: &[Value]) -> Self {
+        Self::start_with(deployments, None).await
+    }
+
+    async fn start_with(deployments: &[Value], declarer: Option<Arc<TestDeclarer>>) -> Self {
         let (api, url) = FakeApiServer::start().await;
         for d in deployments {
             api.put(DEPLOYS, NS, d.clone());
@@ -66,7 +92,10 @@ impl Harness {
             conflict_retries: 5,
         };
         let stop = CancellationToken::new();
-        let controller = AffinityController::new(client, placer.clone(), config);
+        let mut controller = AffinityController::new(client, placer.clone(), config);
+        if let Some(d) = declarer {
+            controller = controller.with_declarer(d);
+        }
         let task = tokio::spawn(controller.run(stop.clone()));
         Self {
             api,
@@ -336,5 +365,64 @@ async fn deleting_the_app_removes_only_the_controllers_affinity() {
     })
     .await;
     assert_eq!(node_affinity(&h.deployment("web")), user["nodeAffinity"]);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn an_apps_buckets_are_declared_once_per_change_and_withdrawn_on_delete() {
+    let declarer = Arc::new(TestDeclarer::default());
+    let h = Harness::start_with(&[deployment("infer", None)], Some(declarer.clone())).await;
+    h.placer.set("photo", "infer", &[], &[("n1", 100)]);
+    let mut resource = app("photo", json!([{ "name": "infer", "buckets": ["photos"] }]));
+    resource["spec"]["buckets"] = json!([{
+        "bucket_id": "photos", "redundancy": "one", "max_latency": 100,
+        "location_restrictions": {"gdpr": true}, "min_trust": 0.6
+    }]);
+    h.api.put(APPS, NS, resource.clone());
+    until("the declaration", || !declarer.calls.lock().unwrap().is_empty()).await;
+    let (name, descriptor) = declarer.calls.lock().unwrap()[0].clone();
+    assert_eq!(name, "photo");
+    // What the controller declares is an app descriptor the agents accept as it is.
+    let parsed = agents::descriptor::from_value(&descriptor.unwrap()).unwrap();
+    assert_eq!(parsed.components, ["infer"]);
+    assert_eq!(parsed.buckets[0].bucket, "photos");
+    assert_eq!(parsed.buckets[0].component, "infer");
+    assert_eq!(parsed.buckets[0].intent.max_latency, Some(100));
+    assert!(parsed.buckets[0].intent.gdpr);
+
+    // Requeue rounds do not declare an unchanged app again; a change does.
+    let gets = h.api.gets();
+    until("three more reconcile rounds", || h.api.gets() >= gets + 3).await;
+    assert_eq!(declarer.calls.lock().unwrap().len(), 1);
+    resource["spec"]["buckets"][0]["max_latency"] = json!(50);
+    h.api.put(APPS, NS, resource);
+    until("the new declaration", || declarer.calls.lock().unwrap().len() == 2).await;
+
+    h.api.delete(APPS, NS, "photo");
+    until("the withdrawal", || {
+        declarer
+            .calls
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|(n, d)| n == "photo" && d.is_none())
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_refused_declaration_shows_in_the_status() {
+    let declarer = Arc::new(TestDeclarer::default());
+    let h = Harness::start_with(&[deployment("infer", None)], Some(declarer)).await;
+    let mut resource = app("refused", json!([{ "name": "infer", "buckets": ["photos"] }]));
+    resource["spec"]["buckets"] = json!([{ "bucket_id": "photos" }]);
+    h.api.put(APPS, NS, resource);
+    until("the error in the status", || {
+        h.api.get(APPS, NS, "refused").unwrap()["status"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("already managed by app:other"))
+    })
+    .await;
     h.stop().await;
 }

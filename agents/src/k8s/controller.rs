@@ -8,6 +8,11 @@
 //! affinity terms are never touched. Every patch carries the `resourceVersion` read just
 //! before, so a write over a Deployment changed in between is refused (409) and retried on a
 //! fresh read; a patch is only sent when the affinity differs.
+//!
+//! An app's `spec.buckets` are its storage: with a [`Declarer`] the controller hands them to
+//! the agents as the app's descriptor (once per change), and withdraws the app when the
+//! resource is deleted, so one `kubectl apply` deploys both the containers' placement and the
+//! buckets' intents.
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -51,6 +56,81 @@ pub struct MLSysOpsAppSpec {
     /// The components and where they run.
     #[serde(default)]
     pub components: Vec<AppComponent>,
+    /// The buckets the app declares, each with the targets its data must meet.
+    #[serde(default)]
+    pub buckets: Vec<AppBucket>,
+}
+
+/// One bucket of an [`MLSysOpsApp`]: a bucket entry of the app descriptor (docs/agents.md).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+pub struct AppBucket {
+    /// S3 bucket name.
+    pub bucket_id: String,
+    /// Backend losses the bucket must survive: `high`, `one` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<String>,
+    /// Highest acceptable p95 GET latency of a backend holding the bucket, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_latency: Option<u64>,
+    /// Lowest acceptable download bandwidth of a backend holding the bucket, MiB/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_download_speed: Option<f64>,
+    /// Where the data may live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_restrictions: Option<LocationRestrictions>,
+    /// Lowest trust score (0..=1) of a backend holding the data or a node running a component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_trust: Option<f64>,
+}
+
+/// Where a bucket's data may live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub struct LocationRestrictions {
+    /// Data only on backends labelled `gdpr`, containers only on nodes labelled `gdpr=true`.
+    #[serde(default)]
+    pub gdpr: bool,
+}
+
+impl MLSysOpsAppSpec {
+    /// The app descriptor (`{"MLSysOpsApp": {...}}`) of app `name`: each component with the
+    /// entries of the buckets it names; `None` when the app declares no buckets.
+    #[must_use]
+    pub fn descriptor(&self, name: &str) -> Option<Value> {
+        if self.buckets.is_empty() {
+            return None;
+        }
+        let components: Vec<Value> = self
+            .components
+            .iter()
+            .map(|c| {
+                let buckets: Vec<&AppBucket> = self
+                    .buckets
+                    .iter()
+                    .filter(|b| c.buckets.contains(&b.bucket_id))
+                    .collect();
+                // The descriptor requires a container; the Deployment holds the real one.
+                let image = c
+                    .image
+                    .clone()
+                    .unwrap_or_else(|| format!("deployment/{}", c.deployment_name()));
+                json!({
+                    "metadata": {"name": c.name},
+                    "containers": [{"image": image}],
+                    "storage": {"buckets": buckets},
+                })
+            })
+            .collect();
+        Some(json!({"MLSysOpsApp": {"name": name, "components": components}}))
+    }
+}
+
+/// Hands apps' storage to the agents: the seam between the controller and the northbound API.
+#[async_trait::async_trait]
+pub trait Declarer: Send + Sync {
+    /// Deploys (or updates) app `app` from `descriptor`; `Err` says why it was refused.
+    async fn declare(&self, app: &str, descriptor: Value) -> Result<(), String>;
+    /// Removes app `app` (its buckets and their data stay).
+    async fn withdraw(&self, app: &str) -> Result<(), String>;
 }
 
 /// One component of an [`MLSysOpsApp`].
@@ -61,7 +141,10 @@ pub struct AppComponent {
     /// The Deployment running it; default: `name`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment: Option<String>,
-    /// The buckets it reads.
+    /// Container image, informational (the Deployment is yours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The buckets it reads and writes (`bucket_id`s of `spec.buckets`).
     #[serde(default)]
     pub buckets: Vec<String>,
 }
@@ -80,6 +163,9 @@ pub struct MLSysOpsAppStatus {
     /// One entry per component, in spec order.
     #[serde(default)]
     pub components: Vec<ComponentStatus>,
+    /// Why the agents refused the app's buckets, if they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The placement of one component as applied.
@@ -349,6 +435,10 @@ pub struct AffinityController {
     deployments: Api<Deployment>,
     placer: Arc<dyn Placer>,
     config: ControllerConfig,
+    declarer: Option<Arc<dyn Declarer>>,
+    /// The descriptor last declared for each app, so an unchanged one is not declared again
+    /// every round (each declaration is a new intent the cluster applies).
+    declared: std::sync::Mutex<BTreeMap<String, Value>>,
 }
 
 /// One tracked app: its last seen object and when to reconcile it next.
@@ -367,7 +457,51 @@ impl AffinityController {
             deployments: Api::namespaced(client, &config.namespace),
             placer,
             config,
+            declarer: None,
+            declared: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Declares apps' `spec.buckets` to the agents through `declarer`.
+    #[must_use]
+    pub fn with_declarer(mut self, declarer: Arc<dyn Declarer>) -> Self {
+        self.declarer = Some(declarer);
+        self
+    }
+
+    fn last_declared(&self, app: &str) -> Option<Value> {
+        self.declared.lock().ok()?.get(app).cloned()
+    }
+
+    fn set_declared(&self, app: &str, descriptor: Option<Value>) {
+        if let Ok(mut d) = self.declared.lock() {
+            match descriptor {
+                Some(v) => d.insert(app.to_owned(), v),
+                None => d.remove(app),
+            };
+        }
+    }
+
+    /// Hands the app's buckets to the agents when they changed; `Err`: why they were refused.
+    async fn declare(&self, app: &MLSysOpsApp) -> Result<(), String> {
+        let Some(declarer) = &self.declarer else {
+            return Ok(());
+        };
+        let name = app.name_any();
+        let last = self.last_declared(&name);
+        match app.spec.descriptor(&name) {
+            Some(d) if last.as_ref() != Some(&d) => {
+                declarer.declare(&name, d.clone()).await?;
+                tracing::info!(app = %name, "MLSysOpsApp buckets declared to the agents");
+                self.set_declared(&name, Some(d));
+            }
+            None if last.is_some() => {
+                declarer.withdraw(&name).await?;
+                self.set_declared(&name, None);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn app_key(&self, app: &MLSysOpsApp) -> String {
@@ -489,7 +623,11 @@ impl AffinityController {
     pub async fn reconcile(&self, app: &MLSysOpsApp) -> bool {
         let app_name = app.name_any();
         let mut statuses = Vec::new();
-        let mut ok = true;
+        let declared = self.declare(app).await;
+        let mut ok = declared.is_ok();
+        if let Err(e) = &declared {
+            tracing::warn!(app = %app_name, error = %e, "the agents refused the app's buckets");
+        }
         for c in app.spec.components.iter().take(MAX_COMPONENTS) {
             let deployment = c.deployment_name().to_owned();
             let mut status = ComponentStatus {
@@ -525,7 +663,10 @@ impl AffinityController {
             }
             statuses.push(status);
         }
-        let status = MLSysOpsAppStatus { components: statuses };
+        let status = MLSysOpsAppStatus {
+            components: statuses,
+            error: declared.err(),
+        };
         if app.status.as_ref() != Some(&status) {
             let patch = Patch::Merge(json!({ "status": status }));
             if let Err(e) = self.apps.patch_status(&app_name, &PatchParams::default(), &patch).await {
@@ -537,6 +678,15 @@ impl AffinityController {
     }
 
     async fn deleted(&self, app: &MLSysOpsApp) {
+        if let Some(declarer) = &self.declarer {
+            let name = app.name_any();
+            if app.spec.descriptor(&name).is_some() || self.last_declared(&name).is_some() {
+                if let Err(e) = declarer.withdraw(&name).await {
+                    tracing::warn!(app = %name, error = %e, "withdrawing the app's buckets");
+                }
+                self.set_declared(&name, None);
+            }
+        }
         for c in app.spec.components.iter().take(MAX_COMPONENTS) {
             if let Err(e) = self.place(c.deployment_name(), None).await {
                 tracing::warn!(error = %e, app = %app.name_any(), component = %c.name, "removing affinity");
