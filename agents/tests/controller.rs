@@ -82,6 +82,7 @@ impl Harness {
         for d in deployments {
             api.put(DEPLOYS, NS, d.clone());
         }
+        agents::k8s::controller::install_crypto_provider();
         let client = Client::try_from(Config::new(url.parse().unwrap())).unwrap();
         let placer = Arc::new(TestPlacer::default());
         let config = ControllerConfig {

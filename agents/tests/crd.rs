@@ -9,7 +9,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 
 fn shipped() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/10-crd-mlsysopsapp.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/10-crd-mlsysopsapp.yaml"
+    );
     let text = std::fs::read_to_string(path).expect("the shipped CRD");
     serde_yaml_ng::from_str(&text).expect("the shipped CRD is YAML")
 }
@@ -53,7 +56,10 @@ fn the_shipped_crd_matches_the_type_the_controller_uses() {
     assert_eq!(ours["metadata"]["name"], shipped["metadata"]["name"]);
     let (v1, v2) = (&ours["spec"]["versions"][0], &shipped["spec"]["versions"][0]);
     assert_eq!(v1["name"], v2["name"]);
-    assert_eq!(v1["subresources"]["status"], v2["subresources"]["status"], "status subresource");
+    assert_eq!(
+        v1["subresources"]["status"], v2["subresources"]["status"],
+        "status subresource"
+    );
     let (a, b) = (tree(&ours), tree(&shipped));
     let only_rust: Vec<&String> = a.difference(&b).collect();
     let only_yaml: Vec<&String> = b.difference(&a).collect();

@@ -262,8 +262,16 @@ pub enum ControllerError {
     BadAnnotation(String, serde_json::Error),
 }
 
+/// Selects ring as the process's TLS crypto provider (what kube is built with). rustls picks
+/// one by itself only when exactly one is compiled in, and the AWS SDK in the same binary
+/// brings aws-lc-rs; without this, building a kube client panics. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A client from the pod's service account, or from `KUBECONFIG` outside a cluster.
 pub async fn default_client() -> Result<Client, ControllerError> {
+    install_crypto_provider();
     Client::try_default().await.map_err(|source| ControllerError::Kube {
         what: "connecting to the Kubernetes API (in-cluster service account or KUBECONFIG)".into(),
         source,
