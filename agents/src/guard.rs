@@ -185,3 +185,15 @@ impl Guard {
         out
     }
 }
+
+/// Records what the agent link saw of `agent` (a verified message, a refused envelope) as
+/// evidence about `agent:<agent>` in `reputation`.
+pub fn link_evidence(reputation: &Reputation, agent: &str, kind: EvidenceKind, reason: &str) {
+    let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, agent) else {
+        return;
+    };
+    let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
+    if let Err(e) = reputation.record(trust::Evidence::new(subject, kind, 1.0, at, reason)) {
+        tracing::warn!(%agent, error = %e, "trust: link evidence refused");
+    }
+}

@@ -110,20 +110,12 @@ fn guard(keys: &LinkKeys, cfg: &AgentsConfig) -> Guard {
 fn reporting(mut keys: LinkKeys, reputation: &trust::Reputation) -> LinkKeys {
     let reputation = reputation.clone();
     keys.on_refusal = Some(Arc::new(move |peer: &str, why: &str| {
-        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, peer) else {
-            return;
-        };
-        let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
-        let evidence = trust::Evidence::new(
-            subject,
+        crate::guard::link_evidence(
+            &reputation,
+            peer,
             control_api::trust::EvidenceKind::BadLinkSignature,
-            1.0,
-            at,
-            format!("agent link: {why}"),
+            &format!("agent link: {why}"),
         );
-        if let Err(e) = reputation.record(evidence) {
-            tracing::warn!(error = %e, "trust: link evidence refused");
-        }
     }));
     keys
 }

@@ -50,5 +50,6 @@ pub use s3::{
     collect_body, copy_source, create_bucket, err_info, expect_err, get_bytes, ok, percent_encode, put_bytes,
     url_decode, ErrInfo,
 };
+pub use s3s_fs::free_port;
 pub use sse_c::{SseC, WithCopySourceSseC, WithSseC};
-pub use wait::eventually;
+pub use wait::{eventually, until};

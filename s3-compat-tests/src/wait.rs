@@ -16,3 +16,20 @@ pub async fn eventually<F: FnMut() -> bool>(timeout: Duration, mut check: F) -> 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Polls the async `check` every 250 ms until it gives `Ok`, and returns that; after
+/// `timeout`, fails the test with `what` and the last `Err` (the state seen).
+pub async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let t = Instant::now();
+    loop {
+        match check().await {
+            Ok(v) => return v,
+            Err(state) => assert!(t.elapsed() < timeout, "{what}: not within {timeout:?}; last: {state}"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

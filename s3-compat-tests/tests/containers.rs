@@ -6,19 +6,11 @@
 //! decision explains it, and the kube-scheduler extender (on its own, unauthenticated
 //! listener) ranks the new machine first.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use s3_compat_tests::agent::AgentProcess;
 use s3_compat_tests::*;
 use serde_json::{json, Value};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A gateway over three local backends, data-first reads, audits every second so
 /// that every backend is measured without client load.
@@ -29,21 +21,6 @@ fn gateway(extra: ServerOptions) -> ServerOptions {
         .switch("--allow-fault-injection")
         .flag("--read-strategy", "data-first")
         .flag("--audit-interval-secs", 1)
-}
-
-async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let t = Instant::now();
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(state) => assert!(t.elapsed() < timeout, "{what}: not within {timeout:?}; last: {state}"),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
 }
 
 /// The applied `container_placement` decisions of A's log, oldest first.

@@ -27,12 +27,6 @@ fn presign_cfg() -> PresigningConfig {
     PresigningConfig::expires_in(Duration::from_secs(600)).expect("presigning config")
 }
 
-/// A TCP port nobody listens on (bound, then released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 // ------------------------------------------------------------------ stalled readers
 
 /// A GET whose client reads the headers and then nothing more: its connection stays open, but

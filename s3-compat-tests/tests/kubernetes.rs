@@ -9,28 +9,13 @@
 #[path = "../../agents/tests/support/fake_apiserver.rs"]
 mod fake_apiserver;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fake_apiserver::FakeApiServer;
 use s3_compat_tests::*;
 use serde_json::{json, Value};
 
 const NS: &str = "shop";
-
-async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let t = Instant::now();
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(state) => assert!(t.elapsed() < timeout, "{what}: not within {timeout:?}; last: {state}"),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
 
 fn deployment(name: &str) -> Value {
     json!({

@@ -36,23 +36,6 @@ fn server() -> TestServer {
     )
 }
 
-/// Polls `check` every 250 ms until it gives `Some`, failing with `what` and the last state
-/// after `timeout`.
-async fn until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let t = Instant::now();
-    loop {
-        match check().await {
-            Ok(v) => return v,
-            Err(state) => assert!(t.elapsed() < timeout, "{what}: not within {timeout:?}; last: {state}"),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
 async fn anomalies(srv: &TestServer, query: &str) -> Vec<Value> {
     let (status, page) = srv.admin("GET", &format!("/api/v1/anomalies{query}")).await;
     assert_eq!(status, 200, "{page}");

@@ -265,20 +265,13 @@ impl Cluster {
     /// A signed summary from `agent` passed the link's checks: evidence for it, as bad
     /// signatures are evidence against it (its machine is as trusted as it is).
     fn verified(&self, agent: &str) {
-        let Some(guard) = &self.guard else { return };
-        let Ok(subject) = trust::Subject::new(trust::SubjectKind::Agent, agent) else {
-            return;
-        };
-        let at = u64::try_from(crate::world::now_ms()).unwrap_or(0);
-        let evidence = trust::Evidence::new(
-            subject,
-            control_api::trust::EvidenceKind::Success,
-            1.0,
-            at,
-            "a signed summary over the agent link",
-        );
-        if let Err(e) = guard.reputation.record(evidence) {
-            tracing::warn!(agent = %self.cfg.id, error = %e, "trust: link evidence refused");
+        if let Some(guard) = &self.guard {
+            crate::guard::link_evidence(
+                &guard.reputation,
+                agent,
+                control_api::trust::EvidenceKind::Success,
+                "a signed summary over the agent link",
+            );
         }
     }
 
