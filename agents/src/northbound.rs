@@ -10,15 +10,13 @@ use crate::tiers::continuum::Submission;
 use crate::tiers::Shared;
 use crate::world::now_ms;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use control_api::{routes, AgentModeRequest, AgentsView, BucketIntent, DecisionsPage, ErrorBody};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 /// Largest descriptor or intent body accepted.
@@ -52,24 +50,11 @@ pub fn router(state: Northbound) -> Router {
         .route(routes::DECISIONS, get(decisions))
         .route(routes::DECISION, get(decision))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            control_api::auth::require_token,
+        ))
         .with_state(state)
-}
-
-async fn authenticate(State(st): State<Northbound>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if bool::from(t.as_bytes().ct_eq(st.token.as_bytes())) => next.run(req).await,
-        Some(_) => fail(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        None => fail(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the admin token: MLSYSOPS_ADMIN_TOKEN)",
-        ),
-    }
 }
 
 fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {

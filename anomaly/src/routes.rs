@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use control_api::{routes, AnomaliesPage, AnomalyClass, ErrorBody};
-use subtle::ConstantTimeEq;
 
 use crate::store::{Anomalies, Query};
 
@@ -23,25 +22,9 @@ pub fn router(store: Anomalies, token: Arc<str>) -> Router {
     Router::new()
         .route(routes::ANOMALIES, get(list))
         .with_state(store)
-        .layer(middleware::from_fn_with_state(token, authenticate))
+        .layer(middleware::from_fn_with_state(token, control_api::auth::require_token))
         // GETs only: nothing to read from a body.
         .layer(DefaultBodyLimit::max(1024))
-}
-
-async fn authenticate(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if bool::from(t.as_bytes().ct_eq(token.as_bytes())) => next.run(req).await,
-        Some(_) => fail(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        None => fail(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the admin token: MLSYSOPS_ADMIN_TOKEN)",
-        ),
-    }
 }
 
 fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {

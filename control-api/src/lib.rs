@@ -11,6 +11,8 @@
 
 pub mod agents;
 pub mod anomaly;
+#[cfg(feature = "server")]
+pub mod auth;
 pub mod backends;
 pub mod error;
 pub mod health;

@@ -6,9 +6,8 @@ use crate::model::Reputation;
 use crate::subject::{Subject, SubjectKind};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
-use axum::http::{header, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,7 +19,6 @@ use control_api::trust::{
 use control_api::ErrorBody;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -51,24 +49,11 @@ pub fn router(reputation: Reputation, identities: Identities, token: Arc<str>) -
         .route(routes::IDENTITY, get(identity))
         .route(routes::IDENTITY_REVOKE, post(revoke))
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(api.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            api.token.clone(),
+            control_api::auth::require_token,
+        ))
         .with_state(api)
-}
-
-async fn authenticate(State(api): State<Api>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if bool::from(t.as_bytes().ct_eq(api.token.as_bytes())) => next.run(req).await,
-        Some(_) => fail(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        None => fail(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the admin token: MLSYSOPS_ADMIN_TOKEN)",
-        ),
-    }
 }
 
 fn fail(status: StatusCode, message: impl std::fmt::Display) -> Response {

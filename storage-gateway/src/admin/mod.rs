@@ -13,9 +13,8 @@ mod workers;
 
 use crate::engine::Engine;
 use crate::s3::Throttles;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,7 +25,6 @@ use control_api::{
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 
 #[derive(Clone)]
 pub(crate) struct AdminState {
@@ -105,7 +103,10 @@ pub fn router(
                 .delete(backends::clear_faults),
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such admin endpoint") })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.token.clone(),
+            control_api::auth::require_token,
+        ))
         .with_state(state)
 }
 
@@ -138,22 +139,6 @@ fn bucket_record(engine: &Engine, bucket: &str) -> Result<crate::records::Bucket
             format!("no such bucket: {bucket}"),
         )),
         Err(e) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e)),
-    }
-}
-
-async fn authenticate(State(st): State<AdminState>, req: Request, next: Next) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if bool::from(t.as_bytes().ct_eq(st.token.as_bytes())) => next.run(req).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "wrong admin token"),
-        None => error(
-            StatusCode::UNAUTHORIZED,
-            "missing `Authorization: Bearer <token>` (the admin token: MLSYSOPS_ADMIN_TOKEN)",
-        ),
     }
 }
 
