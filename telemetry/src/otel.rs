@@ -168,6 +168,27 @@ impl fmt::Debug for Otel {
     }
 }
 
+/// The SDK callback around an observable's `callback`: its `observe(value, pairs)` turns the
+/// pairs into attributes (one buffer reused per collection) and records the value.
+fn observer<T, F>(callback: F) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static
+where
+    T: 'static,
+    F: Fn(&mut dyn FnMut(T, &[(&'static str, &str)])) + Send + Sync + 'static,
+{
+    move |instrument: &dyn AsyncInstrument<T>| {
+        let mut attrs: Vec<KeyValue> = Vec::new();
+        callback(&mut |value, pairs| {
+            attrs.clear();
+            attrs.extend(
+                pairs
+                    .iter()
+                    .map(|(key, value)| KeyValue::new(*key, (*value).to_owned())),
+            );
+            instrument.observe(value, &attrs);
+        });
+    }
+}
+
 impl Otel {
     /// An exporter that records and exports nothing.
     #[must_use]
@@ -336,18 +357,7 @@ impl Otel {
         F: Fn(&mut dyn FnMut(u64, &[(&'static str, &str)])) + Send + Sync + 'static,
     {
         let Some(pipeline) = &self.inner.pipeline else { return };
-        let observe = move |instrument: &dyn AsyncInstrument<u64>| {
-            let mut attrs: Vec<KeyValue> = Vec::new();
-            callback(&mut |value, pairs| {
-                attrs.clear();
-                attrs.extend(
-                    pairs
-                        .iter()
-                        .map(|(key, value)| KeyValue::new(*key, (*value).to_owned())),
-                );
-                instrument.observe(value, &attrs);
-            });
-        };
+        let observe = observer(callback);
         // The SDK keeps the callback registered for the provider's lifetime: the returned
         // handles need not be kept.
         match kind {
@@ -384,18 +394,7 @@ impl Otel {
         F: Fn(&mut dyn FnMut(f64, &[(&'static str, &str)])) + Send + Sync + 'static,
     {
         let Some(pipeline) = &self.inner.pipeline else { return };
-        let observe = move |instrument: &dyn AsyncInstrument<f64>| {
-            let mut attrs: Vec<KeyValue> = Vec::new();
-            callback(&mut |value, pairs| {
-                attrs.clear();
-                attrs.extend(
-                    pairs
-                        .iter()
-                        .map(|(key, value)| KeyValue::new(*key, (*value).to_owned())),
-                );
-                instrument.observe(value, &attrs);
-            });
-        };
+        let observe = observer(callback);
         match kind {
             ObservableKind::Gauge => {
                 pipeline
