@@ -126,6 +126,9 @@ pub struct Observer {
     down_since: HashMap<String, i64>,
     /// Bucket -> (when counted, Unix ms; what it holds).
     usage: HashMap<String, (i64, control_api::BucketUsage)>,
+    /// The backend telemetry the last observation read (the guard judges the same snapshot
+    /// rather than reading it again).
+    backend_telemetry: Option<Value>,
 }
 
 /// The prefixes of `usage` with their read rates from bucket telemetry `t` (its `hot_prefixes`
@@ -192,6 +195,12 @@ impl Observer {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The backend telemetry (`GET /api/v1/telemetry/backends`) the last observation read.
+    #[must_use]
+    pub fn backend_telemetry(&self) -> Option<&Value> {
+        self.backend_telemetry.as_ref()
     }
 
     /// What `bucket` holds, counted at most [`USAGE_MAX_AGE_MS`] ago; `None` when the gateway
@@ -340,6 +349,7 @@ impl Observer {
             });
         }
         self.usage.retain(|b, _| buckets.iter().any(|(name, _)| name == b));
+        self.backend_telemetry = Some(telemetry);
         Ok(World {
             now_ms: now,
             period_secs,

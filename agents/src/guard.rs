@@ -56,16 +56,16 @@ impl Guard {
         }
     }
 
-    /// One period: reads the gateway's telemetry, updates trust and the detector, and writes
-    /// what the policies need into `world`; returns the period's new verdicts.
-    pub async fn observe(&mut self, gateway: &Gateway, world: &mut World) -> Result<Vec<Verdict>> {
-        let backends = gateway.backend_telemetry().await?;
+    /// One period over `backends` (the backend telemetry the world was observed from) and the
+    /// principal telemetry it reads: updates trust and the detector, and writes what the
+    /// policies need into `world`; returns the period's new verdicts.
+    pub async fn observe(&mut self, gateway: &Gateway, backends: &Value, world: &mut World) -> Result<Vec<Verdict>> {
         let principals = gateway.principal_telemetry().await?;
         let throttles = gateway.principal_throttles().await?;
         let now = u64::try_from(world.now_ms).unwrap_or(0);
         // Enrolments on first use by the link reach the identity index here.
         self.reputation.sync_identities(&self.identities);
-        let verdicts = self.judge(&backends, &principals, now);
+        let verdicts = self.judge(backends, &principals, now);
         for b in &mut world.backends {
             let Ok(subject) = Subject::new(SubjectKind::Backend, &b.id) else {
                 continue;

@@ -359,7 +359,9 @@ impl Cluster {
         if let Some(guard) = self.guard.as_mut() {
             // Without trust figures the trust keeper does nothing this period (unknown trust
             // drains nothing); the storage policies still run.
-            match guard.observe(&self.gateway, &mut world).await {
+            let none = serde_json::Value::Null;
+            let backends = self.observer.backend_telemetry().unwrap_or(&none);
+            match guard.observe(&self.gateway, backends, &mut world).await {
                 Ok(verdicts) => self.verdicts = verdicts,
                 Err(e) => {
                     tracing::warn!(agent = %self.cfg.id, error = %e, "cluster agent: trust and anomaly watch failed this period");
