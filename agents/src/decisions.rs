@@ -11,6 +11,21 @@ use tokio::sync::broadcast;
 
 const PREFIX: &str = "decision/";
 
+/// Decisions recorded by this process, by (policy, status as recorded): what the
+/// `mlsysops.agent.decisions` counter reports. Process-wide, as a metrics registry is: the
+/// tiers of one process each keep a log over the same store.
+static RECORDED: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// Decisions recorded by this process since start, by policy and status.
+#[must_use]
+pub fn recorded() -> Vec<(String, &'static str, u64)> {
+    RECORDED
+        .lock()
+        .map(|r| r.iter().map(|((p, s), n)| (p.clone(), *s, *n)).collect())
+        .unwrap_or_default()
+}
+
 /// The log; clones share it.
 #[derive(Clone)]
 pub struct DecisionLog {
@@ -19,9 +34,13 @@ pub struct DecisionLog {
     changes: broadcast::Sender<Decision>,
 }
 
-/// The decision a plan becomes, with `status`.
+/// The decision a plan becomes, with `status` (counted in [`recorded`]).
 #[must_use]
 pub fn from_plan(plan: &Plan, agent: &str, status: DecisionStatus, status_reason: impl Into<String>) -> Decision {
+    if let Ok(mut r) = RECORDED.lock() {
+        // Policies are named by the agents' own code and plugins: a handful of keys.
+        *r.entry((plan.policy.clone(), status.as_str())).or_default() += 1;
+    }
     let e = &plan.explanation;
     let now = now_ms();
     Decision {

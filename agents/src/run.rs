@@ -136,6 +136,7 @@ fn none() -> mpsc::Receiver<Session> {
 pub struct InProcess {
     router: Router,
     reputation: trust::Reputation,
+    anomalies: anomaly::Anomalies,
     containers: Containers,
     north: Northbound,
     /// Where sessions of node agents in other processes join the in-process cluster agent.
@@ -162,6 +163,7 @@ impl InProcess {
         let keys = link_keys(&cfg.dir, &cfg.name)?;
         let guard = guard(&keys, cfg);
         let reputation = guard.reputation.clone();
+        let anomalies = guard.anomalies.clone();
         let keys = reporting(keys, &reputation);
         let north = Northbound {
             intents,
@@ -217,6 +219,7 @@ impl InProcess {
         Ok(Self {
             router,
             reputation,
+            anomalies,
             containers,
             north,
             nodes,
@@ -265,6 +268,12 @@ impl InProcess {
             crate::k8s::controller::AffinityController::new(client, Arc::new(self.containers.clone()), config)
                 .with_declarer(Arc::new(Declare(self.north.clone())));
         self.tasks.push(tokio::spawn(controller.run(self.shutdown.clone())));
+    }
+
+    /// The anomaly verdicts (for the binary to export as metrics).
+    #[must_use]
+    pub fn anomalies(&self) -> &anomaly::Anomalies {
+        &self.anomalies
     }
 
     /// Components, nodes and placements as the cluster agent sees them.

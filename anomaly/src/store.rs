@@ -1,6 +1,6 @@
 //! The verdicts kept for the API and the followers: the last [`CAPACITY`], newest last.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use control_api::AnomalyClass;
@@ -31,6 +31,8 @@ pub struct Query {
 pub struct Anomalies {
     kept: Arc<Mutex<VecDeque<Verdict>>>,
     follow: broadcast::Sender<Verdict>,
+    /// Verdicts ever pushed, by (class, subject kind): a counter that eviction does not lower.
+    totals: Arc<Mutex<BTreeMap<(AnomalyClass, String), u64>>>,
 }
 
 impl Default for Anomalies {
@@ -46,11 +48,20 @@ impl Anomalies {
         Self {
             kept: Arc::new(Mutex::new(VecDeque::new())),
             follow: broadcast::channel(FOLLOW_BUFFER).0,
+            totals: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
 
     /// Keeps `v` and sends it to the followers.
     pub fn push(&self, v: Verdict) {
+        {
+            // Subject kinds are few (`backend`, `principal`, `agent`, `node`): the map stays
+            // small whatever the subjects.
+            let kind = v.subject.split_once(':').map_or("other", |(k, _)| k);
+            let kind = if kind.len() <= 16 { kind } else { "other" };
+            let mut totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+            *totals.entry((v.class, kind.to_owned())).or_default() += 1;
+        }
         {
             let mut kept = self.kept.lock().unwrap_or_else(PoisonError::into_inner);
             if kept.len() == CAPACITY {
@@ -60,6 +71,13 @@ impl Anomalies {
         }
         // No follower is not an error.
         let _ = self.follow.send(v);
+    }
+
+    /// Verdicts pushed since start, by class and subject kind (`backend`, `principal`, ...).
+    #[must_use]
+    pub fn totals(&self) -> Vec<(AnomalyClass, String, u64)> {
+        let totals = self.totals.lock().unwrap_or_else(PoisonError::into_inner);
+        totals.iter().map(|((c, k), n)| (*c, k.clone(), *n)).collect()
     }
 
     /// The verdicts matching `q`, newest first.

@@ -115,6 +115,39 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The agents' counters: anomaly verdicts and decisions, read at each scrape or push.
+fn export_agent_metrics(anomalies: anomaly::Anomalies, otel: &Otel) {
+    use telemetry::otel::ObservableKind;
+    otel.observe_u64(
+        "mlsysops.anomaly.verdicts",
+        "Anomaly verdicts since start, by class and subject kind",
+        "{verdict}",
+        ObservableKind::Counter,
+        move |observe| {
+            for (class, kind, n) in anomalies.totals() {
+                observe(
+                    n,
+                    &[
+                        ("mlsysops.anomaly.class", class.name()),
+                        ("mlsysops.subject.kind", &kind),
+                    ],
+                );
+            }
+        },
+    );
+    otel.observe_u64(
+        "mlsysops.agent.decisions",
+        "Decisions the agents recorded since start, by policy and status as recorded",
+        "{decision}",
+        ObservableKind::Counter,
+        |observe| {
+            for (policy, status, n) in agents::decisions::recorded() {
+                observe(n, &[("mlsysops.policy", &policy), ("mlsysops.decision.status", status)]);
+            }
+        },
+    );
+}
+
 /// Logs to stderr, and exports spans over OTLP when `otel` has an endpoint.
 fn init_logging(otel: Option<&Otel>) {
     use tracing_subscriber::layer::SubscriberExt;
@@ -168,6 +201,7 @@ fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
             let mut running = running;
             server = server.with_admin_routes(running.router());
             trust::metrics::export(running.reputation(), &otel);
+            export_agent_metrics(running.anomalies().clone(), &otel);
             if let Some(addr) = agent_settings.link_listen {
                 let l = tokio::net::TcpListener::bind(addr)
                     .await

@@ -153,6 +153,7 @@ async fn a_backend_slow_from_the_placed_machine_moves_the_component_with_a_decis
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    let injected = std::time::Instant::now();
 
     let moved = until(Duration::from_secs(90), "the component moved", || async {
         let p = placements(&a).await;
@@ -169,7 +170,7 @@ async fn a_backend_slow_from_the_placed_machine_moves_the_component_with_a_decis
     assert_eq!(moved["target"], "app/photo/infer", "{moved:#}");
     assert_eq!(moved["choice"], other, "{moved:#}");
     let reason = moved["reason"].as_str().unwrap();
-    eprintln!("the decision: {reason}");
+    eprintln!("moved {:?} after the backend turned slow: {reason}", injected.elapsed());
 
     assert!(
         reason

@@ -232,6 +232,22 @@ async fn a_bit_flipping_backend_loses_trust_is_drained_and_recovers_and_no_objec
     );
     srv.wait_migration_done("guarded", Duration::from_secs(60)).await;
     eprintln!("bit flips on {bad}: verdict after {detected:?}, drained after {drained:?}, trust {low:.2}");
+    // Both show on /metrics, for dashboards: the verdict and the trust keeper's decision.
+    let text = srv.metrics().await;
+    let class = verdict["class"].as_str().unwrap();
+    let verdicts = prom_value(
+        &text,
+        "mlsysops_anomaly_verdicts_total",
+        &[("mlsysops_anomaly_class", class), ("mlsysops_subject_kind", "backend")],
+    );
+    assert!(verdicts.is_some_and(|n| n >= 1.0), "{verdicts:?}");
+    // Recorded `pending` while its migration runs, or `applied`: summed over statuses.
+    let drains = prom_value(
+        &text,
+        "mlsysops_agent_decisions_total",
+        &[("mlsysops_policy", "trust_keeper")],
+    );
+    assert!(drains.is_some_and(|n| n >= 1.0), "{drains:?}");
 
     // The fault goes; reads of the canary bucket give evidence again, and trust climbs back.
     set_faults(&srv, &bad, json!({})).await;

@@ -102,9 +102,15 @@ fn candidates(args: &ExtenderArgs, known: &dyn Knowledge) -> Vec<Node> {
         let name = n.metadata.name.clone().unwrap_or_default();
         let mut node = known.node(&name).unwrap_or_default();
         node.name = name;
-        if let Some(labels) = &n.metadata.labels {
-            node.labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
+        // The API server's labels are the node's; what its node agent says of itself (a
+        // `gdpr` label it claims) counts only where kube-scheduler sends names alone.
+        node.labels = n
+            .metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         node
     };
     match (&args.nodes, &args.node_names) {
@@ -287,7 +293,7 @@ mod tests {
     #[test]
     fn filter_with_full_nodes_drops_nodes_without_the_gdpr_label() {
         let args: ExtenderArgs = serde_json::from_value(json!({"Pod": pod(),
-            "Nodes": {"items": [node("near", true), node("elsewhere", false)]}}))
+            "Nodes": {"items": [node("near", true), node("elsewhere", false), node("far", false)]}}))
         .unwrap();
         let res = filter(&args, &Known);
         let kept: Vec<_> = res
@@ -301,6 +307,11 @@ mod tests {
         assert_eq!(kept, ["near"]);
         assert!(
             res.failed_and_unresolvable_nodes["elsewhere"].contains("gdpr=true"),
+            "{res:?}"
+        );
+        // `far`'s node agent says it is labelled gdpr; the API server's labels say it is not.
+        assert!(
+            res.failed_and_unresolvable_nodes["far"].contains("gdpr=true"),
             "{res:?}"
         );
         // The kept node goes back as kube-scheduler sent it (k8s-openapi adds its kind and
