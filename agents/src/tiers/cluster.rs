@@ -345,12 +345,11 @@ impl Cluster {
     async fn period(&mut self) -> Result<Vec<control_api::Decision>> {
         self.period += 1;
         self.scheduler.set_dry_run(self.shared.dry_run());
-        let watched: Vec<(String, control_api::BucketIntent)> = self
-            .intents
-            .all()?
-            .into_iter()
+        let intents = self.intents.all()?;
+        let watched: Vec<(String, control_api::BucketIntent)> = intents
+            .iter()
             .filter(|i| i.state == "applied" && i.intent.policy_update_token.is_some())
-            .map(|i| (i.bucket, i.intent))
+            .map(|i| (i.bucket.clone(), i.intent.clone()))
             .collect();
         let mut world = self
             .observer
@@ -368,7 +367,7 @@ impl Cluster {
                 }
             }
         }
-        self.place_containers(&mut world)?;
+        self.place_containers(&mut world, &intents);
         self.backends = Some((
             world.backends.len(),
             world.backends.iter().filter(|b| b.labels.gdpr).count(),
@@ -388,8 +387,8 @@ impl Cluster {
     }
 
     /// Fills the world's nodes (machines reported within three periods) and app components
-    /// (from the intents of app buckets), and shares the picture with the extender.
-    fn place_containers(&mut self, world: &mut World) -> Result<()> {
+    /// (from the period's `intents` of app buckets), and shares the picture with the extender.
+    fn place_containers(&mut self, world: &mut World, intents: &[StoredIntent]) {
         let fresh = i64::try_from(self.cfg.period.as_millis().saturating_mul(3)).unwrap_or(i64::MAX);
         let now = world.now_ms;
         self.machines.retain(|_, (at, _, _)| now - *at <= fresh.max(30_000));
@@ -408,7 +407,7 @@ impl Cluster {
             })
             .collect();
         let mut components: BTreeMap<(String, String), ComponentView> = BTreeMap::new();
-        for i in self.intents.all()? {
+        for i in intents {
             let (Some(app), Some(component)) = (i.source.strip_prefix("app:"), i.component.as_ref()) else {
                 continue;
             };
@@ -421,7 +420,7 @@ impl Cluster {
                     preferred: self.containers.preferred(app, component).map(|p| p.node),
                 })
                 .buckets
-                .push(i.bucket);
+                .push(i.bucket.clone());
         }
         world.components = components.into_values().collect();
         let needs = world
@@ -431,7 +430,6 @@ impl Cluster {
             .collect();
         let nodes = world.nodes.iter().map(|n| (n.name.clone(), n.clone())).collect();
         self.containers.refresh(needs, nodes, containers::backends(world));
-        Ok(())
     }
 
     /// The decision log (shared with the in-process continuum).

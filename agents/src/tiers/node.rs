@@ -166,19 +166,6 @@ impl Node {
     /// placing containers, its machine, labels, round trip to its gateway and whether that
     /// gateway hedges reads.
     async fn summary(&self, world: &World) -> Value {
-        // The round trip of the cheapest admin call: what a container on this machine adds
-        // to every backend's latency by reading through this gateway.
-        let started = Instant::now();
-        let reads = self
-            .gateway
-            .client()
-            .send(control_api::Method::GET, control_api::routes::READS, None)
-            .await;
-        let gateway_rtt_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let (gateway_rtt_ms, hedged) = match reads {
-            Ok((status, v)) if status.is_success() => (Some(gateway_rtt_ms), v["hedging"].as_bool()),
-            _ => (None, None),
-        };
         let backends: Vec<Value> = world
             .backends
             .iter()
@@ -194,8 +181,17 @@ impl Node {
             })
             .collect();
         let mut knobs = serde_json::Map::new();
+        // The read-settings knob is one cheap admin call: its round trip is what a container
+        // on this machine adds to every backend's latency by reading through this gateway.
+        let (mut gateway_rtt_ms, mut hedged) = (None, None);
         for (name, m) in &self.mechanisms {
-            knobs.insert(name.clone(), m.get_state().await);
+            let started = Instant::now();
+            let state = m.get_state().await;
+            if name == crate::mechanisms::reads::NAME && state.get("error").is_none() {
+                gateway_rtt_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                hedged = state["hedging"].as_bool();
+            }
+            knobs.insert(name.clone(), state);
         }
         json!({
             "backends": backends,
